@@ -1,0 +1,26 @@
+//! callspan's hot-path data: everything a traced call touches before the exporter takes over.
+//!
+//! A traced call asks the [`sampler::Sampler`] for a decision, reads two timestamps from the
+//! [`clock`], takes ids from [`ids`], and pushes one fixed-size [`record::SpanRecord`] into the
+//! bounded [`sink::SpanSink`]. Strings never travel with a record: code objects, classes and
+//! threads are interned once in the [`registry::Registry`] and records carry small integer ids.
+//! [`context`] keeps the per-thread stack of open spans that makes nested calls parent and child,
+//! [`stats`] counts everything, and [`config`] is the one place every environment variable is read.
+//!
+//! ```
+//! use callspan_core::{record::SpanRecord, sink::SpanSink};
+//! let sink = SpanSink::new(8);
+//! assert!(sink.push(SpanRecord::default()));
+//! assert_eq!(sink.len(), 1);
+//! ```
+
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod fork;
+pub mod ids;
+pub mod record;
+pub mod registry;
+pub mod sampler;
+pub mod sink;
+pub mod stats;

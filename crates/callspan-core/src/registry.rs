@@ -1,0 +1,245 @@
+//! Interned strings for everything a span names: traced functions, calling code, classes, threads.
+//!
+//! The hot path sees the same code objects and classes over and over. Like a `tracing` callsite,
+//! each is registered once — its strings copied into Rust while the GIL is held — and referred to
+//! by a small integer id from then on. The exporter thread resolves ids back to strings without
+//! ever touching a Python object. Entries are never removed: the binding keeps the underlying
+//! Python object alive, so a pointer used as a key can never be reused by another object.
+
+use crate::record::{ClassId, CodeId, FunctionId, ThreadKey};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A static attribute value given to `@callspan.trace(attributes=...)`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttributeValue {
+    /// A string.
+    Str(Arc<str>),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// A traced function (the callee), as decorated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionInfo {
+    /// The span name: the callee's `__qualname__`, or the decorator's `name=`.
+    pub span_name: Arc<str>,
+    /// `code.function.name`: module-qualified qualname.
+    pub function_name: Arc<str>,
+    /// `code.file.path`, when the callee is Python code.
+    pub file: Option<Arc<str>>,
+    /// `code.line.number`: the `def` line, 0 when unknown.
+    pub line: u32,
+    /// Static attributes from the decorator, added to every span of this function.
+    pub attributes: Vec<(Arc<str>, AttributeValue)>,
+}
+
+/// A calling code object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeInfo {
+    /// `caller.function.name`: module-qualified qualname of the calling code.
+    pub function_name: Arc<str>,
+    /// `caller.file.path`.
+    pub file: Arc<str>,
+}
+
+/// A thread that made traced calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadInfo {
+    /// `thread.id`: `threading.get_ident()`.
+    pub id: u64,
+    /// `thread.name` when the thread first made a traced call.
+    pub name: Arc<str>,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    functions: Vec<FunctionInfo>,
+    codes: Vec<CodeInfo>,
+    classes: Vec<Arc<str>>,
+    threads: Vec<ThreadInfo>,
+    code_by_key: HashMap<usize, CodeId>,
+    class_by_key: HashMap<usize, ClassId>,
+}
+
+/// The process-wide intern tables. Ids are 1-based indices; 0 always means "none".
+#[derive(Debug, Default)]
+pub struct Registry {
+    tables: RwLock<Tables>,
+}
+
+/// A read-only view used by the exporter to resolve a whole batch under one lock.
+#[derive(Debug)]
+pub struct RegistryView<'a> {
+    tables: parking_lot::RwLockReadGuard<'a, Tables>,
+}
+
+fn lookup<T>(items: &[T], id: u32) -> Option<&T> {
+    (id as usize).checked_sub(1).and_then(|i| items.get(i))
+}
+
+impl RegistryView<'_> {
+    /// The traced function with this id.
+    pub fn function(&self, id: FunctionId) -> Option<&FunctionInfo> {
+        lookup(&self.tables.functions, id)
+    }
+    /// The calling code with this id.
+    pub fn code(&self, id: CodeId) -> Option<&CodeInfo> {
+        lookup(&self.tables.codes, id)
+    }
+    /// The module-qualified class name with this id.
+    pub fn class(&self, id: ClassId) -> Option<&Arc<str>> {
+        lookup(&self.tables.classes, id)
+    }
+    /// The thread with this key.
+    pub fn thread(&self, key: ThreadKey) -> Option<&ThreadInfo> {
+        lookup(&self.tables.threads, key)
+    }
+}
+
+fn next_id(len: usize) -> u32 {
+    // Four billion distinct code objects would exhaust memory long before the id space.
+    u32::try_from(len + 1).unwrap_or(u32::MAX)
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a traced function; each decoration gets its own id.
+    pub fn add_function(&self, info: FunctionInfo) -> FunctionId {
+        let mut t = self.tables.write();
+        t.functions.push(info);
+        next_id(t.functions.len() - 1)
+    }
+
+    /// Registers a thread.
+    pub fn add_thread(&self, info: ThreadInfo) -> ThreadKey {
+        let mut t = self.tables.write();
+        t.threads.push(info);
+        next_id(t.threads.len() - 1)
+    }
+
+    /// The id of the code object identified by `key`, if it was registered before.
+    #[inline]
+    pub fn code_id(&self, key: usize) -> Option<CodeId> {
+        self.tables.read().code_by_key.get(&key).copied()
+    }
+
+    /// Registers the code object identified by `key` (its address, kept alive by the caller).
+    pub fn add_code(&self, key: usize, info: CodeInfo) -> CodeId {
+        let mut t = self.tables.write();
+        if let Some(id) = t.code_by_key.get(&key) {
+            return *id;
+        }
+        t.codes.push(info);
+        let id = next_id(t.codes.len() - 1);
+        t.code_by_key.insert(key, id);
+        id
+    }
+
+    /// The id of the class identified by `key`, if it was registered before.
+    #[inline]
+    pub fn class_id(&self, key: usize) -> Option<ClassId> {
+        self.tables.read().class_by_key.get(&key).copied()
+    }
+
+    /// Registers the class identified by `key` (its address, kept alive by the caller).
+    pub fn add_class(&self, key: usize, name: Arc<str>) -> ClassId {
+        let mut t = self.tables.write();
+        if let Some(id) = t.class_by_key.get(&key) {
+            return *id;
+        }
+        t.classes.push(name);
+        let id = next_id(t.classes.len() - 1);
+        t.class_by_key.insert(key, id);
+        id
+    }
+
+    /// A consistent view for resolving many ids at once.
+    pub fn view(&self) -> RegistryView<'_> {
+        RegistryView {
+            tables: self.tables.read(),
+        }
+    }
+
+    /// Holds the write lock across `fork()` (see [`crate::fork::around_fork`]).
+    pub fn lock_for_fork(&self) {
+        std::mem::forget(self.tables.write());
+    }
+
+    /// Releases the lock taken by [`Registry::lock_for_fork`].
+    ///
+    /// # Safety
+    /// Must be paired with exactly one earlier `lock_for_fork` in this process image.
+    pub unsafe fn unlock_after_fork(&self) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { self.tables.force_unlock_write() };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(name: &str) -> CodeInfo {
+        CodeInfo {
+            function_name: name.into(),
+            file: "/app/x.py".into(),
+        }
+    }
+
+    #[test]
+    fn interning_is_idempotent_per_key() {
+        let r = Registry::new();
+        assert_eq!(r.code_id(0x10), None);
+        let a = r.add_code(0x10, code("m.a"));
+        let b = r.add_code(0x20, code("m.b"));
+        assert_ne!(a, b);
+        assert_eq!(r.add_code(0x10, code("ignored")), a);
+        assert_eq!(r.code_id(0x10), Some(a));
+        let v = r.view();
+        assert_eq!(&*v.code(a).unwrap().function_name, "m.a");
+        assert_eq!(&*v.code(b).unwrap().function_name, "m.b");
+    }
+
+    #[test]
+    fn zero_means_none() {
+        let r = Registry::new();
+        let c = r.add_class(1, "m.C".into());
+        assert_eq!(c, 1);
+        let v = r.view();
+        assert!(v.class(0).is_none());
+        assert!(v.code(0).is_none());
+        assert_eq!(&**v.class(c).unwrap(), "m.C");
+    }
+
+    #[test]
+    fn functions_and_threads_get_sequential_ids() {
+        let r = Registry::new();
+        let f = FunctionInfo {
+            span_name: "f".into(),
+            function_name: "m.f".into(),
+            file: None,
+            line: 0,
+            attributes: vec![],
+        };
+        assert_eq!(r.add_function(f.clone()), 1);
+        assert_eq!(r.add_function(f), 2);
+        assert_eq!(
+            r.add_thread(ThreadInfo {
+                id: 7,
+                name: "MainThread".into()
+            }),
+            1
+        );
+        assert_eq!(r.view().thread(1).unwrap().id, 7);
+    }
+}

@@ -1,0 +1,202 @@
+//! The bounded queue between traced calls and the exporter thread.
+//!
+//! A traced call must never block and never allocate for the queue, so the sink is a fixed-size
+//! lock-free ring ([`crossbeam_queue::ArrayQueue`]). When it is full the new record is dropped and
+//! counted. When it holds a full batch the exporter is woken once — the `wake_pending` flag keeps
+//! a hot loop from signalling on every push.
+
+use crate::record::SpanRecord;
+use crate::stats::Stats;
+use crossbeam_queue::ArrayQueue;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// A wake-up call into the exporter thread.
+pub type Waker = Box<dyn Fn() + Send + Sync>;
+
+/// The bounded span queue plus the counters that describe it.
+pub struct SpanSink {
+    queue: ArrayQueue<SpanRecord>,
+    /// Counters shared with the exporter.
+    pub stats: Stats,
+    batch_threshold: AtomicUsize,
+    wake_pending: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl std::fmt::Debug for SpanSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanSink")
+            .field("len", &self.queue.len())
+            .field("capacity", &self.queue.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SpanSink {
+    /// A sink holding at most `capacity` records (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        SpanSink {
+            queue: ArrayQueue::new(capacity.max(1)),
+            stats: Stats::default(),
+            batch_threshold: AtomicUsize::new(usize::MAX),
+            wake_pending: AtomicBool::new(false),
+            waker: Mutex::new(None),
+        }
+    }
+
+    /// Queues a finished span. Returns false (and counts the drop) when the queue is full.
+    #[inline]
+    pub fn push(&self, record: SpanRecord) -> bool {
+        if self.queue.push(record).is_err() {
+            Stats::add(&self.stats.dropped_queue_full, 1);
+            self.wake();
+            return false;
+        }
+        if self.queue.len() >= self.batch_threshold.load(Ordering::Relaxed) {
+            self.wake();
+        }
+        true
+    }
+
+    #[inline]
+    fn wake(&self) {
+        // Only the first push past the threshold signals; the exporter clears the flag.
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            if let Some(waker) = self.waker.lock().as_ref() {
+                waker();
+            }
+        }
+    }
+
+    /// Takes the oldest queued record.
+    #[inline]
+    pub fn pop(&self) -> Option<SpanRecord> {
+        self.queue.pop()
+    }
+
+    /// Records waiting.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// True when nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The fixed capacity.
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity()
+    }
+
+    /// Installs the exporter's wake-up call and the queue length that triggers it.
+    pub fn set_waker(&self, batch_threshold: usize, waker: Option<Waker>) {
+        *self.waker.lock() = waker;
+        self.batch_threshold
+            .store(batch_threshold.max(1), Ordering::Relaxed);
+        self.wake_pending.store(false, Ordering::Release);
+    }
+
+    /// Called by the exporter when it wakes, so the next full batch signals again.
+    pub fn clear_wake(&self) {
+        self.wake_pending.store(false, Ordering::Release);
+    }
+
+    /// Drops every queued record, counting them as `dropped_shutdown`; returns how many.
+    pub fn discard_all(&self) -> usize {
+        let mut n = 0;
+        while self.queue.pop().is_some() {
+            n += 1;
+        }
+        Stats::add(&self.stats.dropped_shutdown, n as u64);
+        n
+    }
+
+    /// Holds the waker lock across `fork()`.
+    pub fn lock_for_fork(&self) {
+        std::mem::forget(self.waker.lock());
+    }
+
+    /// Releases the lock taken by [`SpanSink::lock_for_fork`].
+    ///
+    /// # Safety
+    /// Must be paired with exactly one earlier `lock_for_fork` in this process image.
+    pub unsafe fn unlock_after_fork(&self) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { self.waker.force_unlock() };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
+
+    #[test]
+    fn full_queue_drops_and_counts() {
+        let sink = SpanSink::new(2);
+        assert!(sink.push(SpanRecord::default()));
+        assert!(sink.push(SpanRecord::default()));
+        assert!(!sink.push(SpanRecord::default()));
+        let snap = sink.stats.snapshot(sink.len());
+        assert_eq!(snap.dropped_queue_full, 1);
+        assert_eq!(snap.queue_len, 2);
+    }
+
+    #[test]
+    fn wakes_once_per_batch() {
+        let sink = SpanSink::new(100);
+        let wakes = Arc::new(AtomicU32::new(0));
+        let w = wakes.clone();
+        sink.set_waker(
+            3,
+            Some(Box::new(move || {
+                w.fetch_add(1, Ordering::Relaxed);
+            })),
+        );
+        for _ in 0..10 {
+            sink.push(SpanRecord::default());
+        }
+        assert_eq!(wakes.load(Ordering::Relaxed), 1);
+        sink.clear_wake();
+        sink.push(SpanRecord::default());
+        assert_eq!(wakes.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn concurrent_pushes_lose_nothing() {
+        let sink = Arc::new(SpanSink::new(40_000));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let sink = sink.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000u64 {
+                        sink.push(SpanRecord {
+                            span_id: t * 100_000 + i + 1,
+                            ..Default::default()
+                        });
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut ids = std::collections::HashSet::new();
+        while let Some(r) = sink.pop() {
+            ids.insert(r.span_id);
+        }
+        assert_eq!(ids.len(), 40_000);
+    }
+
+    #[test]
+    fn discard_counts() {
+        let sink = SpanSink::new(4);
+        sink.push(SpanRecord::default());
+        assert_eq!(sink.discard_all(), 1);
+        assert_eq!(sink.stats.snapshot(0).dropped_shutdown, 1);
+        assert!(sink.is_empty());
+    }
+}

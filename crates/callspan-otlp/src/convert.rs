@@ -1,0 +1,229 @@
+//! Span records to OpenTelemetry `SpanData`: where ids become strings again.
+//!
+//! Runs on the exporter thread only, holding the registry's read lock once per batch. Attribute
+//! names are the span contract in DESIGN.md; tests downstream assert them on the wire.
+
+use callspan_core::record::SpanRecord;
+use callspan_core::registry::{AttributeValue, RegistryView};
+use opentelemetry::trace::{
+    Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{InstrumentationScope, KeyValue, StringValue, Value};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn time(unix_ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(unix_ns)
+}
+
+fn string(s: &Arc<str>) -> Value {
+    Value::String(StringValue::from(Arc::clone(s)))
+}
+
+fn attribute_value(v: &AttributeValue) -> Value {
+    match v {
+        AttributeValue::Str(s) => string(s),
+        AttributeValue::Int(i) => Value::I64(*i),
+        AttributeValue::Float(f) => Value::F64(*f),
+        AttributeValue::Bool(b) => Value::Bool(*b),
+    }
+}
+
+fn span_events(events: Vec<Event>) -> SpanEvents {
+    // SpanEvents is non-exhaustive; its fields are public.
+    let mut out = SpanEvents::default();
+    out.events = events;
+    out
+}
+
+/// Converts one record; `None` if it names a function the registry does not know (a bug).
+pub fn to_span_data(
+    record: SpanRecord,
+    view: &RegistryView<'_>,
+    scope: &InstrumentationScope,
+) -> Option<SpanData> {
+    let function = view.function(record.function)?;
+    let mut attributes = Vec::with_capacity(10 + function.attributes.len());
+    attributes.push(KeyValue::new(
+        "code.function.name",
+        string(&function.function_name),
+    ));
+    if let Some(file) = &function.file {
+        attributes.push(KeyValue::new("code.file.path", string(file)));
+    }
+    if function.line > 0 {
+        attributes.push(KeyValue::new("code.line.number", i64::from(function.line)));
+    }
+    if let Some(code) = view.code(record.caller.code) {
+        attributes.push(KeyValue::new(
+            "caller.function.name",
+            string(&code.function_name),
+        ));
+        attributes.push(KeyValue::new("caller.file.path", string(&code.file)));
+        attributes.push(KeyValue::new(
+            "caller.line.number",
+            i64::from(record.caller.line),
+        ));
+    }
+    if let Some(class) = view.class(record.caller.class) {
+        attributes.push(KeyValue::new("caller.class.name", string(class)));
+    }
+    if let Some(thread) = view.thread(record.thread) {
+        // Thread idents are pthread_t values; OTLP ints are signed, so keep the bit pattern.
+        attributes.push(KeyValue::new("thread.id", thread.id as i64));
+        attributes.push(KeyValue::new("thread.name", string(&thread.name)));
+    }
+    for (key, value) in &function.attributes {
+        attributes.push(KeyValue::new(key.to_string(), attribute_value(value)));
+    }
+
+    let (status, events) = match &record.error {
+        None => (Status::Unset, Vec::new()),
+        Some(e) => {
+            let event = Event::new(
+                "exception",
+                time(record.end_unix_ns),
+                vec![
+                    KeyValue::new("exception.type", e.type_name.clone()),
+                    KeyValue::new("exception.message", e.message.clone()),
+                    KeyValue::new("exception.stacktrace", e.stacktrace.clone()),
+                ],
+                0,
+            );
+            let description = if e.message.is_empty() {
+                e.type_name.clone()
+            } else {
+                format!("{}: {}", e.type_name, e.message)
+            };
+            (Status::error(description), vec![event])
+        }
+    };
+
+    Some(SpanData {
+        span_context: SpanContext::new(
+            TraceId::from(record.trace_id),
+            SpanId::from(record.span_id),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ),
+        parent_span_id: SpanId::from(record.parent_span_id),
+        parent_span_is_remote: record.parent_is_remote,
+        span_kind: SpanKind::Internal,
+        name: Cow::Owned(function.span_name.to_string()),
+        start_time: time(record.start_unix_ns),
+        end_time: time(record.end_unix_ns),
+        attributes,
+        dropped_attributes_count: 0,
+        events: span_events(events),
+        links: SpanLinks::default(),
+        status,
+        instrumentation_scope: scope.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callspan_core::record::{CallerSite, ExceptionInfo};
+    use callspan_core::registry::{CodeInfo, FunctionInfo, Registry, ThreadInfo};
+
+    fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| &kv.value)
+    }
+
+    #[test]
+    fn record_becomes_contract_span() {
+        let reg = Registry::new();
+        let f = reg.add_function(FunctionInfo {
+            span_name: "Transformer.apply_transform".into(),
+            function_name: "imgpipe.Transformer.apply_transform".into(),
+            file: Some("/app/imgpipe.py".into()),
+            line: 12,
+            attributes: vec![("team".into(), AttributeValue::Str("img".into()))],
+        });
+        let code = reg.add_code(
+            1,
+            CodeInfo {
+                function_name: "imgpipe.Rotator.rotate_image".into(),
+                file: "/app/imgpipe.py".into(),
+            },
+        );
+        let class = reg.add_class(2, "imgpipe.Rotator".into());
+        let thread = reg.add_thread(ThreadInfo {
+            id: 77,
+            name: "MainThread".into(),
+        });
+        let record = SpanRecord {
+            trace_id: 5,
+            span_id: 6,
+            parent_span_id: 0,
+            start_unix_ns: 1_000,
+            end_unix_ns: 3_000,
+            function: f,
+            caller: CallerSite {
+                code,
+                line: 31,
+                class,
+            },
+            thread,
+            ..Default::default()
+        };
+        let span = to_span_data(record, &reg.view(), &crate::resource::scope()).unwrap();
+        assert_eq!(span.name, "Transformer.apply_transform");
+        assert_eq!(span.span_kind, SpanKind::Internal);
+        assert_eq!(attr(&span, "caller.line.number"), Some(&Value::I64(31)));
+        assert_eq!(
+            attr(&span, "caller.class.name").unwrap().as_str(),
+            "imgpipe.Rotator"
+        );
+        assert_eq!(attr(&span, "code.line.number"), Some(&Value::I64(12)));
+        assert_eq!(attr(&span, "thread.name").unwrap().as_str(), "MainThread");
+        assert_eq!(attr(&span, "team").unwrap().as_str(), "img");
+        assert_eq!(span.parent_span_id, SpanId::INVALID);
+        assert_eq!(span.status, Status::Unset);
+    }
+
+    #[test]
+    fn error_becomes_status_and_event_and_no_class_means_no_attribute() {
+        let reg = Registry::new();
+        let f = reg.add_function(FunctionInfo {
+            span_name: "f".into(),
+            function_name: "m.f".into(),
+            file: None,
+            line: 0,
+            attributes: vec![],
+        });
+        let record = SpanRecord {
+            trace_id: 1,
+            span_id: 2,
+            function: f,
+            error: Some(Box::new(ExceptionInfo {
+                type_name: "ValueError".into(),
+                message: "bad".into(),
+                stacktrace: "Traceback ...".into(),
+            })),
+            ..Default::default()
+        };
+        let span = to_span_data(record, &reg.view(), &crate::resource::scope()).unwrap();
+        assert_eq!(span.status, Status::error("ValueError: bad"));
+        assert_eq!(span.events.events[0].name, "exception");
+        assert!(attr(&span, "caller.class.name").is_none());
+        assert!(attr(&span, "code.file.path").is_none());
+    }
+
+    #[test]
+    fn unknown_function_is_rejected() {
+        let reg = Registry::new();
+        let r = SpanRecord {
+            function: 9,
+            ..Default::default()
+        };
+        assert!(to_span_data(r, &reg.view(), &crate::resource::scope()).is_none());
+    }
+}

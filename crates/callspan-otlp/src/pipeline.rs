@@ -1,0 +1,314 @@
+//! The process-wide pipeline: configuration, the span sink, and the exporter's lifecycle.
+//!
+//! The binding calls [`global`] on first use; it reads the configuration then (lazily, as the
+//! OpenTelemetry SDKs do) unless `callspan.configure()` came first. The exporter thread starts
+//! with the first span, not at import, so importing callspan costs nothing. After `fork()` the
+//! child discards the parent's queued spans (the parent still sends them), forgets — never drops
+//! or joins — the parent's exporter, and starts its own with its next span.
+
+use crate::exporter::BatchExporter;
+use crate::resource::build_resource;
+use callspan_core::config::Config;
+use callspan_core::record::SpanRecord;
+use callspan_core::registry::Registry;
+use callspan_core::sampler::{RootSampler, Sampler};
+use callspan_core::sink::SpanSink;
+use callspan_core::stats::{Stats, StatsSnapshot};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The sampler in two atomics, so the hot path reads it without a lock.
+#[derive(Debug, Default)]
+struct SamplerCell {
+    kind: AtomicU8,
+    ratio_bits: AtomicU64,
+}
+
+impl SamplerCell {
+    fn store(&self, sampler: Sampler) {
+        let (kind, ratio) = match sampler {
+            Sampler::AlwaysOn => (0, 1.0),
+            Sampler::AlwaysOff => (1, 0.0),
+            Sampler::TraceIdRatio(r) => (2, r),
+            Sampler::ParentBased(RootSampler::AlwaysOn) => (3, 1.0),
+            Sampler::ParentBased(RootSampler::AlwaysOff) => (4, 0.0),
+            Sampler::ParentBased(RootSampler::TraceIdRatio(r)) => (5, r),
+        };
+        self.ratio_bits
+            .store(f64::to_bits(ratio), Ordering::Relaxed);
+        self.kind.store(kind, Ordering::Release);
+    }
+
+    #[inline]
+    fn load(&self) -> Sampler {
+        let ratio = || f64::from_bits(self.ratio_bits.load(Ordering::Relaxed));
+        match self.kind.load(Ordering::Acquire) {
+            0 => Sampler::AlwaysOn,
+            1 => Sampler::AlwaysOff,
+            2 => Sampler::TraceIdRatio(ratio()),
+            4 => Sampler::ParentBased(RootSampler::AlwaysOff),
+            5 => Sampler::ParentBased(RootSampler::TraceIdRatio(ratio())),
+            _ => Sampler::ParentBased(RootSampler::AlwaysOn),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    arguments: HashMap<String, String>,
+    config: Config,
+    exporter: Option<BatchExporter>,
+    shut_down: bool,
+}
+
+/// Everything callspan keeps per process.
+#[derive(Debug)]
+pub struct Pipeline {
+    registry: Registry,
+    sink: SpanSink,
+    sampler: SamplerCell,
+    disabled: AtomicBool,
+    /// True while an exporter thread of this process is draining the sink.
+    exporter_running: AtomicBool,
+    state: Mutex<State>,
+}
+
+static PIPELINE: OnceLock<Pipeline> = OnceLock::new();
+
+fn report(warnings: Vec<String>) {
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+}
+
+/// The process's pipeline, created from the environment on first use.
+pub fn global() -> &'static Pipeline {
+    PIPELINE.get_or_init(|| Pipeline::new(HashMap::new()))
+}
+
+/// Creates the pipeline with `callspan.configure()` arguments, or reconfigures it.
+pub fn configure(arguments: HashMap<String, String>) -> &'static Pipeline {
+    let mut fresh = false;
+    let p = PIPELINE.get_or_init(|| {
+        fresh = true;
+        Pipeline::new(arguments.clone())
+    });
+    if !fresh {
+        p.reconfigure(arguments);
+    }
+    p
+}
+
+impl Pipeline {
+    fn new(arguments: HashMap<String, String>) -> Pipeline {
+        crate::diagnostic::install();
+        let (config, warnings) = Config::from_env(&arguments);
+        report(warnings);
+        let p = Pipeline {
+            registry: Registry::new(),
+            sink: SpanSink::new(config.max_queue_size),
+            sampler: SamplerCell::default(),
+            disabled: AtomicBool::new(config.disabled),
+            exporter_running: AtomicBool::new(false),
+            state: Mutex::new(State {
+                arguments,
+                config: config.clone(),
+                exporter: None,
+                shut_down: false,
+            }),
+        };
+        p.sampler.store(config.sampler);
+        callspan_core::fork::around_fork(lock_all_for_fork, unlock_all_after_fork);
+        callspan_core::fork::on_fork_child(after_fork_in_child);
+        p
+    }
+
+    fn reconfigure(&self, arguments: HashMap<String, String>) {
+        let (config, warnings) = Config::from_env(&arguments);
+        report(warnings);
+        if config.max_queue_size != self.sink.capacity() {
+            tracing::warn!(
+                "OTEL_BSP_MAX_QUEUE_SIZE: the queue was created with {} slots on first use and keeps them; \
+                 {} applies from the next process",
+                self.sink.capacity(),
+                config.max_queue_size
+            );
+        }
+        let old = {
+            let mut state = self.state.lock();
+            state.arguments = arguments;
+            state.shut_down = false;
+            self.exporter_running.store(false, Ordering::Release);
+            state.exporter.take()
+        };
+        if let Some(exporter) = old {
+            exporter.shutdown(&self.sink, config.export_timeout);
+        }
+        self.sampler.store(config.sampler);
+        self.disabled.store(config.disabled, Ordering::Relaxed);
+        self.state.lock().config = config;
+    }
+
+    /// The intern tables shared with the exporter.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The current sampler.
+    #[inline]
+    pub fn sampler(&self) -> Sampler {
+        self.sampler.load()
+    }
+
+    /// `OTEL_SDK_DISABLED`: traced functions become plain calls.
+    #[inline]
+    pub fn disabled(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed)
+    }
+
+    /// Counts one call of a traced function (sampled or not).
+    #[inline]
+    pub fn count_started(&self) {
+        Stats::add(&self.sink.stats.spans_started, 1);
+    }
+
+    /// Queues a finished sampled span; never blocks. Starts the exporter on first use.
+    #[inline]
+    pub fn submit(&'static self, record: SpanRecord) {
+        Stats::add(&self.sink.stats.spans_sampled, 1);
+        if !self.exporter_running.load(Ordering::Acquire) && !self.start_exporter() {
+            Stats::add(&self.sink.stats.dropped_shutdown, 1);
+            return;
+        }
+        self.sink.push(record);
+    }
+
+    /// Starts the exporter unless shut down; false if spans must be dropped.
+    #[cold]
+    fn start_exporter(&'static self) -> bool {
+        let mut state = self.state.lock();
+        if state.shut_down {
+            return false;
+        }
+        if state.exporter.is_none() {
+            let resource = build_resource(&state.config);
+            match BatchExporter::start(&state.config, resource, &self.sink, &self.registry) {
+                Ok(exporter) => state.exporter = Some(exporter),
+                Err(e) => {
+                    tracing::warn!("{e}; spans are dropped");
+                    return false;
+                }
+            }
+        }
+        self.exporter_running.store(true, Ordering::Release);
+        true
+    }
+
+    /// Where spans go, for humans (`OTLP/gRPC to http://localhost:4317`).
+    pub fn destination(&self) -> String {
+        let state = self.state.lock();
+        if let Some(e) = &state.exporter {
+            return e.destination().to_owned();
+        }
+        let c = &state.config;
+        use callspan_core::config::ExporterKind::*;
+        match c.exporter {
+            Otlp => format!(
+                "OTLP/{} to {}",
+                match c.protocol {
+                    callspan_core::config::Protocol::Grpc => "gRPC",
+                    callspan_core::config::Protocol::HttpProtobuf => "HTTP",
+                },
+                c.endpoint
+            ),
+            File => format!("OTLP JSON lines in {}", c.file),
+            Console => "the console (stderr)".into(),
+            None => "nowhere (exporter none)".into(),
+        }
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> Config {
+        self.state.lock().config.clone()
+    }
+
+    /// Exports everything queued; true when all of it went out within `timeout`
+    /// (default `OTEL_BSP_EXPORT_TIMEOUT`).
+    pub fn flush(&self, timeout: Option<Duration>) -> bool {
+        let (flusher, default_timeout) = {
+            let state = self.state.lock();
+            (
+                state.exporter.as_ref().map(BatchExporter::flusher),
+                state.config.export_timeout,
+            )
+        };
+        match flusher {
+            Some(f) => f.flush(timeout.unwrap_or(default_timeout)),
+            // Nothing was ever started: nothing can be queued.
+            None => self.sink.is_empty(),
+        }
+    }
+
+    /// Flushes and stops the exporter, waiting at most `timeout` (default
+    /// `OTEL_BSP_EXPORT_TIMEOUT`). Later spans are dropped and counted until `configure()`.
+    pub fn shutdown(&self, timeout: Option<Duration>) -> bool {
+        let (exporter, default_timeout) = {
+            let mut state = self.state.lock();
+            state.shut_down = true;
+            self.exporter_running.store(false, Ordering::Release);
+            (state.exporter.take(), state.config.export_timeout)
+        };
+        let ok = match exporter {
+            Some(e) => e.shutdown(&self.sink, timeout.unwrap_or(default_timeout)),
+            None => true,
+        };
+        // Whatever is still queued now will never be sent.
+        self.sink.discard_all();
+        ok
+    }
+
+    /// Every counter, plus the queue length.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.sink.stats.snapshot(self.sink.len())
+    }
+}
+
+fn lock_all_for_fork() {
+    if let Some(p) = PIPELINE.get() {
+        std::mem::forget(p.state.lock());
+        p.registry.lock_for_fork();
+        p.sink.lock_for_fork();
+    }
+    crate::diagnostic::lock_for_fork();
+}
+
+fn unlock_all_after_fork() {
+    // SAFETY: each pairs with the matching lock in `lock_all_for_fork`, same process image.
+    unsafe {
+        crate::diagnostic::unlock_after_fork();
+        if let Some(p) = PIPELINE.get() {
+            p.sink.unlock_after_fork();
+            p.registry.unlock_after_fork();
+            p.state.force_unlock();
+        }
+    }
+}
+
+fn after_fork_in_child() {
+    let Some(p) = PIPELINE.get() else { return };
+    p.exporter_running.store(false, Ordering::Release);
+    let mut state = p.state.lock();
+    // The parent's exporter thread does not exist here, and its tokio runtime must not be
+    // dropped (that would try to join dead threads): forget it.
+    if let Some(exporter) = state.exporter.take() {
+        std::mem::forget(exporter);
+    }
+    // No waker: the child's exporter installs its own.
+    p.sink.set_waker(usize::MAX, None);
+    // The parent sends what was queued before the fork; the child must not send it twice.
+    while p.sink.pop().is_some() {}
+    p.sink.stats.reset();
+}

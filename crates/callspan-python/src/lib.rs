@@ -1,0 +1,185 @@
+//! The PyO3 binding: converts between Python objects and callspan's Rust core, nothing more.
+//!
+//! `traced` is the C-level callable (the hot path); `caller`, `python_frame`, `thread` and
+//! `exception` read interpreter state for it; `diagnostics` forwards the exporter's warnings to
+//! Python `logging`. The functions below are the private `callspan._callspan` module that
+//! `python/callspan/__init__.py` wraps; `_callspan.pyi` documents them.
+
+mod caller;
+mod diagnostics;
+mod exception;
+mod python_frame;
+mod thread;
+mod traced;
+
+use callspan_core::registry::{AttributeValue, CodeInfo, FunctionInfo};
+use callspan_otlp::pipeline;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Wraps `func` in a `TracedFunction` whose spans carry the given callee description.
+#[pyfunction(name = "traced")]
+#[pyo3(signature = (func, span_name, function_name, file, line, attributes=None))]
+fn make_traced<'py>(
+    py: Python<'py>,
+    func: &Bound<'py, PyAny>,
+    span_name: &str,
+    function_name: &str,
+    file: Option<&str>,
+    line: u32,
+    attributes: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if !func.is_callable() {
+        return Err(PyTypeError::new_err(
+            "callspan.trace: the traced object must be callable",
+        ));
+    }
+    let mut attrs = Vec::new();
+    if let Some(dict) = attributes {
+        for (k, v) in dict.iter() {
+            let key: String = k
+                .extract()
+                .map_err(|_| PyTypeError::new_err("callspan.trace: attribute keys must be str"))?;
+            attrs.push((key.into(), attribute_value(&v, &k)?));
+        }
+    }
+    let info = FunctionInfo {
+        span_name: span_name.into(),
+        function_name: function_name.into(),
+        file: file.map(Into::into),
+        line,
+        attributes: attrs,
+    };
+    let registry = pipeline::global().registry();
+    let id = registry.add_function(info);
+    if let (Ok(code), Some(file)) = (func.getattr("__code__"), file) {
+        // The traced function's own frames call other traced functions (and itself, when it
+        // recurses): name its code object now, exactly, instead of deriving a qualname later
+        // (3.9/3.10 code objects carry no qualname).
+        let info = CodeInfo {
+            function_name: function_name.into(),
+            file: file.into(),
+        };
+        caller::register_code_object(code, info, registry);
+    }
+    traced::new_traced(py, func, id)
+}
+
+fn attribute_value(v: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> PyResult<AttributeValue> {
+    // bool before int: bool is an int subclass.
+    if let Ok(b) = v.cast::<PyBool>() {
+        return Ok(AttributeValue::Bool(b.is_true()));
+    }
+    if v.is_instance_of::<PyInt>() {
+        return Ok(AttributeValue::Int(v.extract()?));
+    }
+    if v.is_instance_of::<PyFloat>() {
+        return Ok(AttributeValue::Float(v.extract()?));
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(AttributeValue::Str(s.to_str()?.into()));
+    }
+    Err(PyTypeError::new_err(format!(
+        "callspan.trace: attribute {key} must be str, bool, int or float, not {}",
+        v.get_type().name()?
+    )))
+}
+
+/// The callable wrapped by a `TracedFunction`, or None.
+#[pyfunction]
+fn wrapped<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    traced::wrapped(obj)
+}
+
+/// (Re)configures callspan from keyword arguments given as strings.
+#[pyfunction]
+fn configure(py: Python<'_>, arguments: HashMap<String, String>) {
+    py.detach(|| {
+        pipeline::configure(arguments);
+    });
+    diagnostics::forward(py);
+}
+
+fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_finite() && t >= 0.0 => Ok(Some(Duration::from_secs_f64(t))),
+        Some(t) => Err(PyValueError::new_err(format!(
+            "timeout must be a non-negative number of seconds, not {t}"
+        ))),
+    }
+}
+
+/// Exports everything queued; True when all of it was delivered within `timeout` seconds.
+#[pyfunction]
+#[pyo3(signature = (timeout=None))]
+fn flush(py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+    let timeout = timeout_arg(timeout)?;
+    let ok = py.detach(|| pipeline::global().flush(timeout));
+    diagnostics::forward(py);
+    Ok(ok)
+}
+
+/// Flushes and stops the exporter, waiting at most `timeout` seconds.
+#[pyfunction]
+#[pyo3(signature = (timeout=None))]
+fn shutdown(py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+    let timeout = timeout_arg(timeout)?;
+    let ok = py.detach(|| pipeline::global().shutdown(timeout));
+    diagnostics::forward(py);
+    Ok(ok)
+}
+
+/// Every counter as a dict.
+#[pyfunction]
+fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    diagnostics::forward(py);
+    let d = PyDict::new(py);
+    for (k, v) in pipeline::global().stats().entries() {
+        d.set_item(k, v)?;
+    }
+    Ok(d)
+}
+
+/// Where spans go, for humans.
+#[pyfunction]
+fn destination() -> String {
+    pipeline::global().destination()
+}
+
+/// The effective configuration: (setting, value, source) triples.
+#[pyfunction]
+fn effective_config() -> Vec<(String, String, String)> {
+    pipeline::global()
+        .config()
+        .effective
+        .into_iter()
+        .map(|(name, value, source)| (name.to_owned(), value, source.to_string()))
+        .collect()
+}
+
+/// Forwards pending exporter diagnostics to the `callspan` logger now.
+#[pyfunction]
+fn forward_diagnostics(py: Python<'_>) {
+    diagnostics::forward(py);
+}
+
+/// The private native module behind `callspan`.
+#[pymodule]
+fn _callspan(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("TracedFunction", traced::create_type(m.py())?)?;
+    m.add("__version__", callspan_otlp::VERSION)?;
+    m.add_function(wrap_pyfunction!(make_traced, m)?)?;
+    m.add_function(wrap_pyfunction!(wrapped, m)?)?;
+    m.add_function(wrap_pyfunction!(configure, m)?)?;
+    m.add_function(wrap_pyfunction!(flush, m)?)?;
+    m.add_function(wrap_pyfunction!(shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(stats, m)?)?;
+    m.add_function(wrap_pyfunction!(destination, m)?)?;
+    m.add_function(wrap_pyfunction!(effective_config, m)?)?;
+    m.add_function(wrap_pyfunction!(forward_diagnostics, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! `thread.id` and `thread.name`, looked up once per OS thread and cached as a registry key.
+//!
+//! Asking `threading` for the name runs (threading's own) Python code, so it happens on a
+//! thread's first traced call only; a name changed later is not picked up. After `fork()` the
+//! child's only thread keeps its ident, but its name may have changed meaning (e.g. a worker
+//! process's main thread), so the cache is keyed by fork epoch too.
+
+use callspan_core::fork;
+use callspan_core::record::ThreadKey;
+use callspan_core::registry::{Registry, ThreadInfo};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use std::cell::Cell;
+
+thread_local! {
+    /// (fork epoch + 1, key); 0 epoch means "not looked up yet".
+    static CURRENT: Cell<(u64, ThreadKey)> = const { Cell::new((0, 0)) };
+}
+
+/// The registry key of the calling thread.
+#[inline]
+pub(crate) fn current_key(py: Python<'_>, registry: &Registry) -> ThreadKey {
+    let epoch = fork::epoch() + 1;
+    let (cached_epoch, key) = CURRENT.with(Cell::get);
+    if cached_epoch == epoch {
+        return key;
+    }
+    let key = register(py, registry);
+    CURRENT.with(|c| c.set((epoch, key)));
+    key
+}
+
+#[cold]
+fn register(py: Python<'_>, registry: &Registry) -> ThreadKey {
+    // SAFETY: plain C call, GIL held.
+    let id = u64::from(unsafe { ffi::PyThread_get_thread_ident() });
+    let name = thread_name(py).unwrap_or_else(|| format!("Thread-{id}"));
+    registry.add_thread(ThreadInfo {
+        id,
+        name: name.into(),
+    })
+}
+
+fn thread_name(py: Python<'_>) -> Option<String> {
+    // Keep a pending exception (if any) out of the way of this lookup.
+    let pending = PyErr::take(py);
+    let name = py
+        .import("threading")
+        .and_then(|t| t.call_method0("current_thread"))
+        .and_then(|t| t.getattr("name"))
+        .and_then(|n| n.extract::<String>())
+        .ok();
+    if let Some(err) = pending {
+        err.restore(py);
+    }
+    name
+}

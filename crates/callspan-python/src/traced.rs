@@ -1,0 +1,364 @@
+//! `TracedFunction`: the C-level callable `@callspan.trace` returns, and the per-call hot path.
+//!
+//! It is a small CPython type written against the C API instead of a `#[pyclass]`, because
+//! the call must be a vectorcall: PyO3 classes are called through `tp_call`, which in
+//! CPython ≤ 3.11 spends a recursion-limit slot per call (a traced recursion would hit
+//! `RecursionError` at half the depth) and builds an argument tuple per call. With vectorcall the
+//! arguments go straight through to the wrapped function, and no Python frame of ours exists —
+//! so the frame current when [`traced_vectorcall`] runs *is* the caller's.
+//!
+//! The type is also a method descriptor (`Py_TPFLAGS_METHOD_DESCRIPTOR`): `obj.method(x)`
+//! calls it with `obj` prepended, exactly like a function, without creating a bound method.
+//! Instances carry a `__dict__` so that `functools.update_wrapper` can give them the wrapped
+//! function's `__name__`, `__qualname__`, `__doc__`, `__module__` and `__wrapped__`.
+
+use crate::{caller, exception, thread};
+use callspan_core::clock::now_unix_ns;
+use callspan_core::context::{self, ParentSpan};
+use callspan_core::ids;
+use callspan_core::record::{FunctionId, SpanRecord};
+use callspan_otlp::pipeline::{self, Pipeline};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use std::ffi::{c_int, c_void};
+use std::mem::offset_of;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// The object layout. `#[repr(C)]` because CPython reads `vectorcall`, `dict` and `weaklist`
+/// at the offsets published through the type's members.
+#[repr(C)]
+struct TracedObject {
+    ob_base: ffi::PyObject,
+    /// Always [`traced_vectorcall`]; CPython calls through this slot.
+    vectorcall: Option<ffi::vectorcallfunc>,
+    /// The wrapped callable (strong reference; NULL only after `tp_clear`).
+    func: *mut ffi::PyObject,
+    /// The instance `__dict__` (managed by CPython through `__dictoffset__`).
+    dict: *mut ffi::PyObject,
+    /// Weak references list (managed by CPython through `__weaklistoffset__`).
+    weaklist: *mut ffi::PyObject,
+    /// The callee's registry id.
+    function_id: FunctionId,
+}
+
+extern "C" {
+    // Not declared by pyo3-ffi; part of the stable C API since Python 3.0.
+    fn PyMethod_New(func: *mut ffi::PyObject, self_: *mut ffi::PyObject) -> *mut ffi::PyObject;
+}
+
+static TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
+
+/// Pops the context stack even if the call unwinds.
+struct OpenSpan;
+
+impl Drop for OpenSpan {
+    #[inline]
+    fn drop(&mut self) {
+        context::pop();
+    }
+}
+
+/// The hot path: one traced call.
+unsafe extern "C" fn traced_vectorcall(
+    callable: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls this slot only on our instances, with the GIL held.
+    let this = unsafe { &*callable.cast::<TracedObject>() };
+    let func = this.func;
+    if func.is_null() {
+        // SAFETY: GIL held; sets a TypeError and signals it by returning NULL.
+        unsafe {
+            ffi::PyErr_SetString(
+                ffi::PyExc_TypeError,
+                c"callspan: traced function was cleared".as_ptr(),
+            );
+        }
+        return ptr::null_mut();
+    }
+    let p = pipeline::global();
+    if p.disabled() {
+        // SAFETY: forwarding our caller's arguments unchanged.
+        return unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
+    }
+    p.count_started();
+
+    let parent = context::current();
+    let trace_id = match parent {
+        Some(parent) => parent.trace_id,
+        None => ids::trace_id(),
+    };
+    if !p
+        .sampler()
+        .should_sample(parent.map(|p| p.sampled), trace_id)
+    {
+        // Unsampled calls still open a context entry so that their children inherit the decision.
+        context::push(ParentSpan {
+            trace_id,
+            span_id: 0,
+            sampled: false,
+            remote: false,
+        });
+        let _open = OpenSpan;
+        // SAFETY: as above.
+        return unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
+    }
+
+    // SAFETY: the GIL is held for the whole call.
+    let py = unsafe { Python::assume_attached() };
+    let span_id = ids::span_id();
+    let site = caller::current_site(py, p.registry());
+    let thread = thread::current_key(py, p.registry());
+    context::push(ParentSpan {
+        trace_id,
+        span_id,
+        sampled: true,
+        remote: false,
+    });
+    let open = OpenSpan;
+    let start_unix_ns = now_unix_ns();
+    // SAFETY: as above.
+    let result = unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
+    let end_unix_ns = now_unix_ns();
+    drop(open);
+
+    let error = if result.is_null() {
+        Some(Box::new(exception::capture_current(py)))
+    } else {
+        None
+    };
+    submit(
+        p,
+        SpanRecord {
+            trace_id,
+            span_id,
+            parent_span_id: parent.map_or(0, |p| p.span_id),
+            parent_is_remote: parent.is_some_and(|p| p.remote),
+            start_unix_ns,
+            end_unix_ns,
+            function: this.function_id,
+            caller: site,
+            thread,
+            error,
+        },
+    );
+    if callspan_otlp::diagnostic::pending() {
+        crate::diagnostics::forward_keeping_error(py);
+    }
+    result
+}
+
+#[inline]
+fn submit(p: &'static Pipeline, record: SpanRecord) {
+    p.submit(record);
+}
+
+/// `tp_descr_get`: binds like a function (`obj.f` is a bound method; `Class.f` is `f`).
+unsafe extern "C" fn traced_descr_get(
+    slf: *mut ffi::PyObject,
+    obj: *mut ffi::PyObject,
+    _owner: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: GIL held; arguments are valid or NULL as the descriptor protocol promises.
+    unsafe {
+        if obj.is_null() || obj == ffi::Py_None() {
+            ffi::Py_IncRef(slf);
+            return slf;
+        }
+        PyMethod_New(slf, obj)
+    }
+}
+
+unsafe extern "C" fn traced_traverse(
+    slf: *mut ffi::PyObject,
+    visit: ffi::visitproc,
+    arg: *mut c_void,
+) -> c_int {
+    // SAFETY: called by the GC on our instances.
+    unsafe {
+        let this = &*slf.cast::<TracedObject>();
+        for obj in [this.func, this.dict] {
+            if !obj.is_null() {
+                let r = visit(obj, arg);
+                if r != 0 {
+                    return r;
+                }
+            }
+        }
+        // Heap types must visit their type (3.9+).
+        visit(ffi::Py_TYPE(slf).cast(), arg)
+    }
+}
+
+unsafe extern "C" fn traced_clear(slf: *mut ffi::PyObject) -> c_int {
+    // SAFETY: called by the GC or dealloc on our instances, GIL held.
+    unsafe {
+        let this = &mut *slf.cast::<TracedObject>();
+        for field in [&mut this.func, &mut this.dict] {
+            let obj = std::mem::replace(field, ptr::null_mut());
+            if !obj.is_null() {
+                ffi::Py_DecRef(obj);
+            }
+        }
+    }
+    0
+}
+
+unsafe extern "C" fn traced_dealloc(slf: *mut ffi::PyObject) {
+    // SAFETY: last reference gone, GIL held.
+    unsafe {
+        let tp = ffi::Py_TYPE(slf);
+        ffi::PyObject_GC_UnTrack(slf.cast());
+        if !(*slf.cast::<TracedObject>()).weaklist.is_null() {
+            ffi::PyObject_ClearWeakRefs(slf);
+        }
+        traced_clear(slf);
+        let free = (*tp).tp_free.expect("heap types have tp_free");
+        free(slf.cast());
+        ffi::Py_DecRef(tp.cast());
+    }
+}
+
+unsafe extern "C" fn traced_repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: GIL held.
+    unsafe {
+        let this = &*slf.cast::<TracedObject>();
+        let py = Python::assume_attached();
+        let name = callspan_otlp::pipeline::global()
+            .registry()
+            .view()
+            .function(this.function_id)
+            .map(|f| f.function_name.to_string())
+            .unwrap_or_default();
+        let text = format!("<callspan.traced {name} at {slf:p}>");
+        pyo3::types::PyString::new(py, &text).into_ptr()
+    }
+}
+
+/// Creates the `TracedFunction` type (once, at module import).
+pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let existing = TYPE.load(Ordering::Acquire);
+    if !existing.is_null() {
+        // SAFETY: TYPE holds a strong reference for the life of the process.
+        return Ok(unsafe { Bound::from_borrowed_ptr(py, existing.cast()) });
+    }
+    // CPython keeps pointers into these tables for the life of the type: leak them.
+    let members: &'static mut [ffi::PyMemberDef] = Box::leak(Box::new([
+        member(
+            c"__vectorcalloffset__",
+            offset_of!(TracedObject, vectorcall),
+        ),
+        member(c"__dictoffset__", offset_of!(TracedObject, dict)),
+        member(c"__weaklistoffset__", offset_of!(TracedObject, weaklist)),
+        ffi::PyMemberDef::default(),
+    ]));
+    // Types made from a spec get no `__dict__` descriptor of their own; CPython's generic one
+    // reads and writes the slot at `__dictoffset__`.
+    let getset: &'static mut [ffi::PyGetSetDef] = Box::leak(Box::new([
+        ffi::PyGetSetDef {
+            name: c"__dict__".as_ptr(),
+            get: Some(ffi::PyObject_GenericGetDict),
+            set: Some(ffi::PyObject_GenericSetDict),
+            doc: ptr::null(),
+            closure: ptr::null_mut(),
+        },
+        ffi::PyGetSetDef::default(),
+    ]));
+    let slots: &'static mut [ffi::PyType_Slot] = Box::leak(Box::new([
+        slot(ffi::Py_tp_call, ffi::PyVectorcall_Call as *mut c_void),
+        slot(ffi::Py_tp_descr_get, traced_descr_get as *mut c_void),
+        slot(ffi::Py_tp_traverse, traced_traverse as *mut c_void),
+        slot(ffi::Py_tp_clear, traced_clear as *mut c_void),
+        slot(ffi::Py_tp_dealloc, traced_dealloc as *mut c_void),
+        slot(ffi::Py_tp_repr, traced_repr as *mut c_void),
+        slot(ffi::Py_tp_members, members.as_mut_ptr().cast()),
+        slot(ffi::Py_tp_getset, getset.as_mut_ptr().cast()),
+        slot(
+            ffi::Py_tp_doc,
+            c"A function traced by callspan: each call becomes a span tagged with its caller."
+                .as_ptr() as *mut c_void,
+        ),
+        slot(0, ptr::null_mut()),
+    ]));
+    let mut flags = ffi::Py_TPFLAGS_DEFAULT
+        | ffi::Py_TPFLAGS_HAVE_GC
+        | ffi::Py_TPFLAGS_HAVE_VECTORCALL
+        | ffi::Py_TPFLAGS_METHOD_DESCRIPTOR;
+    #[cfg(Py_3_10)]
+    {
+        flags |= ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION;
+    }
+    let spec: &'static mut ffi::PyType_Spec = Box::leak(Box::new(ffi::PyType_Spec {
+        name: c"callspan._callspan.TracedFunction".as_ptr(),
+        basicsize: std::mem::size_of::<TracedObject>() as c_int,
+        itemsize: 0,
+        flags: flags as _,
+        slots: slots.as_mut_ptr(),
+    }));
+    // SAFETY: the spec and everything it points to live forever.
+    let tp = unsafe { ffi::PyType_FromSpec(spec) };
+    if tp.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    TYPE.store(tp.cast(), Ordering::Release);
+    // SAFETY: `tp` is a new reference; TYPE keeps one more for the process lifetime.
+    unsafe {
+        ffi::Py_IncRef(tp);
+        Ok(Bound::from_owned_ptr(py, tp))
+    }
+}
+
+fn member(name: &'static std::ffi::CStr, offset: usize) -> ffi::PyMemberDef {
+    ffi::PyMemberDef {
+        name: name.as_ptr(),
+        type_code: ffi::Py_T_PYSSIZET,
+        offset: offset as ffi::Py_ssize_t,
+        flags: ffi::Py_READONLY,
+        doc: ptr::null(),
+    }
+}
+
+fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
+    ffi::PyType_Slot { slot, pfunc }
+}
+
+/// Wraps `func` in a new `TracedFunction` registered as `function_id`.
+pub(crate) fn new_traced<'py>(
+    py: Python<'py>,
+    func: &Bound<'py, PyAny>,
+    function_id: FunctionId,
+) -> PyResult<Bound<'py, PyAny>> {
+    let tp = TYPE.load(Ordering::Acquire);
+    if tp.is_null() {
+        create_type(py)?;
+    }
+    let tp = TYPE.load(Ordering::Acquire);
+    // SAFETY: GIL held; tp is our type; the new object's fields are initialised before use.
+    unsafe {
+        let obj = ffi::PyType_GenericAlloc(tp, 0);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let this = &mut *obj.cast::<TracedObject>();
+        this.vectorcall = Some(traced_vectorcall);
+        this.func = func.clone().into_ptr();
+        this.function_id = function_id;
+        Ok(Bound::from_owned_ptr(py, obj))
+    }
+}
+
+/// The wrapped callable of a `TracedFunction`, if `obj` is one.
+pub(crate) fn wrapped<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    let tp = TYPE.load(Ordering::Acquire);
+    // SAFETY: GIL held; we only read our own layout after checking the type.
+    unsafe {
+        if tp.is_null() || ffi::Py_TYPE(obj.as_ptr()) != tp {
+            return None;
+        }
+        let func = (*obj.as_ptr().cast::<TracedObject>()).func;
+        (!func.is_null()).then(|| Bound::from_borrowed_ptr(obj.py(), func))
+    }
+}

@@ -1,0 +1,69 @@
+"""``callspan.configure()``: keyword arguments that take precedence over the environment.
+
+Every setting has an environment variable (see the README table); a keyword argument here wins
+over the signal-specific variable, which wins over the generic one, which wins over the default.
+Values are handed to the Rust configuration module as strings, so that one parser applies to
+both sources and a bad value produces the same warning naming the setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+from urllib.parse import quote
+
+from . import _callspan
+
+# keyword argument -> the Rust configuration key it sets
+_KEYS = {
+    "disabled": "disabled",
+    "service_name": "service_name",
+    "resource_attributes": "resource_attributes",
+    "sampler": "sampler",
+    "sampler_arg": "sampler_arg",
+    "exporter": "exporter",
+    "file": "file",
+    "endpoint": "endpoint",
+    "protocol": "protocol",
+    "headers": "headers",
+    "compression": "compression",
+    "timeout_ms": "timeout",
+    "schedule_delay_ms": "schedule_delay",
+    "export_timeout_ms": "export_timeout",
+    "max_queue_size": "max_queue_size",
+    "max_export_batch_size": "max_export_batch_size",
+}
+
+
+def _key_values(value: Mapping[str, Any]) -> str:
+    # The same `k=v,k2=v2` form as OTEL_RESOURCE_ATTRIBUTES, with the separators escaped.
+    return ",".join(f"{quote(str(k), safe='')}={quote(str(v), safe='')}" for k, v in value.items())
+
+
+def _as_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return _key_values(value)
+    return str(value)
+
+
+def configure(**settings: Any) -> None:
+    """Configure callspan in code; each keyword wins over its environment variable.
+
+    Keywords: ``disabled``, ``service_name``, ``resource_attributes`` (dict), ``sampler``,
+    ``sampler_arg``, ``exporter`` (``otlp``, ``console``, ``file``, ``none``), ``file``,
+    ``endpoint``, ``protocol``, ``headers`` (dict), ``compression``, ``timeout_ms``,
+    ``schedule_delay_ms``, ``export_timeout_ms``, ``max_queue_size``,
+    ``max_export_batch_size``. Calling it again replaces the previous arguments; spans queued
+    under the old configuration are flushed first. Bad values are logged on the ``callspan``
+    logger and replaced by defaults; unknown keywords raise TypeError.
+    """
+    unknown = sorted(set(settings) - set(_KEYS))
+    if unknown:
+        raise TypeError(
+            f"callspan.configure: unknown setting(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(_KEYS))}"
+        )
+    _callspan.configure(
+        {_KEYS[k]: _as_string(v) for k, v in settings.items() if v is not None}
+    )

@@ -1,0 +1,92 @@
+"""The ``@callspan.trace`` decorator: describes the callee once and wraps it in the native
+``TracedFunction``, whose calls are the hot path (no Python frame of ours runs per call)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import linecache
+from typing import Any, Callable, Mapping, TypeVar, overload
+
+from . import _callspan
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# How far below co_firstlineno (the first decorator's line) the `def` line may be searched.
+_MAX_DECORATOR_LINES = 100
+
+
+def _def_line(code: Any) -> int:
+    """The line of the ``def`` statement: ``co_firstlineno`` is the first decorator's line."""
+    first = code.co_firstlineno
+    lines = linecache.getlines(code.co_filename)
+    for index in range(first - 1, min(len(lines), first - 1 + _MAX_DECORATOR_LINES)):
+        stripped = lines[index].lstrip()
+        if stripped.startswith(("def ", "async def ")):
+            return index + 1
+    return first
+
+
+def _describe(func: Callable[..., Any], name: str | None) -> tuple[str, str, str | None, int]:
+    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    if not isinstance(qualname, str):
+        qualname = type(func).__qualname__
+    module = getattr(func, "__module__", None)
+    if not isinstance(module, str):
+        module = type(func).__module__
+    file: str | None = None
+    line = 0
+    code = getattr(inspect.unwrap(func), "__code__", None) if inspect.isfunction(func) else None
+    if code is not None:
+        file = code.co_filename
+        line = _def_line(code)
+    return name or qualname, f"{module}.{qualname}", file, line
+
+
+def _wrap(func: Any, name: str | None, attributes: Mapping[str, Any] | None) -> Any:
+    if isinstance(func, (classmethod, staticmethod)):
+        # @callspan.trace above @classmethod/@staticmethod: trace the function inside.
+        return type(func)(_wrap(func.__func__, name, attributes))
+    if not callable(func):
+        raise TypeError(
+            f"callspan.trace can only decorate a callable, not {type(func).__name__!s} "
+            f"object {func!r}; to name the span, use @callspan.trace(name=...)"
+        )
+    if attributes is not None and not isinstance(attributes, Mapping):
+        raise TypeError("callspan.trace: attributes must be a mapping of str to str, bool, int or float")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"callspan.trace: name must be a str, not {type(name).__name__}")
+    span_name, function_name, file, line = _describe(func, name)
+    traced = _callspan.traced(
+        func, span_name, function_name, file, line, dict(attributes) if attributes else None
+    )
+    functools.update_wrapper(traced, func)
+    return traced
+
+
+@overload
+def trace(func: F, /) -> F: ...
+@overload
+def trace(
+    *, name: str | None = None, attributes: Mapping[str, Any] | None = None
+) -> Callable[[F], F]: ...
+def trace(
+    func: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Any:
+    """Trace every call of ``func``: one span per (sampled) call, tagged with its caller.
+
+    Use as ``@callspan.trace`` or ``@callspan.trace(name=..., attributes={...})`` on functions,
+    methods, classmethods and staticmethods (above or below ``@classmethod`` both work). The
+    result keeps ``__name__``, ``__qualname__``, ``__doc__``, ``__module__``, ``__wrapped__`` and
+    the signature, and binds like a function. ``name`` replaces the span name (default: the
+    callee's ``__qualname__``); ``attributes`` are added to every span of this function.
+
+    Raises TypeError at decoration time if ``func`` is not callable.
+    """
+    if func is None:
+        return lambda f: _wrap(f, name, attributes)
+    return _wrap(func, name, attributes)
