@@ -1,6 +1,7 @@
 """The native module behind callspan (Rust, PyO3). Private: use the ``callspan`` package."""
 
-from typing import Any, Callable, Mapping
+from collections.abc import Mapping
+from typing import Any, Callable
 
 __version__: str
 

@@ -8,7 +8,8 @@ both sources and a bad value produces the same warning naming the setting.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 from . import _callspan
@@ -64,6 +65,4 @@ def configure(**settings: Any) -> None:
             f"callspan.configure: unknown setting(s) {', '.join(unknown)}; "
             f"valid: {', '.join(sorted(_KEYS))}"
         )
-    _callspan.configure(
-        {_KEYS[k]: _as_string(v) for k, v in settings.items() if v is not None}
-    )
+    _callspan.configure({_KEYS[k]: _as_string(v) for k, v in settings.items() if v is not None})

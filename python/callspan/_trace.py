@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import inspect
 import linecache
-from typing import Any, Callable, Mapping, TypeVar, overload
+from collections.abc import Mapping
+from typing import Any, Callable, TypeVar, overload
 
 from . import _callspan
 
@@ -53,7 +54,9 @@ def _wrap(func: Any, name: str | None, attributes: Mapping[str, Any] | None) -> 
             f"object {func!r}; to name the span, use @callspan.trace(name=...)"
         )
     if attributes is not None and not isinstance(attributes, Mapping):
-        raise TypeError("callspan.trace: attributes must be a mapping of str to str, bool, int or float")
+        raise TypeError(
+            "callspan.trace: attributes must be a mapping of str to str, bool, int or float"
+        )
     if name is not None and not isinstance(name, str):
         raise TypeError(f"callspan.trace: name must be a str, not {type(name).__name__}")
     span_name, function_name, file, line = _describe(func, name)

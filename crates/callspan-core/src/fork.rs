@@ -15,7 +15,9 @@ static EPOCH: AtomicU64 = AtomicU64::new(0);
 /// Handlers run in the child, in registration order. Plain function pointers: a child must not
 /// run closures that captured state tied to the parent's threads.
 static CHILD_HANDLERS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
-static PREPARE_HANDLERS: Mutex<Vec<(fn(), fn())>> = Mutex::new(Vec::new());
+/// A lock to take before `fork()` and the function that releases it afterwards.
+type AroundFork = (fn(), fn());
+static PREPARE_HANDLERS: Mutex<Vec<AroundFork>> = Mutex::new(Vec::new());
 
 /// The current fork epoch: 0 in the original process, incremented in each forked child.
 #[inline]

@@ -18,7 +18,7 @@ pub enum Transport {
     /// OTLP over gRPC.
     Otlp {
         /// The opentelemetry-otlp exporter.
-        exporter: opentelemetry_otlp::SpanExporter,
+        exporter: Box<opentelemetry_otlp::SpanExporter>,
         /// The endpoint, for messages.
         endpoint: String,
     },
@@ -96,7 +96,7 @@ impl Transport {
                 })?;
                 exporter.set_resource(resource);
                 Ok(Transport::Otlp {
-                    exporter,
+                    exporter: Box::new(exporter),
                     endpoint: config.endpoint.clone(),
                 })
             }

@@ -187,8 +187,7 @@ impl<'py> CallerFrame<'py> {
     /// `__name__` from the frame's globals (plain dict lookup), copied into a `String`.
     pub(crate) fn module_name(&self) -> Option<String> {
         // SAFETY: `module_name_ptr` returns a live `str`.
-        self.module_name_ptr()
-            .map(|p| unsafe { str_lossy(self.py, p) })
+        self.module_name_ptr().map(|p| unsafe { str_lossy(self.py, p) })
     }
 
     /// The qualified name of this frame's code object (see [`code_qualname`]).
@@ -346,9 +345,9 @@ mod layout {
 
     use std::ffi::{c_char, c_int, c_void};
 
+    use pyo3::ffi::{self, PyObject};
     #[cfg(not(Py_3_11))]
     use pyo3::ffi::Py_ssize_t;
-    use pyo3::ffi::{self, PyObject};
 
     /// `struct _frame` (`Include/cpython/frameobject.h`), 3.9 and 3.10.
     #[cfg(not(Py_3_11))]
@@ -636,12 +635,7 @@ mod layout {
             ($ty:ty, $field:ident, $head:expr, $c_offset:expr, $c_head:expr) => {
                 const _: () = assert!(
                     offset_of!($ty, $field) - $head == $c_offset - $c_head,
-                    concat!(
-                        "layout mismatch: ",
-                        stringify!($ty),
-                        ".",
-                        stringify!($field)
-                    )
+                    concat!("layout mismatch: ", stringify!($ty), ".", stringify!($field))
                 );
             };
         }
@@ -925,7 +919,7 @@ mod imp {
                 let base = ptr::addr_of_mut!((*f).f_localsplus).cast::<*mut PyObject>();
                 let cell2arg = (*code).co_cell2arg;
                 let mut value = *base;
-                if false && !cell2arg.is_null() {
+                if !cell2arg.is_null() {
                     // Argument 0 captured by a closure: at frame creation CPython moved it into a
                     // cell (cell slot `co_nlocals + i`) and cleared the argument slot.
                     let ncells = ffi::PyTuple_GET_SIZE((*code).co_cellvars);
@@ -943,7 +937,7 @@ mod imp {
             let value = {
                 let mut value = (*f).localsplus[0];
                 let kinds = ffi::PyBytes_AS_STRING((*code).co_localspluskinds);
-                if false && (*kinds as u8) & CO_FAST_CELL != 0 {
+                if (*kinds as u8) & CO_FAST_CELL != 0 {
                     // MAKE_CELL (in the prologue, done for every complete frame) replaced the
                     // argument by a cell holding it.
                     value = cell_contents(value);
@@ -1028,11 +1022,7 @@ mod imp {
         let code = code.cast::<Code>();
         // SAFETY: live code object and globals (contract).
         unsafe {
-            let mut search = QualnameSearch {
-                py,
-                target: code,
-                budget: 50_000,
-            };
+            let mut search = QualnameSearch { py, target: code, budget: 50_000 };
             if let Some(q) = search.in_globals(globals) {
                 return q;
             }
@@ -1330,12 +1320,7 @@ mod imp {
                 let tstate = ffi::PyThreadState_Get();
                 let interp = (*tstate.cast::<ThreadState>()).interp;
                 let expect = ffi::PyThreadState_GetInterpreter(tstate);
-                check(
-                    interp == expect,
-                    "tstate->interp",
-                    interp as usize,
-                    expect as usize,
-                )?;
+                check(interp == expect, "tstate->interp", interp as usize, expect as usize)?;
             }
 
             let ours = current(py);
@@ -1368,43 +1353,21 @@ mod imp {
             #[cfg(Py_3_11)]
             {
                 let inner = (*public.cast::<FrameObject>()).f_frame;
-                check(
-                    inner == f,
-                    "frame object -> interpreter frame",
-                    inner as usize,
-                    f as usize,
-                )?;
+                check(inner == f, "frame object -> interpreter frame", inner as usize, f as usize)?;
             }
             #[cfg(not(Py_3_11))]
-            check(
-                public.cast::<Frame>() == f,
-                "frame",
-                public as usize,
-                f as usize,
-            )?;
+            check(public.cast::<Frame>() == f, "frame", public as usize, f as usize)?;
 
             let pub_code = ffi::PyFrame_GetCode(public);
             ffi::Py_DECREF(pub_code.cast());
-            check(
-                pub_code == code(f),
-                "frame code",
-                code(f) as usize,
-                pub_code as usize,
-            )?;
+            check(pub_code == code(f), "frame code", code(f) as usize, pub_code as usize)?;
 
             let frame_obj = Bound::from_borrowed_ptr(py, public.cast::<PyObject>());
             let attr_i32 = |o: &Bound<'_, PyAny>, name: &str| -> Result<i32, String> {
-                o.getattr(name)
-                    .and_then(|v| v.extract::<i32>())
-                    .map_err(|e| e.to_string())
+                o.getattr(name).and_then(|v| v.extract::<i32>()).map_err(|e| e.to_string())
             };
             let l_pub = attr_i32(&frame_obj, "f_lasti")?;
-            check(
-                l_pub == lasti(f),
-                "f_lasti",
-                lasti(f) as usize,
-                l_pub as usize,
-            )?;
+            check(l_pub == lasti(f), "f_lasti", lasti(f) as usize, l_pub as usize)?;
             let g_pub = frame_obj.getattr("f_globals").map_err(|e| e.to_string())?;
             check(g_pub.as_ptr() == globals(f), "f_globals", 0, 0)?;
 
@@ -1413,34 +1376,14 @@ mod imp {
             let c = code(f).cast::<Code>();
             let code_obj = Bound::from_borrowed_ptr(py, c.cast::<PyObject>());
             let argc = attr_i32(&code_obj, "co_argcount")?;
-            check(
-                argc == (*c).co_argcount,
-                "co_argcount",
-                (*c).co_argcount as usize,
-                argc as usize,
-            )?;
+            check(argc == (*c).co_argcount, "co_argcount", (*c).co_argcount as usize, argc as usize)?;
             let n = attr_i32(&code_obj, "co_nlocals")?;
-            check(
-                n == (*c).co_nlocals,
-                "co_nlocals",
-                (*c).co_nlocals as usize,
-                n as usize,
-            )?;
+            check(n == (*c).co_nlocals, "co_nlocals", (*c).co_nlocals as usize, n as usize)?;
             let fl = attr_i32(&code_obj, "co_flags")?;
-            check(
-                fl == (*c).co_flags,
-                "co_flags",
-                (*c).co_flags as usize,
-                fl as usize,
-            )?;
+            check(fl == (*c).co_flags, "co_flags", (*c).co_flags as usize, fl as usize)?;
             let first = attr_i32(&code_obj, "co_firstlineno")?;
             let ours = (*c).co_firstlineno;
-            check(
-                first == ours,
-                "co_firstlineno",
-                ours as usize,
-                first as usize,
-            )?;
+            check(first == ours, "co_firstlineno", ours as usize, first as usize)?;
             let same = |name: &str, p: *mut PyObject| -> Result<(), String> {
                 let v = code_obj.getattr(name).map_err(|e| e.to_string())?;
                 check(v.as_ptr() == p, name, p as usize, v.as_ptr() as usize)
@@ -1459,12 +1402,7 @@ mod imp {
                 let varnames = code_obj.getattr("co_varnames").map_err(|e| e.to_string())?;
                 let v0 = varnames.get_item(0).map_err(|e| e.to_string())?;
                 let ours = first_param_name(py, c.cast()).unwrap_or(ptr::null_mut());
-                check(
-                    v0.as_ptr() == ours,
-                    "first parameter name",
-                    ours as usize,
-                    0,
-                )?;
+                check(v0.as_ptr() == ours, "first parameter name", ours as usize, 0)?;
             }
             Ok(())
         }
@@ -1644,9 +1582,7 @@ mod imp {
         name: &str,
     ) -> Option<Bound<'py, PyAny>> {
         // Attributes of the built-in code type: C getters/members, no user code.
-        unsafe { Bound::from_borrowed_ptr(py, code.cast::<PyObject>()) }
-            .getattr(name)
-            .ok()
+        unsafe { Bound::from_borrowed_ptr(py, code.cast::<PyObject>()) }.getattr(name).ok()
     }
 
     pub(super) unsafe fn code_str_field(
@@ -1664,9 +1600,7 @@ mod imp {
     }
 
     pub(super) unsafe fn code_firstlineno(py: Python<'_>, code: *mut ffi::PyCodeObject) -> i32 {
-        code_attr(py, code, "co_firstlineno")
-            .and_then(|v| v.extract().ok())
-            .unwrap_or(0)
+        code_attr(py, code, "co_firstlineno").and_then(|v| v.extract().ok()).unwrap_or(0)
     }
 
     pub(super) unsafe fn first_param_name(

@@ -33,6 +33,7 @@ pub(crate) fn current_key(py: Python<'_>, registry: &Registry) -> ThreadKey {
 #[cold]
 fn register(py: Python<'_>, registry: &Registry) -> ThreadKey {
     // SAFETY: plain C call, GIL held.
+    #[allow(clippy::useless_conversion)] // c_ulong is u64 on 64-bit Linux, u32 elsewhere.
     let id = u64::from(unsafe { ffi::PyThread_get_thread_ident() });
     let name = thread_name(py).unwrap_or_else(|| format!("Thread-{id}"));
     registry.add_thread(ThreadInfo {
