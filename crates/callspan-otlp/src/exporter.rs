@@ -6,7 +6,7 @@
 //! `tracing` (rate-limited on its way to Python) and its spans are counted as dropped; the
 //! application never sees it. The thread holds no GIL and never touches a Python object.
 
-use crate::convert::to_span_data;
+use crate::convert::{split_by_size, to_span_data};
 use crate::transport::Transport;
 use callspan_core::config::Config;
 use callspan_core::registry::Registry;
@@ -16,6 +16,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use opentelemetry_sdk::Resource;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// Largest estimated request, below the 4 MiB default receive limit of gRPC servers (the
+/// OpenTelemetry Collector, Jaeger and Tempo keep it) with room for the resource and framing.
+pub const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024 + 512 * 1024;
 
 /// Requests to the exporter thread.
 #[derive(Debug)]
@@ -254,16 +258,27 @@ impl Worker {
             tracing::error!("{unresolved} span records named an unregistered function; dropped");
             Stats::add(&stats.dropped_export_failed, unresolved);
         }
-        let Some(transport) = self.transport.as_mut() else {
+        if self.transport.is_none() {
             Stats::add(&stats.dropped_export_failed, batch.len() as u64);
             Stats::add(&stats.export_errors, 1);
             return false;
-        };
-        let exported = batch.len() as u64;
+        }
+        let mut ok = unresolved == 0;
+        for chunk in split_by_size(batch, MAX_REQUEST_BYTES) {
+            ok &= self.send(chunk);
+        }
+        ok
+    }
+
+    /// Sends one request's worth of spans, counting the outcome.
+    fn send(&mut self, chunk: Vec<opentelemetry_sdk::trace::SpanData>) -> bool {
+        let stats = &self.sink.stats;
+        let Some(transport) = self.transport.as_mut() else { return false };
+        let exported = chunk.len() as u64;
         let timeout = self.batching.export_timeout;
         let result = self
             .runtime
-            .block_on(async { tokio::time::timeout(timeout, transport.export(batch)).await });
+            .block_on(async { tokio::time::timeout(timeout, transport.export(chunk)).await });
         match result {
             Ok(Ok(())) => {
                 Stats::add(&stats.spans_exported, exported);
