@@ -7,15 +7,32 @@
 //! Python object alive, so a pointer used as a key can never be reused by another object.
 
 use crate::record::{ClassId, CodeId, FunctionId, ThreadKey};
-use parking_lot::RwLock;
-use std::collections::HashMap;
-use std::sync::Arc;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{HashMap, HashSet};
+
+/// A string interned for the life of the process. Registry entries are never removed, so
+/// their strings can be `'static`: the exporter then builds attributes without copying or
+/// reference counting anything.
+pub type Interned = &'static str;
+
+/// Interns `s`: the same text is stored (leaked) once per process.
+pub fn intern(s: &str) -> Interned {
+    static STRINGS: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut guard = STRINGS.lock();
+    let set = guard.get_or_insert_with(HashSet::new);
+    if let Some(existing) = set.get(s) {
+        return existing;
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
 
 /// A static attribute value given to `@callspan.trace(attributes=...)`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttributeValue {
     /// A string.
-    Str(Arc<str>),
+    Str(Interned),
     /// An integer.
     Int(i64),
     /// A float.
@@ -28,24 +45,24 @@ pub enum AttributeValue {
 #[derive(Clone, Debug, PartialEq)]
 pub struct FunctionInfo {
     /// The span name: the callee's `__qualname__`, or the decorator's `name=`.
-    pub span_name: Arc<str>,
+    pub span_name: Interned,
     /// `code.function.name`: module-qualified qualname.
-    pub function_name: Arc<str>,
+    pub function_name: Interned,
     /// `code.file.path`, when the callee is Python code.
-    pub file: Option<Arc<str>>,
+    pub file: Option<Interned>,
     /// `code.line.number`: the `def` line, 0 when unknown.
     pub line: u32,
     /// Static attributes from the decorator, added to every span of this function.
-    pub attributes: Vec<(Arc<str>, AttributeValue)>,
+    pub attributes: Vec<(Interned, AttributeValue)>,
 }
 
 /// A calling code object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CodeInfo {
     /// `caller.function.name`: module-qualified qualname of the calling code.
-    pub function_name: Arc<str>,
+    pub function_name: Interned,
     /// `caller.file.path`.
-    pub file: Arc<str>,
+    pub file: Interned,
 }
 
 /// A thread that made traced calls.
@@ -54,14 +71,14 @@ pub struct ThreadInfo {
     /// `thread.id`: `threading.get_ident()`.
     pub id: u64,
     /// `thread.name` when the thread first made a traced call.
-    pub name: Arc<str>,
+    pub name: Interned,
 }
 
 #[derive(Debug, Default)]
 struct Tables {
     functions: Vec<FunctionInfo>,
     codes: Vec<CodeInfo>,
-    classes: Vec<Arc<str>>,
+    classes: Vec<Interned>,
     threads: Vec<ThreadInfo>,
     code_by_key: HashMap<usize, CodeId>,
     class_by_key: HashMap<usize, ClassId>,
@@ -93,7 +110,7 @@ impl RegistryView<'_> {
         lookup(&self.tables.codes, id)
     }
     /// The module-qualified class name with this id.
-    pub fn class(&self, id: ClassId) -> Option<&Arc<str>> {
+    pub fn class(&self, id: ClassId) -> Option<&Interned> {
         lookup(&self.tables.classes, id)
     }
     /// The thread with this key.
@@ -152,7 +169,7 @@ impl Registry {
     }
 
     /// Registers the class identified by `key` (its address, kept alive by the caller).
-    pub fn add_class(&self, key: usize, name: Arc<str>) -> ClassId {
+    pub fn add_class(&self, key: usize, name: Interned) -> ClassId {
         let mut t = self.tables.write();
         if let Some(id) = t.class_by_key.get(&key) {
             return *id;
@@ -191,8 +208,8 @@ mod tests {
 
     fn code(name: &str) -> CodeInfo {
         CodeInfo {
-            function_name: name.into(),
-            file: "/app/x.py".into(),
+            function_name: intern(name),
+            file: intern("/app/x.py"),
         }
     }
 
@@ -213,7 +230,7 @@ mod tests {
     #[test]
     fn zero_means_none() {
         let r = Registry::new();
-        let c = r.add_class(1, "m.C".into());
+        let c = r.add_class(1, intern("m.C"));
         assert_eq!(c, 1);
         let v = r.view();
         assert!(v.class(0).is_none());
@@ -225,8 +242,8 @@ mod tests {
     fn functions_and_threads_get_sequential_ids() {
         let r = Registry::new();
         let f = FunctionInfo {
-            span_name: "f".into(),
-            function_name: "m.f".into(),
+            span_name: intern("f"),
+            function_name: intern("m.f"),
             file: None,
             line: 0,
             attributes: vec![],
@@ -236,7 +253,7 @@ mod tests {
         assert_eq!(
             r.add_thread(ThreadInfo {
                 id: 7,
-                name: "MainThread".into()
+                name: intern("MainThread")
             }),
             1
         );

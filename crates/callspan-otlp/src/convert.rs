@@ -11,15 +11,14 @@ use opentelemetry::trace::{
 use opentelemetry::{InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn time(unix_ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(unix_ns)
 }
 
-fn string(s: &Arc<str>) -> Value {
-    Value::String(StringValue::from(Arc::clone(s)))
+fn string(s: &'static str) -> Value {
+    Value::String(StringValue::from(s))
 }
 
 fn attribute_value(v: &AttributeValue) -> Value {
@@ -48,7 +47,7 @@ pub fn to_span_data(
     let mut attributes = Vec::with_capacity(10 + function.attributes.len());
     attributes.push(KeyValue::new(
         "code.function.name",
-        string(&function.function_name),
+        string(function.function_name),
     ));
     if let Some(file) = &function.file {
         attributes.push(KeyValue::new("code.file.path", string(file)));
@@ -59,9 +58,9 @@ pub fn to_span_data(
     if let Some(code) = view.code(record.caller.code) {
         attributes.push(KeyValue::new(
             "caller.function.name",
-            string(&code.function_name),
+            string(code.function_name),
         ));
-        attributes.push(KeyValue::new("caller.file.path", string(&code.file)));
+        attributes.push(KeyValue::new("caller.file.path", string(code.file)));
         attributes.push(KeyValue::new(
             "caller.line.number",
             i64::from(record.caller.line),
@@ -73,10 +72,10 @@ pub fn to_span_data(
     if let Some(thread) = view.thread(record.thread) {
         // Thread idents are pthread_t values; OTLP ints are signed, so keep the bit pattern.
         attributes.push(KeyValue::new("thread.id", thread.id as i64));
-        attributes.push(KeyValue::new("thread.name", string(&thread.name)));
+        attributes.push(KeyValue::new("thread.name", string(thread.name)));
     }
     for (key, value) in &function.attributes {
-        attributes.push(KeyValue::new(key.to_string(), attribute_value(value)));
+        attributes.push(KeyValue::new(*key, attribute_value(value)));
     }
 
     let (status, events) = match &record.error {
@@ -112,7 +111,7 @@ pub fn to_span_data(
         parent_span_id: SpanId::from(record.parent_span_id),
         parent_span_is_remote: record.parent_is_remote,
         span_kind: SpanKind::Internal,
-        name: Cow::Owned(function.span_name.to_string()),
+        name: Cow::Borrowed(function.span_name),
         start_time: time(record.start_unix_ns),
         end_time: time(record.end_unix_ns),
         attributes,
@@ -175,7 +174,7 @@ pub fn split_by_size(batch: Vec<SpanData>, max_bytes: usize) -> Vec<Vec<SpanData
 mod tests {
     use super::*;
     use callspan_core::record::{CallerSite, ExceptionInfo};
-    use callspan_core::registry::{CodeInfo, FunctionInfo, Registry, ThreadInfo};
+    use callspan_core::registry::{intern, CodeInfo, FunctionInfo, Registry, ThreadInfo};
 
     fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
         span.attributes
@@ -188,23 +187,23 @@ mod tests {
     fn record_becomes_contract_span() {
         let reg = Registry::new();
         let f = reg.add_function(FunctionInfo {
-            span_name: "Transformer.apply_transform".into(),
-            function_name: "imgpipe.Transformer.apply_transform".into(),
-            file: Some("/app/imgpipe.py".into()),
+            span_name: intern("Transformer.apply_transform"),
+            function_name: intern("imgpipe.Transformer.apply_transform"),
+            file: Some(intern("/app/imgpipe.py")),
             line: 12,
-            attributes: vec![("team".into(), AttributeValue::Str("img".into()))],
+            attributes: vec![(intern("team"), AttributeValue::Str(intern("img")))],
         });
         let code = reg.add_code(
             1,
             CodeInfo {
-                function_name: "imgpipe.Rotator.rotate_image".into(),
-                file: "/app/imgpipe.py".into(),
+                function_name: intern("imgpipe.Rotator.rotate_image"),
+                file: intern("/app/imgpipe.py"),
             },
         );
-        let class = reg.add_class(2, "imgpipe.Rotator".into());
+        let class = reg.add_class(2, intern("imgpipe.Rotator"));
         let thread = reg.add_thread(ThreadInfo {
             id: 77,
-            name: "MainThread".into(),
+            name: intern("MainThread"),
         });
         let record = SpanRecord {
             trace_id: 5,
@@ -240,8 +239,8 @@ mod tests {
     fn error_becomes_status_and_event_and_no_class_means_no_attribute() {
         let reg = Registry::new();
         let f = reg.add_function(FunctionInfo {
-            span_name: "f".into(),
-            function_name: "m.f".into(),
+            span_name: intern("f"),
+            function_name: intern("m.f"),
             file: None,
             line: 0,
             attributes: vec![],
@@ -270,9 +269,9 @@ mod tests {
         use prost::Message;
         let reg = Registry::new();
         let f = reg.add_function(FunctionInfo {
-            span_name: "Transformer.apply_transform".into(),
-            function_name: "imgpipe.Transformer.apply_transform".into(),
-            file: Some("/app/imgpipe.py".into()),
+            span_name: intern("Transformer.apply_transform"),
+            function_name: intern("imgpipe.Transformer.apply_transform"),
+            file: Some(intern("/app/imgpipe.py")),
             line: 12,
             attributes: vec![],
         });
@@ -301,8 +300,8 @@ mod tests {
     fn split_keeps_order_and_bounds() {
         let reg = Registry::new();
         let f = reg.add_function(FunctionInfo {
-            span_name: "f".into(),
-            function_name: "m.f".into(),
+            span_name: intern("f"),
+            function_name: intern("m.f"),
             file: None,
             line: 0,
             attributes: vec![],

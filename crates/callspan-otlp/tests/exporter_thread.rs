@@ -2,7 +2,7 @@
 
 use callspan_core::config::{Config, ExporterKind};
 use callspan_core::record::SpanRecord;
-use callspan_core::registry::{FunctionInfo, Registry};
+use callspan_core::registry::{intern, FunctionInfo, Registry};
 use callspan_core::sink::SpanSink;
 use callspan_otlp::exporter::BatchExporter;
 use callspan_otlp::resource::build_resource;
@@ -15,9 +15,9 @@ fn leaked<T>(value: T) -> &'static T {
 fn setup(queue: usize) -> (&'static SpanSink, &'static Registry, u32) {
     let registry = leaked(Registry::new());
     let function = registry.add_function(FunctionInfo {
-        span_name: "apply_transform".into(),
-        function_name: "imgpipe.apply_transform".into(),
-        file: Some("/app/imgpipe.py".into()),
+        span_name: intern("apply_transform"),
+        function_name: intern("imgpipe.apply_transform"),
+        file: Some(intern("/app/imgpipe.py")),
         line: 3,
         attributes: vec![],
     });

@@ -7,11 +7,53 @@
 
 use crate::python_frame::{self, CallerFrame};
 use callspan_core::record::{CallerSite, ClassId, CodeId};
-use callspan_core::registry::{CodeInfo, Registry};
+use callspan_core::registry::{intern, CodeInfo, Registry};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyType};
-use std::sync::Arc;
+
+/// One call site seen before: a code object and an instruction offset in it.
+#[derive(Clone, Copy, Default)]
+struct SiteEntry {
+    code: usize,
+    lasti: i32,
+    code_id: CodeId,
+    line: u32,
+    /// Whether the code's first parameter is `self` or `cls`.
+    has_self: bool,
+}
+
+/// Direct-mapped per-thread caches. Keys are addresses of code objects and classes that the
+/// registry keeps alive forever, so an address can never come to mean another object; a
+/// collision merely evicts. `(code, lasti) → line` is a pure function, which is what makes
+/// caching the line number exact (decoding the line table is the dearest step otherwise).
+struct Caches {
+    sites: [SiteEntry; SITE_SLOTS],
+    classes: [(usize, ClassId); CLASS_SLOTS],
+}
+
+const SITE_SLOTS: usize = 1024;
+const CLASS_SLOTS: usize = 128;
+
+thread_local! {
+    static CACHES: std::cell::UnsafeCell<Caches> = const {
+        std::cell::UnsafeCell::new(Caches {
+            sites: [SiteEntry { code: 0, lasti: 0, code_id: 0, line: 0, has_self: false }; SITE_SLOTS],
+            classes: [(0, 0); CLASS_SLOTS],
+        })
+    };
+}
+
+#[inline]
+fn site_slot(code: usize, lasti: i32) -> usize {
+    let h = (code >> 4) ^ (lasti as usize).wrapping_mul(0x9E37_79B9);
+    h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SITE_SLOTS.trailing_zeros())
+}
+
+#[inline]
+fn class_slot(tp: usize) -> usize {
+    (tp >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - CLASS_SLOTS.trailing_zeros())
+}
 
 /// Where the current traced call came from; all zeros when no Python frame called it.
 #[inline]
@@ -20,18 +62,37 @@ pub(crate) fn current_site(py: Python<'_>, registry: &Registry) -> CallerSite {
     let Some(frame) = (unsafe { python_frame::caller_frame(py) }) else {
         return CallerSite::default();
     };
-    let code_key = frame.code() as usize;
-    let code = match registry.code_id(code_key) {
-        Some(id) => id,
-        None => register_code(py, &frame, registry),
+    let code = frame.code() as usize;
+    let lasti = frame.lasti();
+    let slot = site_slot(code, lasti);
+    // SAFETY: the cache is this thread's own and no reference to it outlives this function
+    // (registering below may run Python code, which never re-enters this function on this
+    // thread before we are done: nothing here is reachable from Python).
+    let entry = CACHES.with(|c| unsafe { (*c.get()).sites[slot] });
+    let entry = if entry.code == code && entry.lasti == lasti && code != 0 {
+        entry
+    } else {
+        let code_id = match registry.code_id(code) {
+            Some(id) => id,
+            None => register_code(py, &frame, registry),
+        };
+        // SAFETY: the frame's code object is alive.
+        let has_self = unsafe { python_frame::code_first_param_is_self_or_cls(py, frame.code()) };
+        let line = u32::try_from(frame.line_number()).unwrap_or(0);
+        let fresh = SiteEntry { code, lasti, code_id, line, has_self };
+        CACHES.with(|c| unsafe { (*c.get()).sites[slot] = fresh });
+        fresh
     };
-    let line = u32::try_from(frame.line_number()).unwrap_or(0);
-    let class = match frame.first_arg() {
-        // SAFETY: borrowed from the live frame.
-        Some(arg) => unsafe { class_of_first_arg(py, arg, registry) },
-        None => 0,
+    let class = if entry.has_self {
+        match frame.first_arg() {
+            // SAFETY: borrowed from the live frame.
+            Some(arg) => unsafe { class_of_first_arg(py, arg, registry) },
+            None => 0,
+        }
+    } else {
+        0
     };
-    CallerSite { code, line, class }
+    CallerSite { code: entry.code_id, line: entry.line, class }
 }
 
 #[cold]
@@ -46,8 +107,8 @@ fn register_code(py: Python<'_>, frame: &CallerFrame, registry: &Registry) -> Co
     // SAFETY: the frame's code object is alive.
     let file = unsafe { python_frame::code_filename(py, code_ptr) };
     let info = CodeInfo {
-        function_name: format!("{module}.{qualname}").into(),
-        file: file.into(),
+        function_name: intern(&format!("{module}.{qualname}")),
+        file: intern(&file),
     };
     register_code_object(code, info, registry)
 }
@@ -89,14 +150,28 @@ unsafe fn class_of_first_arg(
         }
     };
     let key = tp as usize;
-    if let Some(id) = registry.class_id(key) {
-        return id;
+    let slot = class_slot(key);
+    // SAFETY: this thread's own cache; see `current_site`.
+    let (cached_key, cached_id) = CACHES.with(|c| unsafe { (*c.get()).classes[slot] });
+    if cached_key == key {
+        return cached_id;
     }
+    let id = match registry.class_id(key) {
+        Some(id) => id,
+        None => register_class(py, tp, registry),
+    };
+    CACHES.with(|c| unsafe { (*c.get()).classes[slot] = (key, id) });
+    id
+}
+
+#[cold]
+fn register_class(py: Python<'_>, tp: *mut ffi::PyTypeObject, registry: &Registry) -> ClassId {
+    let key = tp as usize;
     // SAFETY: `tp` is alive (the argument or the argument's type holds it).
     let ty = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, tp.cast()) };
     let ty = ty.cast_into::<PyType>().expect("a type object");
     let name = class_name(&ty);
-    let id = registry.add_class(key, name);
+    let id = registry.add_class(key, intern(&name));
     // Keep the class alive forever: its address is the registry key.
     std::mem::forget(ty.unbind());
     id
@@ -104,7 +179,7 @@ unsafe fn class_of_first_arg(
 
 /// `module.Qualname` of a class, read from type slots and the type's own `__dict__` so that a
 /// metaclass property can never run. Builtins keep their bare name (`int`, `ValueError`).
-pub(crate) fn class_name(ty: &Bound<'_, PyType>) -> Arc<str> {
+pub(crate) fn class_name(ty: &Bound<'_, PyType>) -> String {
     let py = ty.py();
     let tp = ty.as_type_ptr();
     // SAFETY: GIL held; `tp` is a live type object.
@@ -115,7 +190,7 @@ pub(crate) fn class_name(ty: &Bound<'_, PyType>) -> Arc<str> {
         .into_owned();
     if !is_heap {
         // Static types name themselves `module.Name` in tp_name, or just `Name` for builtins.
-        return tp_name.into();
+        return tp_name;
     }
     let qualname = heap_type_qualname(py, tp).unwrap_or_else(|| tp_name.clone());
     // SAFETY: heap types always have a tp_dict.
@@ -131,8 +206,8 @@ pub(crate) fn class_name(ty: &Bound<'_, PyType>) -> Arc<str> {
             .and_then(|m| m.cast::<PyString>().ok().map(|s| s.to_string()))
     };
     match module {
-        Some(m) if m != "builtins" => format!("{m}.{qualname}").into(),
-        _ => qualname.into(),
+        Some(m) if m != "builtins" => format!("{m}.{qualname}"),
+        _ => qualname,
     }
 }
 

@@ -12,7 +12,7 @@ mod python_frame;
 mod thread;
 mod traced;
 
-use callspan_core::registry::{AttributeValue, CodeInfo, FunctionInfo};
+use callspan_core::registry::{intern, AttributeValue, CodeInfo, FunctionInfo};
 use callspan_otlp::pipeline;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -43,27 +43,27 @@ fn make_traced<'py>(
             let key: String = k
                 .extract()
                 .map_err(|_| PyTypeError::new_err("callspan.trace: attribute keys must be str"))?;
-            attrs.push((key.into(), attribute_value(&v, &k)?));
+            attrs.push((intern(&key), attribute_value(&v, &k)?));
         }
     }
     let info = FunctionInfo {
-        span_name: span_name.into(),
-        function_name: function_name.into(),
-        file: file.map(Into::into),
+        span_name: intern(span_name),
+        function_name: intern(function_name),
+        file: file.map(intern),
         line,
         attributes: attrs,
     };
     let registry = pipeline::global().registry();
     let id = registry.add_function(info);
-    if let (Ok(code), Some(file)) = (func.getattr("__code__"), file) {
-        // The traced function's own frames call other traced functions (and itself, when it
-        // recurses): name its code object now, exactly, instead of deriving a qualname later
-        // (3.9/3.10 code objects carry no qualname).
-        let info = CodeInfo {
-            function_name: function_name.into(),
-            file: file.into(),
-        };
-        caller::register_code_object(code, info, registry);
+    // `file` is only given for Python functions, whose `__code__` is a plain attribute.
+    if let Some(file) = file {
+        if let Ok(code) = func.getattr("__code__") {
+            // The traced function's own frames call other traced functions (and itself, when
+            // it recurses): name its code object now, exactly, instead of deriving a qualname
+            // later (3.9/3.10 code objects carry no qualname).
+            let info = CodeInfo { function_name: intern(function_name), file: intern(file) };
+            caller::register_code_object(code, info, registry);
+        }
     }
     traced::new_traced(py, func, id)
 }
@@ -80,7 +80,7 @@ fn attribute_value(v: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> PyResult<Att
         return Ok(AttributeValue::Float(v.extract()?));
     }
     if let Ok(s) = v.cast::<PyString>() {
-        return Ok(AttributeValue::Str(s.to_str()?.into()));
+        return Ok(AttributeValue::Str(intern(s.to_str()?)));
     }
     Err(PyTypeError::new_err(format!(
         "callspan.trace: attribute {key} must be str, bool, int or float, not {}",

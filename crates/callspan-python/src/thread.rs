@@ -7,7 +7,7 @@
 
 use callspan_core::fork;
 use callspan_core::record::ThreadKey;
-use callspan_core::registry::{Registry, ThreadInfo};
+use callspan_core::registry::{intern, Registry, ThreadInfo};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use std::cell::Cell;
@@ -38,7 +38,7 @@ fn register(py: Python<'_>, registry: &Registry) -> ThreadKey {
     let name = thread_name(py).unwrap_or_else(|| format!("Thread-{id}"));
     registry.add_thread(ThreadInfo {
         id,
-        name: name.into(),
+        name: intern(&name),
     })
 }
 
