@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import linecache
@@ -44,6 +45,30 @@ def _describe(func: Callable[..., Any], name: str | None) -> tuple[str, str, str
     return name or qualname, f"{module}.{qualname}", file, line
 
 
+# What calling the traced function returns; the native wrapper keeps one span per call
+# across the steps of a coroutine or generator (values match steps::Kind in Rust).
+_PLAIN, _COROUTINE, _GENERATOR, _ASYNC_GENERATOR = 0, 1, 2, 3
+
+
+def _kind(func: Any) -> int:
+    if inspect.isasyncgenfunction(func):
+        return _ASYNC_GENERATOR
+    if inspect.iscoroutinefunction(func):
+        return _COROUTINE
+    if inspect.isgeneratorfunction(func):
+        return _GENERATOR
+    return _PLAIN
+
+
+def _mark_coroutine_function(traced: Any) -> None:
+    # Frameworks ask inspect/asyncio whether a callable is `async def`; our object is not a
+    # Python function, so it says so the documented ways.
+    mark = getattr(inspect, "markcoroutinefunction", None)  # 3.12+
+    if mark is not None:
+        mark(traced)
+    traced._is_coroutine = getattr(asyncio.coroutines, "_is_coroutine", None)
+
+
 def _wrap(func: Any, name: str | None, attributes: Mapping[str, Any] | None) -> Any:
     if isinstance(func, (classmethod, staticmethod)):
         # @callspan.trace above @classmethod/@staticmethod: trace the function inside.
@@ -60,10 +85,13 @@ def _wrap(func: Any, name: str | None, attributes: Mapping[str, Any] | None) -> 
     if name is not None and not isinstance(name, str):
         raise TypeError(f"callspan.trace: name must be a str, not {type(name).__name__}")
     span_name, function_name, file, line = _describe(func, name)
+    kind = _kind(func)
     traced = _callspan.traced(
-        func, span_name, function_name, file, line, dict(attributes) if attributes else None
+        func, span_name, function_name, file, line, dict(attributes) if attributes else None, kind
     )
     functools.update_wrapper(traced, func)
+    if kind == _COROUTINE:
+        _mark_coroutine_function(traced)
     return traced
 
 

@@ -9,6 +9,7 @@ mod caller;
 mod diagnostics;
 mod exception;
 mod python_frame;
+mod steps;
 mod thread;
 mod traced;
 
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 /// Wraps `func` in a `TracedFunction` whose spans carry the given callee description.
 #[pyfunction(name = "traced")]
-#[pyo3(signature = (func, span_name, function_name, file, line, attributes=None))]
+#[pyo3(signature = (func, span_name, function_name, file, line, attributes=None, kind=0))]
 fn make_traced<'py>(
     py: Python<'py>,
     func: &Bound<'py, PyAny>,
@@ -31,6 +32,7 @@ fn make_traced<'py>(
     file: Option<&str>,
     line: u32,
     attributes: Option<&Bound<'py, PyDict>>,
+    kind: u8,
 ) -> PyResult<Bound<'py, PyAny>> {
     if !func.is_callable() {
         return Err(PyTypeError::new_err(
@@ -65,7 +67,7 @@ fn make_traced<'py>(
             caller::register_code_object(code, info, registry);
         }
     }
-    traced::new_traced(py, func, id)
+    traced::new_traced(py, func, id, steps::Kind::from_u8(kind))
 }
 
 fn attribute_value(v: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> PyResult<AttributeValue> {
@@ -171,6 +173,7 @@ fn forward_diagnostics(py: Python<'_>) {
 #[pymodule]
 fn _callspan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TracedFunction", traced::create_type(m.py())?)?;
+    steps::register_abcs(m)?;
     m.add("__version__", callspan_otlp::VERSION)?;
     m.add_function(wrap_pyfunction!(make_traced, m)?)?;
     m.add_function(wrap_pyfunction!(wrapped, m)?)?;

@@ -12,6 +12,7 @@
 //! Instances carry a `__dict__` so that `functools.update_wrapper` can give them the wrapped
 //! function's `__name__`, `__qualname__`, `__doc__`, `__module__` and `__wrapped__`.
 
+use crate::steps::{self, Kind};
 use crate::{caller, exception, thread};
 use callspan_core::clock::now_unix_ns;
 use callspan_core::context::{self, ParentSpan};
@@ -40,6 +41,8 @@ struct TracedObject {
     weaklist: *mut ffi::PyObject,
     /// The callee's registry id.
     function_id: FunctionId,
+    /// What calling `func` returns (a [`steps::Kind`] as u8).
+    kind: u8,
 }
 
 extern "C" {
@@ -86,11 +89,18 @@ unsafe extern "C" fn traced_vectorcall(
     }
     p.count_started();
 
-    let parent = context::current();
+    // SAFETY: the GIL is held for the whole call.
+    let py = unsafe { Python::assume_attached() };
+    let parent = context::current().or_else(|| steps::context_parent(py));
     let trace_id = match parent {
         Some(parent) => parent.trace_id,
         None => ids::trace_id(),
     };
+    let kind = Kind::from_u8(this.kind);
+    if kind != Kind::Plain {
+        // SAFETY: GIL held; forwarding our caller's arguments unchanged.
+        return unsafe { call_stepped(py, this, kind, parent, trace_id, args, nargsf, kwnames) };
+    }
     if !p
         .sampler()
         .should_sample(parent.map(|p| p.sampled), trace_id)
@@ -107,8 +117,6 @@ unsafe extern "C" fn traced_vectorcall(
         return unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
     }
 
-    // SAFETY: the GIL is held for the whole call.
-    let py = unsafe { Python::assume_attached() };
     let span_id = ids::span_id();
     let site = caller::current_site(py, p.registry());
     let thread = thread::current_key(py, p.registry());
@@ -149,6 +157,39 @@ unsafe extern "C" fn traced_vectorcall(
         crate::diagnostics::forward_keeping_error(py);
     }
     result
+}
+
+/// A coroutine, generator or async generator function: the call creates the object (running
+/// none of its body) and the span lives in the wrapper that [`steps::wrap`] returns.
+#[cold]
+#[allow(clippy::too_many_arguments)]
+unsafe fn call_stepped(
+    py: Python<'_>,
+    this: &TracedObject,
+    kind: Kind,
+    parent: Option<ParentSpan>,
+    trace_id: u128,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let p = pipeline::global();
+    let sampled = p.sampler().should_sample(parent.map(|p| p.sampled), trace_id);
+    let site = if sampled { caller::current_site(py, p.registry()) } else { Default::default() };
+    // SAFETY: forwarding our caller's arguments unchanged, GIL held.
+    let created = unsafe { ffi::PyObject_Vectorcall(this.func, args, nargsf, kwnames) };
+    if created.is_null() {
+        return created;
+    }
+    // SAFETY: a new reference from the call above.
+    let created = unsafe { Bound::from_owned_ptr(py, created) };
+    match steps::wrap(py, kind, created, trace_id, ids::span_id(), parent, sampled, this.function_id, site) {
+        Ok(obj) => obj.into_ptr(),
+        Err(e) => {
+            e.restore(py);
+            ptr::null_mut()
+        }
+    }
 }
 
 #[inline]
@@ -330,6 +371,7 @@ pub(crate) fn new_traced<'py>(
     py: Python<'py>,
     func: &Bound<'py, PyAny>,
     function_id: FunctionId,
+    kind: Kind,
 ) -> PyResult<Bound<'py, PyAny>> {
     let tp = TYPE.load(Ordering::Acquire);
     if tp.is_null() {
@@ -346,6 +388,7 @@ pub(crate) fn new_traced<'py>(
         this.vectorcall = Some(traced_vectorcall);
         this.func = func.clone().into_ptr();
         this.function_id = function_id;
+        this.kind = kind as u8;
         Ok(Bound::from_owned_ptr(py, obj))
     }
 }
