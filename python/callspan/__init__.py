@@ -10,6 +10,9 @@ see what happened to every span.
 from __future__ import annotations
 
 import atexit
+import os
+import sys
+import threading
 
 from . import _callspan
 from ._config import configure
@@ -64,3 +67,42 @@ def _flush_at_exit() -> None:
 
 
 atexit.register(_flush_at_exit)
+
+
+class _MultiprocessingHook:
+    """Flushes multiprocessing workers, which skip ``atexit``.
+
+    A worker started by ``fork`` or ``forkserver`` leaves through ``os._exit`` after its
+    ``_bootstrap``; peers lose the spans it still holds. ``_bootstrap`` runs the after-fork
+    callbacks in the child and ``threading._shutdown()`` on the way out on every CPython 3.9-3.13,
+    so the callback registers a flush there.
+    """
+
+    registered = False
+
+
+_mp_hook = _MultiprocessingHook()
+
+
+def _flush_in_multiprocessing_child(_hook: _MultiprocessingHook) -> None:
+    register_atexit = getattr(threading, "_register_atexit", None)
+    try:
+        register_atexit(_flush_at_exit)
+    except Exception:
+        # Not available, or threading is already shutting down: fall back on a finalizer
+        # (run by multiprocessing's exit function on the versions that still call it).
+        sys.modules["multiprocessing.util"].Finalize(None, _flush_at_exit, exitpriority=0)
+
+
+def _ensure_multiprocessing_hook() -> None:
+    # Only once multiprocessing is in use: importing it here would cost every user.
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _mp_hook.registered:
+        return
+    util.register_after_fork(_mp_hook, _flush_in_multiprocessing_child)
+    _mp_hook.registered = True
+
+
+_ensure_multiprocessing_hook()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_ensure_multiprocessing_hook)

@@ -70,8 +70,8 @@ def traced(
     """Register a callee (span name, module-qualified name, def file and line, static
     attributes) and wrap ``func``. ``kind``: 0 plain, 1 coroutine function, 2 generator
     function, 3 async generator function (the call then returns a Traced* wrapper that keeps
-    one span across the object's steps). Raises TypeError if ``func`` is not callable or an attribute
-    value is not str, bool, int or float."""
+    one span across the object's steps). Raises TypeError if ``func`` is not callable or an
+    attribute value is not str, bool, int or float."""
 
 def wrapped(obj: object) -> Callable[..., Any] | None:
     """The callable inside ``obj`` if it is a TracedFunction, else None."""

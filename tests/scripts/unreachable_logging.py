@@ -23,7 +23,7 @@ def work(i):
 
 
 def main():
-    for round_ in range(5):
+    for _round in range(5):
         for i in range(20):
             work(i)
         delivered = callspan.flush(timeout=5)

@@ -223,8 +223,8 @@ mod tests {
         assert_eq!(r.add_code(0x10, code("ignored")), a);
         assert_eq!(r.code_id(0x10), Some(a));
         let v = r.view();
-        assert_eq!(&*v.code(a).unwrap().function_name, "m.a");
-        assert_eq!(&*v.code(b).unwrap().function_name, "m.b");
+        assert_eq!(v.code(a).unwrap().function_name, "m.a");
+        assert_eq!(v.code(b).unwrap().function_name, "m.b");
     }
 
     #[test]
@@ -235,7 +235,7 @@ mod tests {
         let v = r.view();
         assert!(v.class(0).is_none());
         assert!(v.code(0).is_none());
-        assert_eq!(&**v.class(c).unwrap(), "m.C");
+        assert_eq!(*v.class(c).unwrap(), "m.C");
     }
 
     #[test]

@@ -55,9 +55,28 @@ fn class_slot(tp: usize) -> usize {
     (tp >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - CLASS_SLOTS.trailing_zeros())
 }
 
+/// Set at import when the frame layout check failed: caller attributes are then left out
+/// rather than read from memory whose layout is not the one this build expects.
+static FRAME_READING_DISABLED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Checks (once, at import) that this build's view of interpreter frames matches the running
+/// interpreter; on a mismatch caller attributes are disabled and the reason logged.
+pub(crate) fn check_frame_layout(py: Python<'_>) {
+    if let Err(why) = python_frame::verify_layout(py) {
+        FRAME_READING_DISABLED.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            "caller attributes are disabled: interpreter frame layout check failed: {why}"
+        );
+    }
+}
+
 /// Where the current traced call came from; all zeros when no Python frame called it.
 #[inline]
 pub(crate) fn current_site(py: Python<'_>, registry: &Registry) -> CallerSite {
+    if FRAME_READING_DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
+        return CallerSite::default();
+    }
     // SAFETY: GIL held; the frame stays alive for the duration of this call.
     let Some(frame) = (unsafe { python_frame::caller_frame(py) }) else {
         return CallerSite::default();
@@ -79,7 +98,13 @@ pub(crate) fn current_site(py: Python<'_>, registry: &Registry) -> CallerSite {
         // SAFETY: the frame's code object is alive.
         let has_self = unsafe { python_frame::code_first_param_is_self_or_cls(py, frame.code()) };
         let line = u32::try_from(frame.line_number()).unwrap_or(0);
-        let fresh = SiteEntry { code, lasti, code_id, line, has_self };
+        let fresh = SiteEntry {
+            code,
+            lasti,
+            code_id,
+            line,
+            has_self,
+        };
         CACHES.with(|c| unsafe { (*c.get()).sites[slot] = fresh });
         fresh
     };
@@ -92,7 +117,11 @@ pub(crate) fn current_site(py: Python<'_>, registry: &Registry) -> CallerSite {
     } else {
         0
     };
-    CallerSite { code: entry.code_id, line: entry.line, class }
+    CallerSite {
+        code: entry.code_id,
+        line: entry.line,
+        class,
+    }
 }
 
 #[cold]

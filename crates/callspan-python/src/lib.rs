@@ -24,6 +24,7 @@ use std::time::Duration;
 /// Wraps `func` in a `TracedFunction` whose spans carry the given callee description.
 #[pyfunction(name = "traced")]
 #[pyo3(signature = (func, span_name, function_name, file, line, attributes=None, kind=0))]
+#[allow(clippy::too_many_arguments)] // mirrors the Python signature of `traced`
 fn make_traced<'py>(
     py: Python<'py>,
     func: &Bound<'py, PyAny>,
@@ -63,7 +64,10 @@ fn make_traced<'py>(
             // The traced function's own frames call other traced functions (and itself, when
             // it recurses): name its code object now, exactly, instead of deriving a qualname
             // later (3.9/3.10 code objects carry no qualname).
-            let info = CodeInfo { function_name: intern(function_name), file: intern(file) };
+            let info = CodeInfo {
+                function_name: intern(function_name),
+                file: intern(file),
+            };
             caller::register_code_object(code, info, registry);
         }
     }
@@ -172,6 +176,8 @@ fn forward_diagnostics(py: Python<'_>) {
 /// The private native module behind `callspan`.
 #[pymodule]
 fn _callspan(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    callspan_otlp::diagnostic::install();
+    caller::check_frame_layout(m.py());
     m.add("TracedFunction", traced::create_type(m.py())?)?;
     steps::register_abcs(m)?;
     m.add("__version__", callspan_otlp::VERSION)?;

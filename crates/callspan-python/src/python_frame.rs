@@ -33,11 +33,12 @@
 //! `PyCode_Addr2Line` for tracebacks; the line number is `PyCode_Addr2Line(code, lasti)` on every
 //! version, so `(code, lasti)` → line is a pure function (cacheable).
 //!
-//! Every other build (abi3, free-threaded, PyPy/GraalPy, CPython ≥ 3.14 until its layout is added
-//! here, or `CALLSPAN_FRAME_PUBLIC_API=1` at build time on 3.11–3.13) uses the public API
+//! Other CPython builds (≥ 3.14 until its layout is added here, free-threaded, or
+//! `CALLSPAN_FRAME_PUBLIC_API=1` at build time on 3.11–3.13) use the public, version-specific C API
 //! (`PyEval_GetFrame`, `PyFrame_GetCode`, `PyFrame_GetLasti`, `PyFrame_GetBack`,
 //! `PyFrame_GetGlobals`, `PyFrame_GetVar`), which is exact but allocates frame objects as above; on
-//! 3.11 built that way [`CallerFrame::first_arg`] returns `None` (no safe public API exists).
+//! 3.11 built that way [`CallerFrame::first_arg`] returns `None` (no safe public API exists). The
+//! fallback was tested on 3.11–3.13 only. abi3 and non-CPython builds are refused at compile time.
 //!
 //! # Invariants
 //!
@@ -63,6 +64,12 @@
 //!   [`verify_layout`] cross-checks them at run time against the public API (call it once at
 //!   module init and refuse the direct route if it fails).
 #![allow(dead_code)] // parts of the API (back, from_frame_object, verify_layout) serve later features
+
+#[cfg(any(Py_LIMITED_API, PyPy, GraalPy, RustPython))]
+compile_error!(
+    "python_frame reads CPython frames through the version-specific C API: \
+     build callspan per interpreter (not abi3), for CPython"
+);
 
 use std::fmt;
 
@@ -187,7 +194,8 @@ impl<'py> CallerFrame<'py> {
     /// `__name__` from the frame's globals (plain dict lookup), copied into a `String`.
     pub(crate) fn module_name(&self) -> Option<String> {
         // SAFETY: `module_name_ptr` returns a live `str`.
-        self.module_name_ptr().map(|p| unsafe { str_lossy(self.py, p) })
+        self.module_name_ptr()
+            .map(|p| unsafe { str_lossy(self.py, p) })
     }
 
     /// The qualified name of this frame's code object (see [`code_qualname`]).
@@ -299,10 +307,13 @@ pub(crate) const DIRECT_ROUTE: bool = cfg!(callspan_frame_direct);
 // Shared helpers
 // ---------------------------------------------------------------------------------------------
 
-/// `str(obj)` for a `str` object, lossy for lone surrogates. No user code (exact data read).
+/// The text of a `str` object (lossy for lone surrogates; empty for null or a non-`str`). No user
+/// code: reads the string's data.
 unsafe fn str_lossy(py: Python<'_>, obj: *mut ffi::PyObject) -> String {
-    // SAFETY: caller passes a live object.
-    let bound = unsafe { Bound::from_borrowed_ptr(py, obj) };
+    // SAFETY: caller passes null or a live object.
+    let Some(bound) = (unsafe { Bound::from_borrowed_ptr_or_opt(py, obj) }) else {
+        return String::new();
+    };
     match bound.cast_into::<PyString>() {
         Ok(s) => s.to_string_lossy().into_owned(),
         Err(_) => String::new(),
@@ -345,9 +356,9 @@ mod layout {
 
     use std::ffi::{c_char, c_int, c_void};
 
-    use pyo3::ffi::{self, PyObject};
     #[cfg(not(Py_3_11))]
     use pyo3::ffi::Py_ssize_t;
+    use pyo3::ffi::{self, PyObject};
 
     /// `struct _frame` (`Include/cpython/frameobject.h`), 3.9 and 3.10.
     #[cfg(not(Py_3_11))]
@@ -530,6 +541,19 @@ mod layout {
         pub(super) ob_base: PyObject,
         pub(super) f_back: *mut PyObject,
         pub(super) f_frame: *mut IFrame,
+        pub(super) f_trace: *mut PyObject,
+        pub(super) f_lineno: c_int,
+        pub(super) f_trace_lines: c_char,
+        pub(super) f_trace_opcodes: c_char,
+        #[cfg(not(Py_3_13))]
+        pub(super) f_fast_as_locals: c_char,
+        #[cfg(Py_3_13)]
+        pub(super) f_extra_locals: *mut PyObject,
+        #[cfg(Py_3_13)]
+        pub(super) f_locals_cache: *mut PyObject,
+        /// Storage for the interpreter frame once the frame object owns it; `PyFrame_Type`'s
+        /// `tp_basicsize` is this offset plus `offsetof(_PyInterpreterFrame, localsplus)`.
+        pub(super) _f_frame_data: [*mut PyObject; 1],
     }
 
     /// `_PyCFrame` (`Include/cpython/pystate.h`), 3.11.
@@ -635,7 +659,12 @@ mod layout {
             ($ty:ty, $field:ident, $head:expr, $c_offset:expr, $c_head:expr) => {
                 const _: () = assert!(
                     offset_of!($ty, $field) - $head == $c_offset - $c_head,
-                    concat!("layout mismatch: ", stringify!($ty), ".", stringify!($field))
+                    concat!(
+                        "layout mismatch: ",
+                        stringify!($ty),
+                        ".",
+                        stringify!($field)
+                    )
                 );
             };
         }
@@ -679,6 +708,7 @@ mod layout {
             at!(Code, co_name, VAR, 120, 24);
             at!(Code, co_qualname, VAR, 128, 24);
             at!(FrameObject, f_frame, OBJ, 24, 16);
+            at!(FrameObject, f_trace, OBJ, 32, 16);
             assert!(offset_of!(IFrame, localsplus) == 72);
             assert!(offset_of!(IFrame, instr) == 56);
         };
@@ -690,6 +720,7 @@ mod layout {
             at!(Code, co_nlocals, VAR, 80, 24);
             at!(Code, _co_firsttraceable, VAR, 168, 24);
             at!(Code, co_code_adaptive, VAR, 184, 24);
+            at!(FrameObject, _f_frame_data, OBJ, 48, 16);
             assert!(offset_of!(IFrame, f_globals) == 8);
             assert!(offset_of!(IFrame, f_code) == 32);
             assert!(offset_of!(IFrame, previous) == 48);
@@ -712,6 +743,7 @@ mod layout {
         const _: () = {
             at!(Code, _co_firsttraceable, VAR, 176, 24);
             at!(Code, co_code_adaptive, VAR, 192, 24);
+            at!(FrameObject, _f_frame_data, OBJ, 48, 16);
             assert!(offset_of!(ThreadState, cframe) == 56);
             assert!(offset_of!(CFrame, current_frame) == 0);
         };
@@ -719,6 +751,7 @@ mod layout {
         const _: () = {
             at!(Code, _co_firsttraceable, VAR, 184, 24);
             at!(Code, co_code_adaptive, VAR, 200, 24);
+            at!(FrameObject, _f_frame_data, OBJ, 64, 16);
             assert!(offset_of!(ThreadState, current_frame) == 72);
         };
     }
@@ -1022,7 +1055,11 @@ mod imp {
         let code = code.cast::<Code>();
         // SAFETY: live code object and globals (contract).
         unsafe {
-            let mut search = QualnameSearch { py, target: code, budget: 50_000 };
+            let mut search = QualnameSearch {
+                py,
+                target: code,
+                budget: 50_000,
+            };
             if let Some(q) = search.in_globals(globals) {
                 return q;
             }
@@ -1129,7 +1166,7 @@ mod imp {
                 // Keep the function alive while we allocate.
                 let _hold = Bound::from_borrowed_ptr(self.py, func);
                 let code = (*f).func_code.cast::<Code>();
-                if PyCodeCheck(code.cast()) && self.unrenamed(f) {
+                if is_code(code.cast()) && self.unrenamed(f) {
                     if depth > 0 && code == self.target {
                         return Some(str_lossy(self.py, (*f).func_qualname));
                     }
@@ -1187,7 +1224,7 @@ mod imp {
                 let _hold = Bound::from_borrowed_ptr(self.py, consts);
                 for i in 0..ffi::PyTuple_GET_SIZE(consts) {
                     let c = ffi::PyTuple_GET_ITEM(consts, i);
-                    if !PyCodeCheck(c) || !self.spend() {
+                    if !is_code(c) || !self.spend() {
                         continue;
                     }
                     let child = c.cast::<Code>();
@@ -1261,8 +1298,7 @@ mod imp {
     }
 
     #[cfg(not(Py_3_11))]
-    #[allow(non_snake_case)]
-    fn PyCodeCheck(p: *mut PyObject) -> bool {
+    fn is_code(p: *mut PyObject) -> bool {
         !p.is_null() && unsafe { ffi::PyCode_Check(p) } != 0
     }
 
@@ -1317,10 +1353,33 @@ mod imp {
                 let basic = (*ptr::addr_of!(ffi::PyCode_Type)).tp_basicsize as usize;
                 let expect = offset_of!(Code, co_code_adaptive);
                 check(basic == expect, "code type size", basic, expect)?;
+                let basic = (*ptr::addr_of!(ffi::PyFrame_Type)).tp_basicsize as usize;
+                let expect =
+                    offset_of!(FrameObject, _f_frame_data) + offset_of!(IFrame, localsplus);
+                check(basic == expect, "frame type size", basic, expect)?;
                 let tstate = ffi::PyThreadState_Get();
                 let interp = (*tstate.cast::<ThreadState>()).interp;
                 let expect = ffi::PyThreadState_GetInterpreter(tstate);
-                check(interp == expect, "tstate->interp", interp as usize, expect as usize)?;
+                check(
+                    interp == expect,
+                    "tstate->interp",
+                    interp as usize,
+                    expect as usize,
+                )?;
+                // Compare the thread state's frame pointer with the public API's before walking
+                // (dereferencing) anything read through the thread-state layout.
+                let public = ffi::PyEval_GetFrame();
+                if !public.is_null() {
+                    let tstate = tstate.cast::<ThreadState>();
+                    #[cfg(not(Py_3_13))]
+                    let top = (*(*tstate).cframe).current_frame;
+                    #[cfg(Py_3_13)]
+                    let top = (*tstate).current_frame;
+                    let expect = (*public.cast::<FrameObject>()).f_frame;
+                    if top != expect && first_complete(top) != Some(expect) {
+                        return check(false, "tstate current frame", top as usize, expect as usize);
+                    }
+                }
             }
 
             let ours = current(py);
@@ -1353,21 +1412,43 @@ mod imp {
             #[cfg(Py_3_11)]
             {
                 let inner = (*public.cast::<FrameObject>()).f_frame;
-                check(inner == f, "frame object -> interpreter frame", inner as usize, f as usize)?;
+                check(
+                    inner == f,
+                    "frame object -> interpreter frame",
+                    inner as usize,
+                    f as usize,
+                )?;
             }
             #[cfg(not(Py_3_11))]
-            check(public.cast::<Frame>() == f, "frame", public as usize, f as usize)?;
+            check(
+                public.cast::<Frame>() == f,
+                "frame",
+                public as usize,
+                f as usize,
+            )?;
 
             let pub_code = ffi::PyFrame_GetCode(public);
             ffi::Py_DECREF(pub_code.cast());
-            check(pub_code == code(f), "frame code", code(f) as usize, pub_code as usize)?;
+            check(
+                pub_code == code(f),
+                "frame code",
+                code(f) as usize,
+                pub_code as usize,
+            )?;
 
             let frame_obj = Bound::from_borrowed_ptr(py, public.cast::<PyObject>());
             let attr_i32 = |o: &Bound<'_, PyAny>, name: &str| -> Result<i32, String> {
-                o.getattr(name).and_then(|v| v.extract::<i32>()).map_err(|e| e.to_string())
+                o.getattr(name)
+                    .and_then(|v| v.extract::<i32>())
+                    .map_err(|e| e.to_string())
             };
             let l_pub = attr_i32(&frame_obj, "f_lasti")?;
-            check(l_pub == lasti(f), "f_lasti", lasti(f) as usize, l_pub as usize)?;
+            check(
+                l_pub == lasti(f),
+                "f_lasti",
+                lasti(f) as usize,
+                l_pub as usize,
+            )?;
             let g_pub = frame_obj.getattr("f_globals").map_err(|e| e.to_string())?;
             check(g_pub.as_ptr() == globals(f), "f_globals", 0, 0)?;
 
@@ -1376,14 +1457,34 @@ mod imp {
             let c = code(f).cast::<Code>();
             let code_obj = Bound::from_borrowed_ptr(py, c.cast::<PyObject>());
             let argc = attr_i32(&code_obj, "co_argcount")?;
-            check(argc == (*c).co_argcount, "co_argcount", (*c).co_argcount as usize, argc as usize)?;
+            check(
+                argc == (*c).co_argcount,
+                "co_argcount",
+                (*c).co_argcount as usize,
+                argc as usize,
+            )?;
             let n = attr_i32(&code_obj, "co_nlocals")?;
-            check(n == (*c).co_nlocals, "co_nlocals", (*c).co_nlocals as usize, n as usize)?;
+            check(
+                n == (*c).co_nlocals,
+                "co_nlocals",
+                (*c).co_nlocals as usize,
+                n as usize,
+            )?;
             let fl = attr_i32(&code_obj, "co_flags")?;
-            check(fl == (*c).co_flags, "co_flags", (*c).co_flags as usize, fl as usize)?;
+            check(
+                fl == (*c).co_flags,
+                "co_flags",
+                (*c).co_flags as usize,
+                fl as usize,
+            )?;
             let first = attr_i32(&code_obj, "co_firstlineno")?;
             let ours = (*c).co_firstlineno;
-            check(first == ours, "co_firstlineno", ours as usize, first as usize)?;
+            check(
+                first == ours,
+                "co_firstlineno",
+                ours as usize,
+                first as usize,
+            )?;
             let same = |name: &str, p: *mut PyObject| -> Result<(), String> {
                 let v = code_obj.getattr(name).map_err(|e| e.to_string())?;
                 check(v.as_ptr() == p, name, p as usize, v.as_ptr() as usize)
@@ -1402,7 +1503,12 @@ mod imp {
                 let varnames = code_obj.getattr("co_varnames").map_err(|e| e.to_string())?;
                 let v0 = varnames.get_item(0).map_err(|e| e.to_string())?;
                 let ours = first_param_name(py, c.cast()).unwrap_or(ptr::null_mut());
-                check(v0.as_ptr() == ours, "first parameter name", ours as usize, 0)?;
+                check(
+                    v0.as_ptr() == ours,
+                    "first parameter name",
+                    ours as usize,
+                    0,
+                )?;
             }
             Ok(())
         }
@@ -1582,7 +1688,9 @@ mod imp {
         name: &str,
     ) -> Option<Bound<'py, PyAny>> {
         // Attributes of the built-in code type: C getters/members, no user code.
-        unsafe { Bound::from_borrowed_ptr(py, code.cast::<PyObject>()) }.getattr(name).ok()
+        unsafe { Bound::from_borrowed_ptr(py, code.cast::<PyObject>()) }
+            .getattr(name)
+            .ok()
     }
 
     pub(super) unsafe fn code_str_field(
@@ -1600,7 +1708,9 @@ mod imp {
     }
 
     pub(super) unsafe fn code_firstlineno(py: Python<'_>, code: *mut ffi::PyCodeObject) -> i32 {
-        code_attr(py, code, "co_firstlineno").and_then(|v| v.extract().ok()).unwrap_or(0)
+        code_attr(py, code, "co_firstlineno")
+            .and_then(|v| v.extract().ok())
+            .unwrap_or(0)
     }
 
     pub(super) unsafe fn first_param_name(

@@ -54,7 +54,11 @@ static CONTEXT_VAR_USED: AtomicBool = AtomicBool::new(false);
 fn context_var(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static VAR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     VAR.get_or_try_init(py, || {
-        Ok(py.import("contextvars")?.getattr("ContextVar")?.call1(("callspan_current_span",))?.unbind())
+        Ok(py
+            .import("contextvars")?
+            .getattr("ContextVar")?
+            .call1(("callspan_current_span",))?
+            .unbind())
     })
     .map(|v| v.bind(py))
 }
@@ -69,7 +73,12 @@ pub(crate) fn context_parent(py: Python<'_>) -> Option<ParentSpan> {
     let var = context_var(py).ok()?;
     let value = var.call_method1("get", (py.None(),)).ok()?;
     let (trace_id, span_id, sampled): (u128, u64, bool) = value.extract().ok()?;
-    Some(ParentSpan { trace_id, span_id, sampled, remote: false })
+    Some(ParentSpan {
+        trace_id,
+        span_id,
+        sampled,
+        remote: false,
+    })
 }
 
 /// The span of one call of a coroutine, generator or async generator.
@@ -92,7 +101,12 @@ type Shared = Arc<Mutex<StepSpan>>;
 
 impl StepSpan {
     fn as_parent(&self) -> ParentSpan {
-        ParentSpan { trace_id: self.trace_id, span_id: self.span_id, sampled: self.sampled, remote: false }
+        ParentSpan {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            sampled: self.sampled,
+            remote: false,
+        }
     }
 
     fn finish(&mut self, error: Option<ExceptionInfo>) {
@@ -104,7 +118,11 @@ impl StepSpan {
             return;
         }
         let end = now_unix_ns();
-        let start = if self.start_unix_ns == 0 { end } else { self.start_unix_ns };
+        let start = if self.start_unix_ns == 0 {
+            end
+        } else {
+            self.start_unix_ns
+        };
         pipeline::global().submit(SpanRecord {
             trace_id: self.trace_id,
             span_id: self.span_id,
@@ -135,7 +153,11 @@ enum Outcome {
 type Classify = fn(&PyErr, Python<'_>) -> Outcome;
 
 fn coroutine_outcome(e: &PyErr, py: Python<'_>) -> Outcome {
-    if e.is_instance_of::<PyStopIteration>(py) { Outcome::EndOk } else { Outcome::EndError }
+    if e.is_instance_of::<PyStopIteration>(py) {
+        Outcome::EndOk
+    } else {
+        Outcome::EndError
+    }
 }
 
 fn generator_outcome(e: &PyErr, py: Python<'_>) -> Outcome {
@@ -149,7 +171,9 @@ fn generator_outcome(e: &PyErr, py: Python<'_>) -> Outcome {
 fn async_step_outcome(e: &PyErr, py: Python<'_>) -> Outcome {
     if e.is_instance_of::<PyStopIteration>(py) {
         Outcome::Continue
-    } else if e.is_instance_of::<PyStopAsyncIteration>(py) || e.is_instance_of::<PyGeneratorExit>(py) {
+    } else if e.is_instance_of::<PyStopAsyncIteration>(py)
+        || e.is_instance_of::<PyGeneratorExit>(py)
+    {
         Outcome::EndOk
     } else {
         Outcome::EndError
@@ -186,7 +210,9 @@ fn step<'py>(
     context::push(parent);
     let token = if publish {
         context_var(py)
-            .and_then(|var| var.call_method1("set", ((parent.trace_id, parent.span_id, parent.sampled),)))
+            .and_then(|var| {
+                var.call_method1("set", ((parent.trace_id, parent.span_id, parent.sampled),))
+            })
             .ok()
     } else {
         None
@@ -265,12 +291,13 @@ pub(crate) struct TracedCoroutine {
     span: Shared,
 }
 
-
 #[pymethods]
 impl TracedCoroutine {
     fn send<'py>(&self, py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let inner = self.inner.bind(py);
-        step(py, &self.span, coroutine_outcome, || inner.call_method1("send", (value,)))
+        step(py, &self.span, coroutine_outcome, || {
+            inner.call_method1("send", (value,))
+        })
     }
 
     #[pyo3(signature = (typ, val=None, tb=None))]
@@ -283,7 +310,9 @@ impl TracedCoroutine {
     ) -> PyResult<Bound<'py, PyAny>> {
         let inner = self.inner.bind(py);
         let args = throw_args(py, typ, val, tb);
-        step(py, &self.span, coroutine_outcome, || inner.call_method1("throw", args))
+        step(py, &self.span, coroutine_outcome, || {
+            inner.call_method1("throw", args)
+        })
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
@@ -311,7 +340,14 @@ impl TracedCoroutine {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        format!("<callspan traced {}>", self.inner.bind(py).repr().map(|r| r.to_string()).unwrap_or_default())
+        format!(
+            "<callspan traced {}>",
+            self.inner
+                .bind(py)
+                .repr()
+                .map(|r| r.to_string())
+                .unwrap_or_default()
+        )
     }
 }
 
@@ -344,7 +380,9 @@ impl TracedGenerator {
 
     fn send<'py>(&self, py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let inner = self.inner.bind(py);
-        step(py, &self.span, generator_outcome, || inner.call_method1("send", (value,)))
+        step(py, &self.span, generator_outcome, || {
+            inner.call_method1("send", (value,))
+        })
     }
 
     #[pyo3(signature = (typ, val=None, tb=None))]
@@ -357,12 +395,16 @@ impl TracedGenerator {
     ) -> PyResult<Bound<'py, PyAny>> {
         let inner = self.inner.bind(py);
         let args = throw_args(py, typ, val, tb);
-        step(py, &self.span, generator_outcome, || inner.call_method1("throw", args))
+        step(py, &self.span, generator_outcome, || {
+            inner.call_method1("throw", args)
+        })
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let inner = self.inner.bind(py);
-        let result = step(py, &self.span, generator_outcome, || inner.call_method0("close"));
+        let result = step(py, &self.span, generator_outcome, || {
+            inner.call_method0("close")
+        });
         // A generator closed before its first step never ran: no span.
         finish_abandoned(&self.span);
         result.map(drop)
@@ -389,7 +431,11 @@ pub(crate) struct TracedAsyncGenerator {
 
 impl TracedAsyncGenerator {
     fn wrap_step(&self, awaitable: Bound<'_, PyAny>, closing: bool) -> TracedAsyncStep {
-        TracedAsyncStep { inner: awaitable.unbind(), span: Arc::clone(&self.span), closing }
+        TracedAsyncStep {
+            inner: awaitable.unbind(),
+            span: Arc::clone(&self.span),
+            closing,
+        }
     }
 }
 
@@ -456,7 +502,11 @@ impl TracedAsyncStep {
     ) -> PyResult<Bound<'py, PyAny>> {
         // A step's StopIteration carries the value the generator produced (it goes on);
         // aclose()'s StopIteration means it is closed. StopAsyncIteration: exhausted.
-        let classify: Classify = if self.closing { async_close_outcome } else { async_step_outcome };
+        let classify: Classify = if self.closing {
+            async_close_outcome
+        } else {
+            async_step_outcome
+        };
         step(py, &self.span, classify, call)
     }
 }
@@ -523,7 +573,11 @@ pub(crate) fn wrap<'py>(
         thread,
         // A coroutine's span covers its awaited lifetime from the call; a generator's starts
         // with the first iteration.
-        start_unix_ns: if kind == Kind::Coroutine { now_unix_ns() } else { 0 },
+        start_unix_ns: if kind == Kind::Coroutine {
+            now_unix_ns()
+        } else {
+            0
+        },
         done: false,
         publish_in_context: kind != Kind::Generator,
     }));

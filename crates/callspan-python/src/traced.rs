@@ -174,8 +174,14 @@ unsafe fn call_stepped(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     let p = pipeline::global();
-    let sampled = p.sampler().should_sample(parent.map(|p| p.sampled), trace_id);
-    let site = if sampled { caller::current_site(py, p.registry()) } else { Default::default() };
+    let sampled = p
+        .sampler()
+        .should_sample(parent.map(|p| p.sampled), trace_id);
+    let site = if sampled {
+        caller::current_site(py, p.registry())
+    } else {
+        Default::default()
+    };
     // SAFETY: forwarding our caller's arguments unchanged, GIL held.
     let created = unsafe { ffi::PyObject_Vectorcall(this.func, args, nargsf, kwnames) };
     if created.is_null() {
@@ -183,7 +189,17 @@ unsafe fn call_stepped(
     }
     // SAFETY: a new reference from the call above.
     let created = unsafe { Bound::from_owned_ptr(py, created) };
-    match steps::wrap(py, kind, created, trace_id, ids::span_id(), parent, sampled, this.function_id, site) {
+    match steps::wrap(
+        py,
+        kind,
+        created,
+        trace_id,
+        ids::span_id(),
+        parent,
+        sampled,
+        this.function_id,
+        site,
+    ) {
         Ok(obj) => obj.into_ptr(),
         Err(e) => {
             e.restore(py);
@@ -279,6 +295,17 @@ unsafe extern "C" fn traced_repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject 
     }
 }
 
+/// `__reduce__`: pickles by reference, like the function it wraps (multiprocessing sends traced
+/// functions to pool workers this way). Returning a name makes pickle look the object up by its
+/// `__module__` and `__qualname__`, which `update_wrapper` copied from the wrapped function.
+unsafe extern "C" fn traced_reduce(
+    slf: *mut ffi::PyObject,
+    _args: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: GIL held; attribute lookup on our own instance (its __dict__ entry).
+    unsafe { ffi::PyObject_GetAttrString(slf, c"__qualname__".as_ptr()) }
+}
+
 /// Creates the `TracedFunction` type (once, at module import).
 pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     let existing = TYPE.load(Ordering::Acquire);
@@ -308,6 +335,17 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         },
         ffi::PyGetSetDef::default(),
     ]));
+    let methods: &'static mut [ffi::PyMethodDef] = Box::leak(Box::new([
+        ffi::PyMethodDef {
+            ml_name: c"__reduce__".as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunction: traced_reduce,
+            },
+            ml_flags: ffi::METH_NOARGS,
+            ml_doc: c"Pickle by reference (module and qualified name), like a function.".as_ptr(),
+        },
+        ffi::PyMethodDef::zeroed(),
+    ]));
     let slots: &'static mut [ffi::PyType_Slot] = Box::leak(Box::new([
         slot(ffi::Py_tp_call, ffi::PyVectorcall_Call as *mut c_void),
         slot(ffi::Py_tp_descr_get, traced_descr_get as *mut c_void),
@@ -317,6 +355,7 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         slot(ffi::Py_tp_repr, traced_repr as *mut c_void),
         slot(ffi::Py_tp_members, members.as_mut_ptr().cast()),
         slot(ffi::Py_tp_getset, getset.as_mut_ptr().cast()),
+        slot(ffi::Py_tp_methods, methods.as_mut_ptr().cast()),
         slot(
             ffi::Py_tp_doc,
             c"A function traced by callspan: each call becomes a span tagged with its caller."

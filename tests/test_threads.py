@@ -1,0 +1,44 @@
+"""Many threads at once: every span arrives intact, parents stay within their thread."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from e2e_support import parse_output
+
+
+def test_32_threads_lose_and_corrupt_nothing(receiver, run_script):
+    completed = run_script(
+        "thread_storm.py",
+        # Large enough to hold the whole burst: this test is about correctness, not drops.
+        env={"OTEL_BSP_MAX_QUEUE_SIZE": "40000", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2000"},
+        timeout=120,
+    )
+    output = parse_output(completed.stdout)
+    facts = output.facts
+    storm = facts["threads"] * facts["calls"]
+    expected = 2 * storm + 2 * facts["pooled"]
+    assert output.stats["spans_dropped"] == 0, output.stats
+    assert output.stats["spans_exported"] == expected, output.stats
+    spans = receiver.wait_for_spans(expected, timeout=60)
+    assert len({s.span_id for s in spans}) == expected, "lost or duplicated spans"
+
+    by_id = {s.span_id: s for s in spans}
+    outers = [s for s in spans if s.name == "outer"]
+    inners = [s for s in spans if s.name == "inner"]
+    assert len(outers) == len(inners) == storm + facts["pooled"]
+    for span in inners:
+        parent = by_id[span.parent_span_id]
+        assert parent.name == "outer"
+        assert parent.trace_id == span.trace_id
+        assert parent.attributes["thread.id"] == span.attributes["thread.id"]
+        assert parent.attributes["thread.name"] == span.attributes["thread.name"]
+        assert span.attributes["caller.function.name"] == "__main__.outer"
+    for span in outers:
+        assert span.parent_span_id is None, "a thread's span leaked into another thread"
+    per_thread = Counter(s.attributes["thread.name"] for s in outers)
+    storm_threads = {name: n for name, n in per_thread.items() if name.startswith("storm-")}
+    assert storm_threads == {f"storm-{t}": facts["calls"] for t in range(facts["threads"])}
+    pool_threads = [name for name in per_thread if name.startswith("pool")]
+    assert pool_threads and sum(per_thread[name] for name in pool_threads) == facts["pooled"]
+    assert len({s.trace_id for s in outers}) == len(outers)
