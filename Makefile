@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install example test test-rust test-python lint fmt clean
+.PHONY: help venv install example test test-rust test-python test-pythons lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,19 @@ test-python: install ## Python end-to-end tests against real OTLP receivers and 
 
 test: test-rust test-python ## every test: Rust and Python
 
+# Other CPython versions from pyenv, each in its own venv (.venv-3.X); CI runs 3.9 and 3.13 too.
+PYVERSIONS ?= 3.9 3.13
+# rotel's wheels need Python >= 3.10: every version's tests use the main .venv's rotel-agent.
+test-pythons: venv ## the Python suite on each of PYVERSIONS (pyenv interpreters)
+	@rotel=$$(ls $(VENV)/lib/python3*/site-packages/rotel/rotel-agent | head -1); \
+	for v in $(PYVERSIONS); do \
+	  py=$$(ls -d $(HOME)/.pyenv/versions/$$v.*/bin/python 2>/dev/null | sort -V | tail -1); \
+	  if [ -z "$$py" ]; then echo "CPython $$v not found under ~/.pyenv/versions"; exit 1; fi; \
+	  echo "== CPython $$v ($$py)"; \
+	  CALLSPAN_TEST_ROTEL_AGENT=$(CURDIR)/$$rotel \
+	    $(MAKE) --no-print-directory test-python PYTHON=$$py VENV=.venv-$$v || exit 1; \
+	done
+
 lint: venv ## rustfmt, clippy -D warnings, ruff
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
@@ -43,5 +56,33 @@ fmt: venv ## format Rust and Python
 	$(VENV)/bin/ruff format python tests examples
 	$(VENV)/bin/ruff check --fix python tests examples
 
-clean: ## remove build outputs and the venv
-	rm -rf target $(VENV) callspan-spans.jsonl
+clean: ## remove build outputs and the venvs
+	rm -rf target $(VENV) .venv-3.* callspan-spans.jsonl
+
+# -- benchmarks (docs/performance.md) ------------------------------------------------------------
+.PHONY: bench-deps bench bench-smoke bench-versions
+BENCH_OUT ?= bench-results
+
+$(VENV)/.bench-deps: $(VENV)/.deps benches/requirements.txt
+	$(PIP) install --quiet -r benches/requirements.txt
+	touch $@
+
+# The smoke test of the benchmarks (tests/test_benchmarks_smoke.py) needs the OTel SDK and yappi.
+test-python: $(VENV)/.bench-deps
+
+bench-deps: $(VENV)/.bench-deps ## install the benchmark dependencies (OTel SDK, yappi) into .venv
+
+bench: install bench-deps ## full benchmarks: Rust micro, overhead, throughput, memory (minutes)
+	cargo bench -p callspan-core
+	$(PY) benches/overhead.py --json $(BENCH_OUT)/overhead.json
+	$(PY) benches/throughput.py --json $(BENCH_OUT)/throughput.json
+	$(PY) benches/memory.py --json $(BENCH_OUT)/memory.json
+
+bench-smoke: install bench-deps ## every benchmark in seconds-long smoke mode (proves they run)
+	cargo bench -p callspan-core -- --test
+	$(PY) benches/overhead.py --smoke --json $(BENCH_OUT)/smoke/overhead.json
+	$(PY) benches/throughput.py --smoke --json $(BENCH_OUT)/smoke/throughput.json
+	$(PY) benches/memory.py --smoke --json $(BENCH_OUT)/smoke/memory.json
+
+bench-versions: ## the Python benchmarks on CPython 3.12 and 3.13 from pyenv (.venv-3.12, .venv-3.13)
+	benches/run_all_versions.sh

@@ -16,15 +16,20 @@ import threading
 
 from . import _callspan
 from ._config import configure
+from ._propagation import RemoteSpan, extract, inject, remote_parent
 from ._trace import trace
 
 __version__: str = _callspan.__version__
 
 __all__ = [
+    "RemoteSpan",
     "__version__",
     "configure",
     "destination",
+    "extract",
     "flush",
+    "inject",
+    "remote_parent",
     "shutdown",
     "stats",
     "trace",

@@ -101,3 +101,14 @@ def effective_config() -> list[tuple[str, str, str]]:
 
 def forward_diagnostics() -> None:
     """Forward buffered exporter warnings to the ``callspan`` logger now."""
+
+def current_span() -> tuple[int, int, bool] | None:
+    """``(trace_id, span_id, sampled)`` of the innermost traced call (this thread, else this
+    context), or None."""
+
+def set_remote_parent(trace_id: int, span_id: int, sampled: bool) -> Any:
+    """Make a remote span the parent of traced calls in this context; returns a token for
+    ``reset_remote_parent``. ValueError on zero ids."""
+
+def reset_remote_parent(token: Any) -> None:
+    """Undo ``set_remote_parent``."""

@@ -167,6 +167,35 @@ fn effective_config() -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The current span as `(trace_id, span_id, sampled)`, or None outside any traced call.
+#[pyfunction]
+fn current_span(py: Python<'_>) -> Option<(u128, u64, bool)> {
+    steps::current_parent(py)
+        .filter(|p| p.span_id != 0)
+        .map(|p| (p.trace_id, p.span_id, p.sampled))
+}
+
+/// Makes a remote span the parent of traced calls in this context; returns the reset token.
+#[pyfunction]
+fn set_remote_parent<'py>(
+    py: Python<'py>,
+    trace_id: u128,
+    span_id: u64,
+    sampled: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    if trace_id == 0 || span_id == 0 {
+        return Err(PyValueError::new_err("trace_id and span_id must be non-zero"));
+    }
+    let parent = callspan_core::context::ParentSpan { trace_id, span_id, sampled, remote: true };
+    steps::set_context_parent(py, parent)
+}
+
+/// Undoes `set_remote_parent`.
+#[pyfunction]
+fn reset_remote_parent(py: Python<'_>, token: &Bound<'_, PyAny>) -> PyResult<()> {
+    steps::reset_context_parent(py, token)
+}
+
 /// Forwards pending exporter diagnostics to the `callspan` logger now.
 #[pyfunction]
 fn forward_diagnostics(py: Python<'_>) {
@@ -190,5 +219,8 @@ fn _callspan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(destination, m)?)?;
     m.add_function(wrap_pyfunction!(effective_config, m)?)?;
     m.add_function(wrap_pyfunction!(forward_diagnostics, m)?)?;
+    m.add_function(wrap_pyfunction!(current_span, m)?)?;
+    m.add_function(wrap_pyfunction!(set_remote_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(reset_remote_parent, m)?)?;
     Ok(())
 }

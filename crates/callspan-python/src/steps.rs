@@ -72,13 +72,32 @@ pub(crate) fn context_parent(py: Python<'_>) -> Option<ParentSpan> {
     }
     let var = context_var(py).ok()?;
     let value = var.call_method1("get", (py.None(),)).ok()?;
-    let (trace_id, span_id, sampled): (u128, u64, bool) = value.extract().ok()?;
-    Some(ParentSpan {
-        trace_id,
-        span_id,
-        sampled,
-        remote: false,
-    })
+    let (trace_id, span_id, sampled, remote): (u128, u64, bool, bool) = value.extract().ok()?;
+    Some(ParentSpan { trace_id, span_id, sampled, remote })
+}
+
+/// Makes `parent` the current span of this context (task) until the returned token is reset:
+/// used for remote parents (W3C `traceparent`), which must follow the task, not the thread.
+pub(crate) fn set_context_parent<'py>(
+    py: Python<'py>,
+    parent: ParentSpan,
+) -> PyResult<Bound<'py, PyAny>> {
+    CONTEXT_VAR_USED.store(true, Ordering::Relaxed);
+    context_var(py)?.call_method1("set", (as_tuple(parent),))
+}
+
+/// Undoes [`set_context_parent`].
+pub(crate) fn reset_context_parent(py: Python<'_>, token: &Bound<'_, PyAny>) -> PyResult<()> {
+    context_var(py)?.call_method1("reset", (token,)).map(drop)
+}
+
+/// The innermost span on this thread, else the one published in this context.
+pub(crate) fn current_parent(py: Python<'_>) -> Option<ParentSpan> {
+    context::current().or_else(|| context_parent(py))
+}
+
+fn as_tuple(p: ParentSpan) -> (u128, u64, bool, bool) {
+    (p.trace_id, p.span_id, p.sampled, p.remote)
 }
 
 /// The span of one call of a coroutine, generator or async generator.
@@ -211,7 +230,7 @@ fn step<'py>(
     let token = if publish {
         context_var(py)
             .and_then(|var| {
-                var.call_method1("set", ((parent.trace_id, parent.span_id, parent.sampled),))
+                var.call_method1("set", (as_tuple(parent),))
             })
             .ok()
     } else {

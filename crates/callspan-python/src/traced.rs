@@ -363,14 +363,17 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         ),
         slot(0, ptr::null_mut()),
     ]));
-    let mut flags = ffi::Py_TPFLAGS_DEFAULT
+    // 3.10+ refuses `TracedFunction()` outright; on 3.9 such an instance has no function and
+    // its calls raise TypeError.
+    #[cfg(Py_3_10)]
+    let no_instantiation = ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION;
+    #[cfg(not(Py_3_10))]
+    let no_instantiation = 0;
+    let flags = ffi::Py_TPFLAGS_DEFAULT
         | ffi::Py_TPFLAGS_HAVE_GC
         | ffi::Py_TPFLAGS_HAVE_VECTORCALL
-        | ffi::Py_TPFLAGS_METHOD_DESCRIPTOR;
-    #[cfg(Py_3_10)]
-    {
-        flags |= ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION;
-    }
+        | ffi::Py_TPFLAGS_METHOD_DESCRIPTOR
+        | no_instantiation;
     let spec: &'static mut ffi::PyType_Spec = Box::leak(Box::new(ffi::PyType_Spec {
         name: c"callspan._callspan.TracedFunction".as_ptr(),
         basicsize: std::mem::size_of::<TracedObject>() as c_int,
