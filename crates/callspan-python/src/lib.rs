@@ -8,6 +8,7 @@
 mod caller;
 mod diagnostics;
 mod exception;
+mod otel;
 mod python_frame;
 mod steps;
 mod thread;

@@ -93,7 +93,9 @@ pub(crate) fn reset_context_parent(py: Python<'_>, token: &Bound<'_, PyAny>) -> 
 
 /// The innermost span on this thread, else the one published in this context.
 pub(crate) fn current_parent(py: Python<'_>) -> Option<ParentSpan> {
-    context::current().or_else(|| context_parent(py))
+    context::current()
+        .or_else(|| context_parent(py))
+        .or_else(|| crate::otel::current_parent(py))
 }
 
 fn as_tuple(p: ParentSpan) -> (u128, u64, bool, bool) {

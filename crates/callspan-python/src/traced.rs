@@ -91,7 +91,7 @@ unsafe extern "C" fn traced_vectorcall(
 
     // SAFETY: the GIL is held for the whole call.
     let py = unsafe { Python::assume_attached() };
-    let parent = context::current().or_else(|| steps::context_parent(py));
+    let parent = steps::current_parent(py);
     let trace_id = match parent {
         Some(parent) => parent.trace_id,
         None => ids::trace_id(),

@@ -1,0 +1,158 @@
+//! OpenTelemetry API interop: a callspan root call made while an OpenTelemetry span is current
+//! (for example one opened by an instrumented web framework) joins that span's trace as its
+//! child.
+//!
+//! This runs on root calls only (no callspan span open on the thread or in the context), so it
+//! must be cheap: instead of calling `opentelemetry.trace.get_current_span()` (a few Python
+//! calls), it reads the OpenTelemetry context's `ContextVar` and the current span's entry
+//! directly, and caches the span's context per thread, keyed by the span object — kept alive by
+//! the cache, so its address cannot come to mean another span. Only the default
+//! `ContextVarsRuntimeContext` is read this way; any other runtime context falls back on the
+//! public `get_current_span()`.
+
+use callspan_core::context::ParentSpan;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+
+/// Not imported yet (check sys.modules now and then) / resolved / unusable.
+const UNSEEN: u8 = 0;
+const READY: u8 = 1;
+const UNUSABLE: u8 = 2;
+static STATE: AtomicU8 = AtomicU8::new(UNSEEN);
+/// Root calls between two looks into `sys.modules` while OpenTelemetry is not imported.
+const RECHECK_EVERY: u32 = 256;
+static UNSEEN_CALLS: AtomicU32 = AtomicU32::new(0);
+
+struct Hooks {
+    /// `_RUNTIME_CONTEXT._current_context` when the default runtime context is in use.
+    context_var: Option<Py<PyAny>>,
+    /// The key of the current span in an OpenTelemetry `Context`.
+    span_key: Py<PyAny>,
+    /// `opentelemetry.trace.get_current_span`, the public fallback.
+    get_current_span: Py<PyAny>,
+}
+
+static HOOKS: PyOnceLock<Hooks> = PyOnceLock::new();
+
+thread_local! {
+    /// The last span seen on this thread and what it resolved to.
+    static LAST: RefCell<Option<(Py<PyAny>, Option<ParentSpan>)>> = const { RefCell::new(None) };
+}
+
+fn resolve(py: Python<'_>) -> PyResult<Hooks> {
+    let context = py.import("opentelemetry.context")?;
+    let runtime = context.getattr("_RUNTIME_CONTEXT")?;
+    let context_var = if runtime.get_type().name()?.to_string() == "ContextVarsRuntimeContext" {
+        runtime.getattr("_current_context").ok().map(Bound::unbind)
+    } else {
+        None
+    };
+    let span_key = py.import("opentelemetry.trace.propagation")?.getattr("_SPAN_KEY")?.unbind();
+    let get_current_span =
+        py.import("opentelemetry.trace")?.getattr("get_current_span")?.unbind();
+    Ok(Hooks { context_var, span_key, get_current_span })
+}
+
+fn opentelemetry_imported(py: Python<'_>) -> bool {
+    let name = pyo3::intern!(py, "opentelemetry.trace");
+    // SAFETY: GIL held; a new reference or NULL (with no error set when simply absent).
+    let module = unsafe { ffi::PyImport_GetModule(name.as_ptr()) };
+    if module.is_null() {
+        let _ = PyErr::take(py);
+        return false;
+    }
+    // SAFETY: the new reference from above.
+    unsafe { ffi::Py_DecRef(module) };
+    true
+}
+
+/// The current OpenTelemetry span as a parent, if OpenTelemetry is in use and a valid span is
+/// current.
+pub(crate) fn current_parent(py: Python<'_>) -> Option<ParentSpan> {
+    match STATE.load(Ordering::Relaxed) {
+        READY => {}
+        UNUSABLE => return None,
+        _ => {
+            if UNSEEN_CALLS.fetch_add(1, Ordering::Relaxed) % RECHECK_EVERY != 0
+                || !opentelemetry_imported(py)
+            {
+                return None;
+            }
+            match HOOKS.get_or_try_init(py, || resolve(py)) {
+                Ok(_) => STATE.store(READY, Ordering::Relaxed),
+                Err(e) => {
+                    STATE.store(UNUSABLE, Ordering::Relaxed);
+                    tracing::warn!("OpenTelemetry is imported but its context cannot be read ({e}); callspan spans will not join OpenTelemetry traces");
+                    return None;
+                }
+            }
+        }
+    }
+    let hooks = HOOKS.get(py)?;
+    // Keep any pending exception out of the way of these lookups.
+    let pending = PyErr::take(py);
+    let parent = lookup(py, hooks);
+    if let Some(e) = pending {
+        e.restore(py);
+    }
+    parent
+}
+
+fn lookup(py: Python<'_>, hooks: &Hooks) -> Option<ParentSpan> {
+    let span = match &hooks.context_var {
+        Some(var) => context_span(py, var, &hooks.span_key)?,
+        None => hooks.get_current_span.bind(py).call0().ok()?,
+    };
+    let cached = LAST.with(|last| {
+        last.borrow().as_ref().and_then(|(obj, parent)| obj.is(&span).then_some(*parent))
+    });
+    if let Some(parent) = cached {
+        return parent;
+    }
+    let parent = span_context(&span);
+    LAST.with(|last| *last.borrow_mut() = Some((span.unbind(), parent)));
+    parent
+}
+
+/// The span stored in the current OpenTelemetry `Context` (a dict) through the C API: two
+/// lookups, no Python frames.
+fn context_span<'py>(py: Python<'py>, var: &Py<PyAny>, key: &Py<PyAny>) -> Option<Bound<'py, PyAny>> {
+    let mut context: *mut ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: GIL held; `var` is a ContextVar; on success `context` is a new reference or NULL.
+    if unsafe { ffi::PyContextVar_Get(var.as_ptr(), std::ptr::null_mut(), &mut context) } < 0 {
+        let _ = PyErr::take(py);
+        return None;
+    }
+    if context.is_null() {
+        return None;
+    }
+    // SAFETY: the new reference from PyContextVar_Get.
+    let context = unsafe { Bound::from_owned_ptr(py, context) };
+    // SAFETY: GIL held; `context` is checked to be a dict before the dict lookup.
+    unsafe {
+        if ffi::PyDict_Check(context.as_ptr()) == 0 {
+            return None;
+        }
+        let span = ffi::PyDict_GetItemWithError(context.as_ptr(), key.as_ptr());
+        if span.is_null() {
+            let _ = PyErr::take(py);
+            return None;
+        }
+        Some(Bound::from_borrowed_ptr(py, span))
+    }
+}
+
+fn span_context(span: &Bound<'_, PyAny>) -> Option<ParentSpan> {
+    let sc = span.call_method0("get_span_context").ok()?;
+    if !sc.getattr("is_valid").ok()?.is_truthy().ok()? {
+        return None;
+    }
+    let trace_id: u128 = sc.getattr("trace_id").ok()?.extract().ok()?;
+    let span_id: u64 = sc.getattr("span_id").ok()?.extract().ok()?;
+    let flags: u8 = sc.getattr("trace_flags").ok()?.extract().ok()?;
+    let remote: bool = sc.getattr("is_remote").ok()?.extract().ok()?;
+    Some(ParentSpan { trace_id, span_id, sampled: flags & 1 == 1, remote })
+}
