@@ -1,10 +1,9 @@
 """An OpenTelemetry SDK span is current (as an instrumented web framework would open one):
 callspan spans made inside it join its trace as its children; outside it, new traces start."""
 
+import callspan
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-
-import callspan
 from scriptkit import finish, report
 
 
