@@ -133,14 +133,20 @@ fn value_size(v: &Value) -> usize {
 
 fn attributes_size(attrs: &[KeyValue]) -> usize {
     // Per attribute: key, value and protobuf framing (tags, lengths, AnyValue wrapper).
-    attrs.iter().map(|kv| kv.key.as_str().len() + value_size(&kv.value) + 12).sum()
+    attrs
+        .iter()
+        .map(|kv| kv.key.as_str().len() + value_size(&kv.value) + 12)
+        .sum()
 }
 
 /// An upper estimate of a span's OTLP protobuf size, used to keep requests under the
 /// receiver's limit without encoding twice.
 pub fn estimated_size(span: &SpanData) -> usize {
-    let events: usize =
-        span.events.iter().map(|e| e.name.len() + attributes_size(&e.attributes) + 24).sum();
+    let events: usize = span
+        .events
+        .iter()
+        .map(|e| e.name.len() + attributes_size(&e.attributes) + 24)
+        .sum();
     let status = match &span.status {
         Status::Error { description } => description.len() + 8,
         _ => 0,
@@ -292,8 +298,14 @@ mod tests {
         let span = to_span_data(record, &reg.view(), &crate::resource::scope()).unwrap();
         let estimate = estimated_size(&span);
         let encoded = ProtoSpan::from(span).encoded_len();
-        assert!(estimate >= encoded, "estimate {estimate} < encoded {encoded}");
-        assert!(estimate < encoded * 2, "estimate {estimate} far above encoded {encoded}");
+        assert!(
+            estimate >= encoded,
+            "estimate {estimate} < encoded {encoded}"
+        );
+        assert!(
+            estimate < encoded * 2,
+            "estimate {estimate} far above encoded {encoded}"
+        );
     }
 
     #[test]
@@ -308,13 +320,21 @@ mod tests {
         });
         let spans: Vec<SpanData> = (1..=10u64)
             .map(|i| {
-                let r = SpanRecord { trace_id: 1, span_id: i, function: f, ..Default::default() };
+                let r = SpanRecord {
+                    trace_id: 1,
+                    span_id: i,
+                    function: f,
+                    ..Default::default()
+                };
                 to_span_data(r, &reg.view(), &crate::resource::scope()).unwrap()
             })
             .collect();
         let one = estimated_size(&spans[0]);
         let chunks = split_by_size(spans, one * 3);
-        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
+        assert_eq!(
+            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![3, 3, 3, 1]
+        );
         let ids: Vec<u64> = chunks
             .iter()
             .flatten()

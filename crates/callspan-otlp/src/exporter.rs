@@ -273,7 +273,9 @@ impl Worker {
     /// Sends one request's worth of spans, counting the outcome.
     fn send(&mut self, chunk: Vec<opentelemetry_sdk::trace::SpanData>) -> bool {
         let stats = &self.sink.stats;
-        let Some(transport) = self.transport.as_mut() else { return false };
+        let Some(transport) = self.transport.as_mut() else {
+            return false;
+        };
         let exported = chunk.len() as u64;
         let timeout = self.batching.export_timeout;
         let result = self

@@ -58,26 +58,42 @@ fn file_transport_receives_every_span_in_batches() {
     assert!(exporter.shutdown(sink, Duration::from_secs(10)));
 
     let text = std::fs::read_to_string(&path).unwrap();
-    let requests: Vec<serde_json::Value> =
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let requests: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     // 250 spans at 100 per batch: at least three requests (a full batch may also leave early).
     assert!(requests.len() >= 3, "{} requests", requests.len());
     let spans: Vec<&serde_json::Value> = requests
         .iter()
-        .flat_map(|r| r["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().unwrap())
+        .flat_map(|r| {
+            r["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                .as_array()
+                .unwrap()
+        })
         .collect();
     assert_eq!(spans.len(), 250);
     assert_eq!(spans[0]["name"], "apply_transform");
-    assert_eq!(requests[0]["resourceSpans"][0]["scopeSpans"][0]["scope"]["name"], "callspan");
+    assert_eq!(
+        requests[0]["resourceSpans"][0]["scopeSpans"][0]["scope"]["name"],
+        "callspan"
+    );
     let snap = sink.stats.snapshot(sink.len());
-    assert_eq!((snap.spans_exported, snap.spans_dropped, snap.queue_len), (250, 0, 0));
+    assert_eq!(
+        (snap.spans_exported, snap.spans_dropped, snap.queue_len),
+        (250, 0, 0)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn unreachable_collector_counts_drops_and_shutdown_is_bounded() {
     // Bind then drop a listener: nothing listens on that port any more.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut config = Config::defaults();
     config.endpoint = format!("http://127.0.0.1:{port}");
     config.export_timeout = Duration::from_secs(2);
@@ -91,7 +107,11 @@ fn unreachable_collector_counts_drops_and_shutdown_is_bounded() {
     let started = Instant::now();
     let delivered = exporter.shutdown(sink, Duration::from_secs(3));
     assert!(!delivered);
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
     // The export either failed (counted) or was still retrying when shutdown gave up.
     let snap = sink.stats.snapshot(sink.len());
     assert_eq!(snap.spans_exported, 0);
