@@ -6,6 +6,12 @@ when asked, ``POST /v1/traces`` over OTLP/HTTP with protobuf bodies. Every reque
 exactly as it arrived, together with its gRPC metadata or HTTP headers, so tests assert on
 what was on the wire and never on callspan's internal state.
 
+Optional, for transport tests: TLS on both servers (``tls=ServerTls(...)``, with client
+certificates required when it names a client CA; the client certificate's common name is
+recorded), a delay before every response (``response_delay``), and a wire tap in front of the
+gRPC server (``grpc_wire_tap=True``) that records each gRPC message's compressed flag as it
+crossed the connection, since grpcio hides ``grpc-encoding`` from the servicer.
+
 Typical use::
 
     with RecordingReceiver() as receiver:
@@ -18,20 +24,32 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import os
+import socket
+import ssl
+import sys
+import tempfile
 import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1 import (
+# The tests start child processes while gRPC servers run in this process. Where subprocess
+# forks (CPython < 3.10; later versions use vfork), gRPC's fork handlers restart its event engine
+# in the child between fork and exec, subprocess then closes the child's descriptors, and the
+# engine aborts the child ("epoll_wait error: Bad file descriptor"). Nothing here uses gRPC across
+# a fork, so its fork support is off (it is read when grpc is first imported).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import grpc  # noqa: E402
+from google.protobuf.message import DecodeError  # noqa: E402
+from opentelemetry.proto.collector.trace.v1 import (  # noqa: E402
     trace_service_pb2,
     trace_service_pb2_grpc,
 )
-from opentelemetry.proto.common.v1 import common_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2
+from opentelemetry.proto.common.v1 import common_pb2  # noqa: E402
+from opentelemetry.proto.trace.v1 import trace_pb2  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 OTLP_HTTP_TRACES_PATH = "/v1/traces"
@@ -54,11 +72,34 @@ class ReceivedRequest:
     headers: list[tuple[str, str]]
     encoded_size: int  # bytes of the protobuf message (after HTTP gzip decoding)
     received_at: float  # time.time() on arrival
+    # Common name of the TLS client certificate the request came with (mutual TLS), else None.
+    client_certificate_cn: str | None = None
+    # HTTP only: bytes of the body as sent (before gzip decoding); None for gRPC.
+    wire_size: int | None = None
 
     def header(self, name: str) -> str | None:
         """First value of a header / metadata key (case-insensitive), or None."""
         wanted = name.lower()
         return next((value for key, value in self.headers if key == wanted), None)
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """PEM material for a TLS receiver (both gRPC and HTTP use it)."""
+
+    certificate_chain: bytes  # the server's certificate, then any intermediates
+    private_key: bytes
+    # When set, clients must present a certificate signed by one of these CAs (mutual TLS).
+    client_ca: bytes | None = None
+
+
+@dataclass(frozen=True)
+class WireMessage:
+    """One gRPC message as it crossed the tapped connection (see ``grpc_wire_tap``)."""
+
+    stream_id: int
+    compressed: bool  # the message's compressed flag: its grpc-encoding was applied
+    length: int  # bytes of the message on the wire (compressed, when it was)
 
 
 @dataclass
@@ -177,7 +218,12 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         headers = [
             (key.lower(), _metadata_text(value)) for key, value in context.invocation_metadata()
         ]
-        self._receiver._record("grpc", request, headers, request.ByteSize())
+        names = context.auth_context().get("x509_common_name") or [None]
+        client_cn = names[0].decode() if isinstance(names[0], bytes) else names[0]
+        self._receiver._record(
+            "grpc", request, headers, request.ByteSize(), client_certificate_cn=client_cn
+        )
+        self._receiver._delay_response()
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
@@ -194,6 +240,7 @@ class _OtlpHttpHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        wire_size = len(body)
         if self.path.split("?", 1)[0] != OTLP_HTTP_TRACES_PATH:
             return self._reply(404, b"not found", "text/plain")
         content_type = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
@@ -210,7 +257,15 @@ class _OtlpHttpHandler(http.server.BaseHTTPRequestHandler):
         except (OSError, EOFError, DecodeError) as error:
             return self._reply(400, f"undecodable body: {error}".encode(), "text/plain")
         headers = [(key.lower(), value) for key, value in self.headers.items()]
-        self.server.receiver._record("http", request, headers, len(body))
+        self.server.receiver._record(
+            "http",
+            request,
+            headers,
+            len(body),
+            client_certificate_cn=_peer_common_name(self.connection),
+            wire_size=wire_size,
+        )
+        self.server.receiver._delay_response()
         response = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
         self._reply(200, response, PROTOBUF_CONTENT_TYPE)
 
@@ -225,12 +280,187 @@ class _OtlpHttpHandler(http.server.BaseHTTPRequestHandler):
         pass  # keep test output clean; requests are recorded instead
 
 
+def _peer_common_name(connection) -> str | None:
+    if not isinstance(connection, ssl.SSLSocket):
+        return None
+    certificate = connection.getpeercert() or {}
+    for rdn in certificate.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return None
+
+
 class _OtlpHttpServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, receiver: RecordingReceiver):
+    def __init__(self, receiver: RecordingReceiver, ssl_context: ssl.SSLContext | None = None):
         super().__init__((LOOPBACK, 0), _OtlpHttpHandler)
         self.receiver = receiver
+        self.ssl_context = ssl_context
+
+    def handle_error(self, request, client_address):
+        # A client that gave up (its timeout) before the answer is not the receiver's problem.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+    def finish_request(self, request, client_address):
+        # The TLS handshake runs here, on the request's own thread, so a client that never
+        # finishes it cannot stall the accept loop.
+        if self.ssl_context is None:
+            return super().finish_request(request, client_address)
+        request.settimeout(10)
+        try:
+            tls_socket = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return None  # e.g. no or an untrusted client certificate: nothing is recorded
+        try:
+            super().finish_request(tls_socket, client_address)
+        finally:
+            try:
+                tls_socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            tls_socket.close()
+
+
+def _pem_file(directory: str, name: str, data: bytes) -> str:
+    path = f"{directory}/{name}"
+    with open(path, "wb") as file:
+        file.write(data)
+    return path
+
+
+def _http_ssl_context(tls: ServerTls) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    # ssl loads PEM only from files: write them to a private temporary directory.
+    with tempfile.TemporaryDirectory(prefix="otlp-receiver-tls-") as directory:
+        context.load_cert_chain(
+            _pem_file(directory, "chain.pem", tls.certificate_chain),
+            _pem_file(directory, "key.pem", tls.private_key),
+        )
+        if tls.client_ca is not None:
+            context.load_verify_locations(_pem_file(directory, "client-ca.pem", tls.client_ca))
+            context.verify_mode = ssl.CERT_REQUIRED
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_HTTP2_DATA = 0x0
+_HTTP2_FLAG_END_STREAM = 0x1
+_HTTP2_FLAG_PADDED = 0x8
+
+
+class _GrpcMessageParser:
+    """Finds gRPC messages in the client-to-server bytes of an HTTP/2 connection.
+
+    Only DATA frames are read (no HPACK needed): each stream's data is a sequence of
+    length-prefixed messages, a 1-byte compressed flag and a 4-byte big-endian length first.
+    """
+
+    def __init__(self, on_message):
+        self._on_message = on_message
+        self._buffer = bytearray()
+        self._preface_seen = False
+        self._streams: dict[int, bytearray] = {}
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+        if not self._preface_seen:
+            if len(self._buffer) < len(_HTTP2_PREFACE):
+                return
+            if not self._buffer.startswith(_HTTP2_PREFACE):
+                raise ValueError("not an HTTP/2 connection")
+            del self._buffer[: len(_HTTP2_PREFACE)]
+            self._preface_seen = True
+        while len(self._buffer) >= 9:
+            length = int.from_bytes(self._buffer[0:3], "big")
+            frame_type, flags = self._buffer[3], self._buffer[4]
+            stream_id = int.from_bytes(self._buffer[5:9], "big") & 0x7FFFFFFF
+            if len(self._buffer) < 9 + length:
+                return
+            payload = bytes(self._buffer[9 : 9 + length])
+            del self._buffer[: 9 + length]
+            if frame_type != _HTTP2_DATA:
+                continue
+            if flags & _HTTP2_FLAG_PADDED and payload:
+                payload = payload[1 : len(payload) - payload[0]]
+            pending = self._streams.setdefault(stream_id, bytearray())
+            pending += payload
+            while len(pending) >= 5:
+                message_length = int.from_bytes(pending[1:5], "big")
+                if len(pending) < 5 + message_length:
+                    break
+                self._on_message(WireMessage(stream_id, bool(pending[0]), message_length))
+                del pending[: 5 + message_length]
+            if flags & _HTTP2_FLAG_END_STREAM:
+                self._streams.pop(stream_id, None)
+
+
+class _GrpcWireTap:
+    """A TCP proxy in front of the plain-text gRPC server that parses what clients send."""
+
+    def __init__(self, target_port: int, on_message):
+        self._target_port = target_port
+        self._on_message = on_message
+        self._listener = socket.create_server((LOOPBACK, 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name="grpc-wire-tap", daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed by stop()
+            try:
+                upstream = socket.create_connection((LOOPBACK, self._target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            parser = _GrpcMessageParser(self._on_message)
+            directions = ((client, upstream, parser.feed), (upstream, client, None))
+            for source, sink, observe in directions:
+                threading.Thread(
+                    target=self._pump, args=(source, sink, observe), daemon=True
+                ).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, observe) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if observe is not None:
+                    try:
+                        observe(data)
+                    except ValueError:
+                        observe = None  # not HTTP/2: pass it on untouched
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                sink.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
 
 
 class RecordingReceiver:
@@ -239,28 +469,55 @@ class RecordingReceiver:
     gRPC is always served (``port``, ``endpoint``); OTLP/HTTP only with ``http=True``
     (``http_port``, ``http_endpoint``, ``http_traces_url``). The gRPC server keeps grpcio's
     default 4 MiB maximum receive size on purpose: exporters must split batches to fit it.
+
+    ``tls``: both servers speak TLS only, and the endpoints are ``https://``. ``response_delay``:
+    seconds every request waits, after being recorded, before it is answered (for client
+    timeouts). ``grpc_wire_tap``: ``endpoint`` leads through a tap that records each gRPC
+    message's compressed flag (``wire_messages()``); plain text only.
     """
 
-    def __init__(self, http: bool = False, grpc_workers: int = 4):
+    def __init__(
+        self,
+        http: bool = False,
+        grpc_workers: int = 4,
+        tls: ServerTls | None = None,
+        response_delay: float = 0.0,
+        grpc_wire_tap: bool = False,
+    ):
+        if tls is not None and grpc_wire_tap:
+            raise ValueError("the gRPC wire tap cannot read TLS traffic")
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._requests: list[ReceivedRequest] = []
+        self._wire_messages: list[WireMessage] = []
         self._stopped = False
+        self.tls = tls
+        self.response_delay = response_delay
 
         self._grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=grpc_workers))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
             _TraceService(self), self._grpc_server
         )
-        self.port = self._grpc_server.add_insecure_port(f"{LOOPBACK}:0")
+        if tls is None:
+            self.port = self._grpc_server.add_insecure_port(f"{LOOPBACK}:0")
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(tls.private_key, tls.certificate_chain)],
+                root_certificates=tls.client_ca,
+                require_client_auth=tls.client_ca is not None,
+            )
+            self.port = self._grpc_server.add_secure_port(f"{LOOPBACK}:0", credentials)
         if not self.port:
             raise RuntimeError("could not bind the gRPC receiver to 127.0.0.1")
         self._grpc_server.start()
+        self._wire_tap = _GrpcWireTap(self.port, self._record_wire) if grpc_wire_tap else None
 
         self._http_server: _OtlpHttpServer | None = None
         self._http_thread: threading.Thread | None = None
         self.http_port: int | None = None
         if http:
-            self._http_server = _OtlpHttpServer(self)
+            context = _http_ssl_context(tls) if tls is not None else None
+            self._http_server = _OtlpHttpServer(self, context)
             self.http_port = self._http_server.server_address[1]
             self._http_thread = threading.Thread(
                 target=self._http_server.serve_forever,
@@ -273,16 +530,21 @@ class RecordingReceiver:
     # -- addresses -----------------------------------------------------------------------------
 
     @property
+    def scheme(self) -> str:
+        return "http" if self.tls is None else "https"
+
+    @property
     def endpoint(self) -> str:
-        """gRPC endpoint, as OTEL_EXPORTER_OTLP_ENDPOINT wants it."""
-        return f"http://{LOOPBACK}:{self.port}"
+        """gRPC endpoint, as OTEL_EXPORTER_OTLP_ENDPOINT wants it (through the tap, if any)."""
+        port = self._wire_tap.port if self._wire_tap is not None else self.port
+        return f"{self.scheme}://{LOOPBACK}:{port}"
 
     @property
     def http_endpoint(self) -> str:
         """OTLP/HTTP base endpoint (signal path not included)."""
         if self.http_port is None:
             raise RuntimeError("this receiver was started without http=True")
-        return f"http://{LOOPBACK}:{self.http_port}"
+        return f"{self.scheme}://{LOOPBACK}:{self.http_port}"
 
     @property
     def http_traces_url(self) -> str:
@@ -290,11 +552,42 @@ class RecordingReceiver:
 
     # -- recording -----------------------------------------------------------------------------
 
-    def _record(self, transport, request, headers, encoded_size):
-        received = ReceivedRequest(transport, request, headers, encoded_size, time.time())
+    def _record(
+        self,
+        transport,
+        request,
+        headers,
+        encoded_size,
+        client_certificate_cn=None,
+        wire_size=None,
+    ):
+        received = ReceivedRequest(
+            transport,
+            request,
+            headers,
+            encoded_size,
+            time.time(),
+            client_certificate_cn=client_certificate_cn,
+            wire_size=wire_size,
+        )
         with self._arrived:
             self._requests.append(received)
             self._arrived.notify_all()
+
+    def _record_wire(self, message: WireMessage) -> None:
+        with self._lock:
+            self._wire_messages.append(message)
+
+    def _delay_response(self) -> None:
+        if self.response_delay > 0:
+            time.sleep(self.response_delay)
+
+    def wire_messages(self) -> list[WireMessage]:
+        """gRPC messages seen by the wire tap (``grpc_wire_tap=True``), in arrival order."""
+        if self._wire_tap is None:
+            raise RuntimeError("this receiver was started without grpc_wire_tap=True")
+        with self._lock:
+            return list(self._wire_messages)
 
     def requests(self) -> list[ReceivedRequest]:
         """Every request so far, in arrival order."""
@@ -335,6 +628,7 @@ class RecordingReceiver:
     def clear(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._wire_messages.clear()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -343,6 +637,8 @@ class RecordingReceiver:
         if self._stopped:
             return
         self._stopped = True
+        if self._wire_tap is not None:
+            self._wire_tap.stop()
         self._grpc_server.stop(grace=0.5).wait(5)
         if self._http_server is not None:
             self._http_server.shutdown()

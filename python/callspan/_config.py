@@ -8,6 +8,7 @@ both sources and a bad value produces the same warning naming the setting.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +29,10 @@ _KEYS = {
     "headers": "headers",
     "compression": "compression",
     "timeout_ms": "timeout",
+    "insecure": "insecure",
+    "certificate": "certificate",
+    "client_key": "client_key",
+    "client_certificate": "client_certificate",
     "schedule_delay_ms": "schedule_delay",
     "export_timeout_ms": "export_timeout",
     "max_queue_size": "max_queue_size",
@@ -45,6 +50,8 @@ def _as_string(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, Mapping):
         return _key_values(value)
+    if isinstance(value, os.PathLike):
+        return os.fsdecode(value)
     return str(value)
 
 
@@ -53,11 +60,14 @@ def configure(**settings: Any) -> None:
 
     Keywords: ``disabled``, ``service_name``, ``resource_attributes`` (dict), ``sampler``,
     ``sampler_arg``, ``exporter`` (``otlp``, ``console``, ``file``, ``none``), ``file``,
-    ``endpoint``, ``protocol``, ``headers`` (dict), ``compression``, ``timeout_ms``,
-    ``schedule_delay_ms``, ``export_timeout_ms``, ``max_queue_size``,
-    ``max_export_batch_size``. Calling it again replaces the previous arguments; spans queued
-    under the old configuration are flushed first. Bad values are logged on the ``callspan``
-    logger and replaced by defaults; unknown keywords raise TypeError.
+    ``endpoint``, ``protocol`` (``grpc``, ``http/protobuf``), ``headers`` (dict),
+    ``compression`` (``gzip``, ``none``), ``timeout_ms``, ``insecure`` (bool), ``certificate``,
+    ``client_key``, ``client_certificate`` (PEM file paths), ``schedule_delay_ms``,
+    ``export_timeout_ms``, ``max_queue_size``, ``max_export_batch_size``. ``endpoint`` is used as
+    given, like ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``: for ``http/protobuf`` it is the full URL,
+    ``/v1/traces`` included. Calling it again replaces the previous arguments; spans queued under
+    the old configuration are flushed first. Bad values are logged on the ``callspan`` logger and
+    ignored (the environment, then the default, applies); unknown keywords raise TypeError.
     """
     unknown = sorted(set(settings) - set(_KEYS))
     if unknown:

@@ -20,6 +20,9 @@ pub const RATE_LIMIT: Duration = Duration::from_secs(10);
 /// Messages kept while nobody drains them; older ones are counted and discarded.
 const CAPACITY: usize = 256;
 
+/// Target of configuration warnings: rate-limited per message (one per bad setting).
+pub const CONFIG_TARGET: &str = "callspan::config";
+
 /// A message for the `callspan` logger.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -151,6 +154,9 @@ impl<S: Subscriber> Layer<S> for DiagnosticLayer {
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let meta = event.metadata();
+        if is_duplicate_export_failure(meta) {
+            return;
+        }
         let mut visitor = MessageVisitor::default();
         event.record(&mut visitor);
         let mut message = visitor.message;
@@ -159,13 +165,23 @@ impl<S: Subscriber> Layer<S> for DiagnosticLayer {
             message = meta.name().to_owned();
         }
         message.push_str(&visitor.fields);
-        record(
-            meta.callsite_hash_key(),
-            *meta.level(),
-            meta.target(),
-            message,
-        );
+        let key = if meta.target() == CONFIG_TARGET {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            message.hash(&mut h);
+            h.finish() as usize
+        } else {
+            meta.callsite_hash_key()
+        };
+        record(key, *meta.level(), meta.target(), message);
     }
+}
+
+/// opentelemetry-otlp logs each failed export itself (`Export.Failed.*`); callspan's exporter
+/// reports the same failure with the endpoint and the number of spans dropped, so the
+/// library's copy would only double every warning.
+fn is_duplicate_export_failure(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target().starts_with("opentelemetry") && meta.name().contains("Export.Failed")
 }
 
 trait CallsiteKey {

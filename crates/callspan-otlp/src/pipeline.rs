@@ -80,7 +80,9 @@ static PIPELINE: OnceLock<Pipeline> = OnceLock::new();
 
 fn report(warnings: Vec<String>) {
     for w in warnings {
-        tracing::warn!("{w}");
+        // Its own target: the diagnostics layer rate-limits these per message, not per
+        // callsite, so that every bad setting gets its warning.
+        tracing::warn!(target: crate::diagnostic::CONFIG_TARGET, "{w}");
     }
 }
 

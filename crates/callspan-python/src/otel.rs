@@ -45,15 +45,24 @@ thread_local! {
 fn resolve(py: Python<'_>) -> PyResult<Hooks> {
     let context = py.import("opentelemetry.context")?;
     let runtime = context.getattr("_RUNTIME_CONTEXT")?;
-    let context_var = if runtime.get_type().name()?.to_string() == "ContextVarsRuntimeContext" {
+    let context_var = if runtime.get_type().name()? == "ContextVarsRuntimeContext" {
         runtime.getattr("_current_context").ok().map(Bound::unbind)
     } else {
         None
     };
-    let span_key = py.import("opentelemetry.trace.propagation")?.getattr("_SPAN_KEY")?.unbind();
-    let get_current_span =
-        py.import("opentelemetry.trace")?.getattr("get_current_span")?.unbind();
-    Ok(Hooks { context_var, span_key, get_current_span })
+    let span_key = py
+        .import("opentelemetry.trace.propagation")?
+        .getattr("_SPAN_KEY")?
+        .unbind();
+    let get_current_span = py
+        .import("opentelemetry.trace")?
+        .getattr("get_current_span")?
+        .unbind();
+    Ok(Hooks {
+        context_var,
+        span_key,
+        get_current_span,
+    })
 }
 
 fn opentelemetry_imported(py: Python<'_>) -> bool {
@@ -107,7 +116,9 @@ fn lookup(py: Python<'_>, hooks: &Hooks) -> Option<ParentSpan> {
         None => hooks.get_current_span.bind(py).call0().ok()?,
     };
     let cached = LAST.with(|last| {
-        last.borrow().as_ref().and_then(|(obj, parent)| obj.is(&span).then_some(*parent))
+        last.borrow()
+            .as_ref()
+            .and_then(|(obj, parent)| obj.is(&span).then_some(*parent))
     });
     if let Some(parent) = cached {
         return parent;
@@ -119,7 +130,11 @@ fn lookup(py: Python<'_>, hooks: &Hooks) -> Option<ParentSpan> {
 
 /// The span stored in the current OpenTelemetry `Context` (a dict) through the C API: two
 /// lookups, no Python frames.
-fn context_span<'py>(py: Python<'py>, var: &Py<PyAny>, key: &Py<PyAny>) -> Option<Bound<'py, PyAny>> {
+fn context_span<'py>(
+    py: Python<'py>,
+    var: &Py<PyAny>,
+    key: &Py<PyAny>,
+) -> Option<Bound<'py, PyAny>> {
     let mut context: *mut ffi::PyObject = std::ptr::null_mut();
     // SAFETY: GIL held; `var` is a ContextVar; on success `context` is a new reference or NULL.
     if unsafe { ffi::PyContextVar_Get(var.as_ptr(), std::ptr::null_mut(), &mut context) } < 0 {
@@ -154,5 +169,10 @@ fn span_context(span: &Bound<'_, PyAny>) -> Option<ParentSpan> {
     let span_id: u64 = sc.getattr("span_id").ok()?.extract().ok()?;
     let flags: u8 = sc.getattr("trace_flags").ok()?.extract().ok()?;
     let remote: bool = sc.getattr("is_remote").ok()?.extract().ok()?;
-    Some(ParentSpan { trace_id, span_id, sampled: flags & 1 == 1, remote })
+    Some(ParentSpan {
+        trace_id,
+        span_id,
+        sampled: flags & 1 == 1,
+        remote,
+    })
 }
