@@ -185,9 +185,16 @@ fn set_remote_parent<'py>(
     sampled: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     if trace_id == 0 || span_id == 0 {
-        return Err(PyValueError::new_err("trace_id and span_id must be non-zero"));
+        return Err(PyValueError::new_err(
+            "trace_id and span_id must be non-zero",
+        ));
     }
-    let parent = callspan_core::context::ParentSpan { trace_id, span_id, sampled, remote: true };
+    let parent = callspan_core::context::ParentSpan {
+        trace_id,
+        span_id,
+        sampled,
+        remote: true,
+    };
     steps::set_context_parent(py, parent)
 }
 

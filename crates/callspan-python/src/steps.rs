@@ -73,7 +73,12 @@ pub(crate) fn context_parent(py: Python<'_>) -> Option<ParentSpan> {
     let var = context_var(py).ok()?;
     let value = var.call_method1("get", (py.None(),)).ok()?;
     let (trace_id, span_id, sampled, remote): (u128, u64, bool, bool) = value.extract().ok()?;
-    Some(ParentSpan { trace_id, span_id, sampled, remote })
+    Some(ParentSpan {
+        trace_id,
+        span_id,
+        sampled,
+        remote,
+    })
 }
 
 /// Makes `parent` the current span of this context (task) until the returned token is reset:
@@ -231,9 +236,7 @@ fn step<'py>(
     context::push(parent);
     let token = if publish {
         context_var(py)
-            .and_then(|var| {
-                var.call_method1("set", (as_tuple(parent),))
-            })
+            .and_then(|var| var.call_method1("set", (as_tuple(parent),)))
             .ok()
     } else {
         None
