@@ -130,6 +130,7 @@ class ReceivedSpan:
     trace_state: str = ""
     links: list[dict[str, Any]] = field(default_factory=list)
     transport: str = ""  # transport of the request it came in
+    dropped_attributes_count: int = 0
 
     def event(self, name: str) -> ReceivedEvent | None:
         """The first event with this name, or None."""
@@ -175,6 +176,7 @@ def flatten_request(request: trace_service_pb2.ExportTraceServiceRequest, transp
                         status_code=trace_pb2.Status.StatusCode.Name(span.status.code),
                         status_message=span.status.message,
                         attributes=decode_attributes(span.attributes),
+                        dropped_attributes_count=span.dropped_attributes_count,
                         events=[
                             ReceivedEvent(
                                 name=event.name,

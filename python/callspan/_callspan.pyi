@@ -66,12 +66,14 @@ def traced(
     line: int,
     attributes: Mapping[str, str | bool | int | float] | None = None,
     kind: int = 0,
+    sample_rate: float | None = None,
 ) -> TracedFunction:
     """Register a callee (span name, module-qualified name, def file and line, static
     attributes) and wrap ``func``. ``kind``: 0 plain, 1 coroutine function, 2 generator
     function, 3 async generator function (the call then returns a Traced* wrapper that keeps
-    one span across the object's steps). Raises TypeError if ``func`` is not callable or an
-    attribute value is not str, bool, int or float."""
+    one span across the object's steps). ``sample_rate``: this function's own rate (ValueError
+    outside 0..1; default: CALLSPAN_SAMPLE decides). Raises TypeError if ``func`` is not
+    callable or an attribute value is not str, bool, int or float."""
 
 def wrapped(obj: object) -> Callable[..., Any] | None:
     """The callable inside ``obj`` if it is a TracedFunction, else None."""

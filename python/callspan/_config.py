@@ -37,7 +37,28 @@ _KEYS = {
     "export_timeout_ms": "export_timeout",
     "max_queue_size": "max_queue_size",
     "max_export_batch_size": "max_export_batch_size",
+    "attribute_value_length_limit": "attribute_value_length_limit",
+    "span_attribute_count_limit": "span_attribute_count_limit",
+    "span_event_count_limit": "span_event_count_limit",
+    "sample": "sample",
+    "max_spans_per_second": "max_spans_per_second",
+    "min_duration": "min_duration",
+    "capture": "capture",
+    "stack_depth": "stack_depth",
+    "otel_context": "otel_context",
 }
+
+
+def _callspan_form(key: str, value: Any) -> Any:
+    """Python-friendly forms of the callspan settings, as their variables spell them."""
+    if key == "sample" and isinstance(value, Mapping):
+        # Globs are written as they are (CALLSPAN_SAMPLE is not percent-encoded).
+        return ",".join(f"{pattern}={rate}" for pattern, rate in value.items())
+    if key == "min_duration" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{int(value * 1e9)}ns"  # seconds, like every timeout in Python
+    if key == "capture" and isinstance(value, (list, tuple, set, frozenset)):
+        return ",".join(value)
+    return value
 
 
 def _key_values(value: Mapping[str, Any]) -> str:
@@ -63,7 +84,12 @@ def configure(**settings: Any) -> None:
     ``endpoint``, ``protocol`` (``grpc``, ``http/protobuf``), ``headers`` (dict),
     ``compression`` (``gzip``, ``none``), ``timeout_ms``, ``insecure`` (bool), ``certificate``,
     ``client_key``, ``client_certificate`` (PEM file paths), ``schedule_delay_ms``,
-    ``export_timeout_ms``, ``max_queue_size``, ``max_export_batch_size``. ``endpoint`` is used as
+    ``export_timeout_ms``, ``max_queue_size``, ``max_export_batch_size``,
+    ``attribute_value_length_limit``, ``span_attribute_count_limit``, ``span_event_count_limit``;
+    callspan's own: ``sample`` (dict of glob to rate, or the ``CALLSPAN_SAMPLE`` string),
+    ``max_spans_per_second``, ``min_duration`` (seconds, or a string like ``"250us"``),
+    ``capture`` (list of ``function``, ``file``, ``line``, ``class``, ``thread``), ``stack_depth``,
+    ``otel_context`` (bool). ``endpoint`` is used as
     given, like ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``: for ``http/protobuf`` it is the full URL,
     ``/v1/traces`` included. Calling it again replaces the previous arguments; spans queued under
     the old configuration are flushed first. Bad values are logged on the ``callspan`` logger and
@@ -75,4 +101,6 @@ def configure(**settings: Any) -> None:
             f"callspan.configure: unknown setting(s) {', '.join(unknown)}; "
             f"valid: {', '.join(sorted(_KEYS))}"
         )
-    _callspan.configure({_KEYS[k]: _as_string(v) for k, v in settings.items() if v is not None})
+    _callspan.configure(
+        {_KEYS[k]: _as_string(_callspan_form(k, v)) for k, v in settings.items() if v is not None}
+    )

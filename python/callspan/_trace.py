@@ -69,10 +69,15 @@ def _mark_coroutine_function(traced: Any) -> None:
     traced._is_coroutine = getattr(asyncio.coroutines, "_is_coroutine", None)
 
 
-def _wrap(func: Any, name: str | None, attributes: Mapping[str, Any] | None) -> Any:
+def _wrap(
+    func: Any,
+    name: str | None,
+    attributes: Mapping[str, Any] | None,
+    sample_rate: float | None = None,
+) -> Any:
     if isinstance(func, (classmethod, staticmethod)):
         # @callspan.trace above @classmethod/@staticmethod: trace the function inside.
-        return type(func)(_wrap(func.__func__, name, attributes))
+        return type(func)(_wrap(func.__func__, name, attributes, sample_rate))
     if not callable(func):
         raise TypeError(
             f"callspan.trace can only decorate a callable, not {type(func).__name__!s} "
@@ -84,10 +89,21 @@ def _wrap(func: Any, name: str | None, attributes: Mapping[str, Any] | None) -> 
         )
     if name is not None and not isinstance(name, str):
         raise TypeError(f"callspan.trace: name must be a str, not {type(name).__name__}")
+    if sample_rate is not None and (
+        isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float))
+    ):
+        raise TypeError("callspan.trace: sample_rate must be a number between 0 and 1")
     span_name, function_name, file, line = _describe(func, name)
     kind = _kind(func)
     traced = _callspan.traced(
-        func, span_name, function_name, file, line, dict(attributes) if attributes else None, kind
+        func,
+        span_name,
+        function_name,
+        file,
+        line,
+        dict(attributes) if attributes else None,
+        kind,
+        None if sample_rate is None else float(sample_rate),
     )
     functools.update_wrapper(traced, func)
     if kind == _COROUTINE:
@@ -99,7 +115,10 @@ def _wrap(func: Any, name: str | None, attributes: Mapping[str, Any] | None) -> 
 def trace(func: F, /) -> F: ...
 @overload
 def trace(
-    *, name: str | None = None, attributes: Mapping[str, Any] | None = None
+    *,
+    name: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    sample_rate: float | None = None,
 ) -> Callable[[F], F]: ...
 def trace(
     func: Any = None,
@@ -107,6 +126,7 @@ def trace(
     *,
     name: str | None = None,
     attributes: Mapping[str, Any] | None = None,
+    sample_rate: float | None = None,
 ) -> Any:
     """Trace every call of ``func``: one span per (sampled) call, tagged with its caller.
 
@@ -114,10 +134,12 @@ def trace(
     methods, classmethods and staticmethods (above or below ``@classmethod`` both work). The
     result keeps ``__name__``, ``__qualname__``, ``__doc__``, ``__module__``, ``__wrapped__`` and
     the signature, and binds like a function. ``name`` replaces the span name (default: the
-    callee's ``__qualname__``); ``attributes`` are added to every span of this function.
+    callee's ``__qualname__``); ``attributes`` are added to every span of this function;
+    ``sample_rate`` (0..1) records that fraction of this function's calls, on top of the sampler
+    (it wins over ``CALLSPAN_SAMPLE``).
 
     Raises TypeError at decoration time if ``func`` is not callable.
     """
     if func is None:
-        return lambda f: _wrap(f, name, attributes)
-    return _wrap(func, name, attributes)
+        return lambda f: _wrap(f, name, attributes, sample_rate)
+    return _wrap(func, name, attributes, sample_rate)

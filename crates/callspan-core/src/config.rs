@@ -90,6 +90,37 @@ pub const OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIE
 pub const OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE: &str =
     "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE";
 
+/// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` — longest string attribute value kept; longer ones are
+/// truncated. Default: no limit.
+pub const OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
+/// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT` — attributes kept per span (the rest are counted as
+/// dropped). Default `128`.
+pub const OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT: &str = "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT";
+/// `OTEL_SPAN_EVENT_COUNT_LIMIT` — events kept per span. Default `128`.
+pub const OTEL_SPAN_EVENT_COUNT_LIMIT: &str = "OTEL_SPAN_EVENT_COUNT_LIMIT";
+/// `CALLSPAN_SAMPLE` — per-function sampling rates by glob over `code.function.name`, first
+/// match wins: `imgpipe.apply_transform=0.01,imgpipe.*=0.1`. Default: none (rate 1).
+pub const CALLSPAN_SAMPLE: &str = "CALLSPAN_SAMPLE";
+/// `CALLSPAN_MAX_SPANS_PER_SECOND` — process-wide limit on sampled spans (token bucket, one
+/// second of burst). Default `0`: no limit.
+pub const CALLSPAN_MAX_SPANS_PER_SECOND: &str = "CALLSPAN_MAX_SPANS_PER_SECOND";
+/// `CALLSPAN_MIN_DURATION` — sampled spans shorter than this are not exported (counted):
+/// `250us`, `2ms`, `1s`, `500ns`. Default `0`.
+pub const CALLSPAN_MIN_DURATION: &str = "CALLSPAN_MIN_DURATION";
+/// `CALLSPAN_CAPTURE` — the caller attributes recorded: a list of `function`, `file`, `line`,
+/// `class`, `thread`, or `all` / `none`. Default `all`.
+pub const CALLSPAN_CAPTURE: &str = "CALLSPAN_CAPTURE";
+/// `CALLSPAN_STACK_DEPTH` — N > 0 adds `code.stacktrace` with the N frames beyond the caller
+/// (at most 64). Default `0`.
+pub const CALLSPAN_STACK_DEPTH: &str = "CALLSPAN_STACK_DEPTH";
+/// `CALLSPAN_OTEL_CONTEXT` — `true` makes each sampled traced call the current span of the
+/// OpenTelemetry API while it runs, so that spans OpenTelemetry code starts inside it nest
+/// under it (costs an OpenTelemetry context attach/detach per call). Default `false`.
+pub const CALLSPAN_OTEL_CONTEXT: &str = "CALLSPAN_OTEL_CONTEXT";
+
+/// The deepest `CALLSPAN_STACK_DEPTH` accepted.
+pub const MAX_STACK_DEPTH: usize = 64;
+
 /// Where a setting's value came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -163,6 +194,186 @@ impl PemFile {
     }
 }
 
+/// Which caller attributes are recorded (`CALLSPAN_CAPTURE`), as bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capture(pub u8);
+
+impl Capture {
+    /// `caller.function.name`.
+    pub const FUNCTION: u8 = 1;
+    /// `caller.file.path`.
+    pub const FILE: u8 = 2;
+    /// `caller.line.number`.
+    pub const LINE: u8 = 4;
+    /// `caller.class.name`.
+    pub const CLASS: u8 = 8;
+    /// `thread.id`, `thread.name`.
+    pub const THREAD: u8 = 16;
+    /// Everything.
+    pub const ALL: Capture = Capture(31);
+    const NAMES: [(&'static str, u8); 5] = [
+        ("function", Self::FUNCTION),
+        ("file", Self::FILE),
+        ("line", Self::LINE),
+        ("class", Self::CLASS),
+        ("thread", Self::THREAD),
+    ];
+
+    /// Whether `bit` is captured.
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// Whether anything about the caller's frame is needed.
+    pub fn needs_frame(self) -> bool {
+        self.0 & (Self::FUNCTION | Self::FILE | Self::LINE | Self::CLASS) != 0
+    }
+}
+
+impl std::fmt::Display for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = Self::NAMES
+            .iter()
+            .filter(|(_, bit)| self.has(*bit))
+            .map(|(n, _)| *n)
+            .collect();
+        f.write_str(if names.is_empty() { "none" } else { "" })?;
+        f.write_str(&names.join(","))
+    }
+}
+
+fn parse_capture(s: &str) -> Result<Capture, String> {
+    let mut bits = 0;
+    for item in s
+        .split(',')
+        .map(|i| i.trim().to_ascii_lowercase())
+        .filter(|i| !i.is_empty())
+    {
+        match item.as_str() {
+            "all" => bits |= Capture::ALL.0,
+            "none" => {}
+            name => match Capture::NAMES.iter().find(|(n, _)| *n == name) {
+                Some((_, bit)) => bits |= bit,
+                None => {
+                    return Err(format!(
+                        "unknown item {name:?}; expected function, file, line, class, thread, all or none"
+                    ))
+                }
+            },
+        }
+    }
+    Ok(Capture(bits))
+}
+
+/// One `CALLSPAN_SAMPLE` rule: a glob over `code.function.name` and its rate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleRule {
+    /// `*` matches any run of characters, `?` one character.
+    pub pattern: String,
+    /// 0..=1.
+    pub rate: f64,
+}
+
+fn parse_sample_rules(s: &str) -> Result<Vec<SampleRule>, String> {
+    let mut rules = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (pattern, rate) = item
+            .rsplit_once('=')
+            .ok_or_else(|| format!("{item:?} is not pattern=rate"))?;
+        let pattern = pattern.trim();
+        if pattern.is_empty() {
+            return Err(format!("{item:?} has an empty pattern"));
+        }
+        let rate = parse_ratio(rate.trim()).map_err(|e| format!("{item:?}: {e}"))?;
+        rules.push(SampleRule {
+            pattern: pattern.to_owned(),
+            rate,
+        });
+    }
+    Ok(rules)
+}
+
+/// Whether `text` matches the glob `pattern` (`*` any run, `?` one character).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+impl Config {
+    /// The `CALLSPAN_SAMPLE` rate of a function: the first matching rule's, else 1.
+    pub fn sample_rate_for(&self, function_name: &str) -> f64 {
+        self.sample_rules
+            .iter()
+            .find(|rule| glob_match(&rule.pattern, function_name))
+            .map_or(1.0, |rule| rule.rate)
+    }
+}
+
+/// `250us`, `2ms`, `1.5s`, `500ns`, `0`.
+fn parse_duration_with_unit(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| "expected a number and a unit: ns, us, ms or s (e.g. 250us)".to_owned())?;
+    let nanos = match unit.trim() {
+        "ns" => value,
+        "us" | "µs" => value * 1e3,
+        "ms" => value * 1e6,
+        "s" => value * 1e9,
+        "" => return Err("a duration needs a unit: ns, us, ms or s (e.g. 250us)".into()),
+        other => return Err(format!("unknown unit {other:?}; expected ns, us, ms or s")),
+    };
+    if !nanos.is_finite() || nanos < 0.0 {
+        return Err("expected a non-negative duration".into());
+    }
+    Ok(Duration::from_nanos(nanos as u64))
+}
+
+fn parse_rate_limit(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err("expected a non-negative number of spans per second (0: no limit)".into()),
+    }
+}
+
+fn parse_limit(s: &str) -> Result<Option<usize>, String> {
+    s.parse::<usize>()
+        .map(Some)
+        .map_err(|_| "expected a non-negative integer".into())
+}
+
+fn parse_stack_depth(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n <= MAX_STACK_DEPTH => Ok(n),
+        Ok(_) => Err(format!("at most {MAX_STACK_DEPTH} frames")),
+        Err(_) => Err("expected a non-negative integer".into()),
+    }
+}
+
 /// The effective configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -208,6 +419,24 @@ pub struct Config {
     pub max_queue_size: usize,
     /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
     pub max_export_batch_size: usize,
+    /// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`; `None`: no limit.
+    pub attribute_value_length_limit: Option<usize>,
+    /// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`.
+    pub span_attribute_count_limit: usize,
+    /// `OTEL_SPAN_EVENT_COUNT_LIMIT`.
+    pub span_event_count_limit: usize,
+    /// `CALLSPAN_SAMPLE`, in order.
+    pub sample_rules: Vec<SampleRule>,
+    /// `CALLSPAN_MAX_SPANS_PER_SECOND`; 0: no limit.
+    pub max_spans_per_second: f64,
+    /// `CALLSPAN_MIN_DURATION`.
+    pub min_duration: Duration,
+    /// `CALLSPAN_CAPTURE`.
+    pub capture: Capture,
+    /// `CALLSPAN_STACK_DEPTH`.
+    pub stack_depth: usize,
+    /// `CALLSPAN_OTEL_CONTEXT`.
+    pub otel_context: bool,
     /// Every setting as `(name, value, source)`, for `python -m callspan config`.
     pub effective: Vec<(&'static str, String, Source)>,
 }
@@ -970,7 +1199,95 @@ impl Config {
             max_export_batch_size = max_queue_size;
         }
 
+        let (attribute_value_length_limit, _) = r.get(
+            "attribute_value_length_limit",
+            &[OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT],
+            None,
+            |l: &Option<usize>| l.map_or_else(|| "no limit".to_owned(), |n| n.to_string()),
+            parse_limit,
+        );
+        let (span_attribute_count_limit, _) = r.get(
+            "span_attribute_count_limit",
+            &[OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT],
+            Some(128),
+            |l: &Option<usize>| l.map_or_else(String::new, |n| n.to_string()),
+            parse_limit,
+        );
+        let (span_event_count_limit, _) = r.get(
+            "span_event_count_limit",
+            &[OTEL_SPAN_EVENT_COUNT_LIMIT],
+            Some(128),
+            |l: &Option<usize>| l.map_or_else(String::new, |n| n.to_string()),
+            parse_limit,
+        );
+        let (sample_rules, _) = r.get(
+            "sample",
+            &[CALLSPAN_SAMPLE],
+            Vec::new(),
+            |rules: &Vec<SampleRule>| {
+                if rules.is_empty() {
+                    return "none (every function at rate 1)".to_owned();
+                }
+                let shown: Vec<String> = rules
+                    .iter()
+                    .map(|r| format!("{}={}", r.pattern, r.rate))
+                    .collect();
+                shown.join(",")
+            },
+            parse_sample_rules,
+        );
+        let (max_spans_per_second, _) = r.get(
+            "max_spans_per_second",
+            &[CALLSPAN_MAX_SPANS_PER_SECOND],
+            0.0,
+            |r: &f64| {
+                if *r == 0.0 {
+                    "0 (no limit)".to_owned()
+                } else {
+                    r.to_string()
+                }
+            },
+            parse_rate_limit,
+        );
+        let (min_duration, _) = r.get(
+            "min_duration",
+            &[CALLSPAN_MIN_DURATION],
+            Duration::ZERO,
+            |d: &Duration| format!("{d:?}"),
+            parse_duration_with_unit,
+        );
+        let (capture, _) = r.get(
+            "capture",
+            &[CALLSPAN_CAPTURE],
+            Capture::ALL,
+            Capture::to_string,
+            parse_capture,
+        );
+        let (stack_depth, _) = r.get(
+            "stack_depth",
+            &[CALLSPAN_STACK_DEPTH],
+            0,
+            show_n,
+            parse_stack_depth,
+        );
+        let (otel_context, _) = r.get(
+            "otel_context",
+            &[CALLSPAN_OTEL_CONTEXT],
+            false,
+            show_bool,
+            parse_bool,
+        );
+
         let config = Config {
+            attribute_value_length_limit,
+            span_attribute_count_limit: span_attribute_count_limit.unwrap_or(128),
+            span_event_count_limit: span_event_count_limit.unwrap_or(128),
+            sample_rules,
+            max_spans_per_second,
+            min_duration,
+            capture,
+            stack_depth,
+            otel_context,
             disabled,
             service_name,
             resource_attributes,
@@ -993,6 +1310,140 @@ impl Config {
             effective: std::mem::take(&mut r.effective),
         };
         (config, r.warnings)
+    }
+}
+
+#[cfg(test)]
+mod callspan_knob_tests {
+    use super::*;
+
+    fn resolve(env: &[(&str, &str)]) -> (Config, Vec<String>) {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::resolve(&HashMap::new(), move |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::defaults();
+        assert_eq!(c.capture, Capture::ALL);
+        assert_eq!(
+            (c.stack_depth, c.min_duration, c.max_spans_per_second),
+            (0, Duration::ZERO, 0.0)
+        );
+        assert_eq!(
+            (c.span_attribute_count_limit, c.span_event_count_limit),
+            (128, 128)
+        );
+        assert_eq!(c.attribute_value_length_limit, None);
+        assert!(c.sample_rules.is_empty() && !c.otel_context);
+    }
+
+    #[test]
+    fn sample_rules_first_match_wins() {
+        let (c, w) = resolve(&[(
+            CALLSPAN_SAMPLE,
+            "imgpipe.apply_transform=0.01, imgpipe.*=0.1",
+        )]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.sample_rate_for("imgpipe.apply_transform"), 0.01);
+        assert_eq!(c.sample_rate_for("imgpipe.Rotator.rotate"), 0.1);
+        assert_eq!(c.sample_rate_for("other.f"), 1.0);
+        for bad in ["imgpipe.*", "=0.5", "a=2", "a=x"] {
+            let (c, w) = resolve(&[(CALLSPAN_SAMPLE, bad)]);
+            assert!(c.sample_rules.is_empty());
+            assert!(
+                w.len() == 1 && w[0].contains(CALLSPAN_SAMPLE) && w[0].contains(bad),
+                "{w:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("a.*", "a.b.c"));
+        assert!(glob_match("*.apply_*", "m.C.apply_transform"));
+        assert!(glob_match("a.?", "a.b"));
+        assert!(!glob_match("a.?", "a.bc"));
+        assert!(!glob_match("b.*", "a.b"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn durations_need_units() {
+        let (c, w) = resolve(&[(CALLSPAN_MIN_DURATION, "250us")]);
+        assert!(w.is_empty());
+        assert_eq!(c.min_duration, Duration::from_micros(250));
+        assert_eq!(
+            parse_duration_with_unit("2ms").unwrap(),
+            Duration::from_millis(2)
+        );
+        assert_eq!(
+            parse_duration_with_unit("1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse_duration_with_unit("500ns").unwrap(),
+            Duration::from_nanos(500)
+        );
+        for bad in ["250", "2 weeks", "-1ms", "ms"] {
+            let (c, w) = resolve(&[(CALLSPAN_MIN_DURATION, bad)]);
+            assert_eq!(c.min_duration, Duration::ZERO);
+            assert!(w[0].contains(CALLSPAN_MIN_DURATION), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn capture_lists() {
+        let (c, _) = resolve(&[(CALLSPAN_CAPTURE, "function, LINE")]);
+        assert_eq!(c.capture, Capture(Capture::FUNCTION | Capture::LINE));
+        assert!(!c.capture.has(Capture::CLASS));
+        let (c, _) = resolve(&[(CALLSPAN_CAPTURE, "none")]);
+        assert!(!c.capture.needs_frame());
+        let (c, w) = resolve(&[(CALLSPAN_CAPTURE, "function,stack")]);
+        assert_eq!(c.capture, Capture::ALL);
+        assert!(w[0].contains("stack"), "{w:?}");
+        assert_eq!(
+            Capture(Capture::FILE | Capture::THREAD).to_string(),
+            "file,thread"
+        );
+    }
+
+    #[test]
+    fn limits_and_depth_and_rate() {
+        let (c, w) = resolve(&[
+            (OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, "64"),
+            (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, "5"),
+            (OTEL_SPAN_EVENT_COUNT_LIMIT, "0"),
+            (CALLSPAN_STACK_DEPTH, "3"),
+            (CALLSPAN_MAX_SPANS_PER_SECOND, "1000"),
+            (CALLSPAN_OTEL_CONTEXT, "TRUE"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.attribute_value_length_limit, Some(64));
+        assert_eq!(
+            (c.span_attribute_count_limit, c.span_event_count_limit),
+            (5, 0)
+        );
+        assert_eq!(
+            (c.stack_depth, c.max_spans_per_second, c.otel_context),
+            (3, 1000.0, true)
+        );
+        for (var, bad) in [
+            (CALLSPAN_STACK_DEPTH, "65"),
+            (CALLSPAN_STACK_DEPTH, "deep"),
+            (CALLSPAN_MAX_SPANS_PER_SECOND, "-1"),
+            (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, "many"),
+            (CALLSPAN_OTEL_CONTEXT, "yes"),
+        ] {
+            let (_, w) = resolve(&[(var, bad)]);
+            assert!(
+                w.len() == 1 && w[0].contains(var) && w[0].contains(bad),
+                "{var}: {w:?}"
+            );
+        }
     }
 }
 

@@ -46,6 +46,12 @@ fn next_u64() -> u64 {
     })
 }
 
+/// A random 64-bit number (for sampling draws that must not depend on the trace id).
+#[inline]
+pub fn random_u64() -> u64 {
+    next_u64()
+}
+
 /// A new random, non-zero 64-bit span id.
 #[inline]
 pub fn span_id() -> u64 {

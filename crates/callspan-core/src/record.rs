@@ -58,6 +58,10 @@ pub struct SpanRecord {
     pub thread: ThreadKey,
     /// Set when the call raised.
     pub error: Option<Box<ExceptionInfo>>,
+    /// Caller attributes *not* captured (`CALLSPAN_CAPTURE` bits; 0: all of them).
+    pub omitted: u8,
+    /// The frames beyond the caller, innermost first (`CALLSPAN_STACK_DEPTH`).
+    pub stack: Option<Box<[CallerSite]>>,
 }
 
 impl SpanRecord {

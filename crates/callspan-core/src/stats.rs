@@ -22,6 +22,10 @@ pub struct Stats {
     pub dropped_shutdown: AtomicU64,
     /// Export requests that failed (after the exporter's own retries).
     pub export_errors: AtomicU64,
+    /// Calls the sampler kept but `CALLSPAN_MAX_SPANS_PER_SECOND` refused.
+    pub spans_rate_limited: AtomicU64,
+    /// Sampled spans shorter than `CALLSPAN_MIN_DURATION`, not exported.
+    pub spans_below_min_duration: AtomicU64,
     /// Export requests that succeeded.
     pub export_batches: AtomicU64,
 }
@@ -45,6 +49,10 @@ pub struct StatsSnapshot {
     pub dropped_shutdown: u64,
     /// See [`Stats::export_errors`].
     pub export_errors: u64,
+    /// See [`Stats::spans_rate_limited`].
+    pub spans_rate_limited: u64,
+    /// See [`Stats::spans_below_min_duration`].
+    pub spans_below_min_duration: u64,
     /// See [`Stats::export_batches`].
     pub export_batches: u64,
     /// Spans waiting in the queue.
@@ -69,6 +77,8 @@ impl Stats {
             &self.dropped_shutdown,
             &self.export_errors,
             &self.export_batches,
+            &self.spans_rate_limited,
+            &self.spans_below_min_duration,
         ] {
             c.store(0, Relaxed);
         }
@@ -88,6 +98,8 @@ impl Stats {
             dropped_export_failed: failed,
             dropped_shutdown: shutdown,
             export_errors: self.export_errors.load(Relaxed),
+            spans_rate_limited: self.spans_rate_limited.load(Relaxed),
+            spans_below_min_duration: self.spans_below_min_duration.load(Relaxed),
             export_batches: self.export_batches.load(Relaxed),
             queue_len: queue_len as u64,
         }
@@ -96,7 +108,7 @@ impl Stats {
 
 impl StatsSnapshot {
     /// Every counter by its `callspan.stats()` key.
-    pub fn entries(&self) -> [(&'static str, u64); 10] {
+    pub fn entries(&self) -> [(&'static str, u64); 12] {
         [
             ("spans_started", self.spans_started),
             ("spans_sampled", self.spans_sampled),
@@ -107,6 +119,8 @@ impl StatsSnapshot {
             ("dropped_shutdown", self.dropped_shutdown),
             ("export_errors", self.export_errors),
             ("export_batches", self.export_batches),
+            ("spans_rate_limited", self.spans_rate_limited),
+            ("spans_below_min_duration", self.spans_below_min_duration),
             ("queue_len", self.queue_len),
         ]
     }
@@ -125,6 +139,6 @@ mod tests {
         let snap = s.snapshot(5);
         assert_eq!(snap.spans_dropped, 9);
         assert_eq!(snap.queue_len, 5);
-        assert_eq!(snap.entries().len(), 10);
+        assert_eq!(snap.entries().len(), 12);
     }
 }

@@ -30,19 +30,109 @@ fn attribute_value(v: &AttributeValue) -> Value {
     }
 }
 
-fn span_events(events: Vec<Event>) -> SpanEvents {
+fn span_events(mut events: Vec<Event>, limit: usize) -> SpanEvents {
     // SpanEvents is non-exhaustive; its fields are public.
     let mut out = SpanEvents::default();
+    out.dropped_count = u32::try_from(events.len().saturating_sub(limit)).unwrap_or(u32::MAX);
+    events.truncate(limit);
     out.events = events;
     out
 }
 
-/// Converts one record; `None` if it names a function the registry does not know (a bug).
+/// The OpenTelemetry span limits (`OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`,
+/// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest string value kept, in characters; `None`: no limit.
+    pub value_length: Option<usize>,
+    /// Attributes kept per span.
+    pub attribute_count: usize,
+    /// Events kept per span.
+    pub event_count: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            value_length: None,
+            attribute_count: 128,
+            event_count: 128,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits a configuration asks for.
+    pub fn from_config(config: &callspan_core::config::Config) -> Limits {
+        Limits {
+            value_length: config.attribute_value_length_limit,
+            attribute_count: config.span_attribute_count_limit,
+            event_count: config.span_event_count_limit,
+        }
+    }
+
+    fn truncate(&self, value: Value) -> Value {
+        match (self.value_length, value) {
+            (Some(max), Value::String(s)) if s.as_str().chars().count() > max => {
+                let cut: String = s.as_str().chars().take(max).collect();
+                Value::String(StringValue::from(cut))
+            }
+            (_, value) => value,
+        }
+    }
+
+    /// Applies the value length and count limits; returns the attributes kept and how many
+    /// were dropped.
+    fn apply(&self, attributes: Vec<KeyValue>) -> (Vec<KeyValue>, u32) {
+        let dropped = attributes.len().saturating_sub(self.attribute_count);
+        let kept = attributes
+            .into_iter()
+            .take(self.attribute_count)
+            .map(|kv| {
+                if self.value_length.is_some() {
+                    KeyValue::new(kv.key, self.truncate(kv.value))
+                } else {
+                    kv
+                }
+            })
+            .collect();
+        (kept, u32::try_from(dropped).unwrap_or(u32::MAX))
+    }
+}
+
+/// `code.stacktrace`: the frames beyond the caller, most recent call last, the way Python
+/// prints a traceback.
+fn stacktrace(view: &RegistryView<'_>, frames: &[callspan_core::record::CallerSite]) -> String {
+    let mut out = String::new();
+    for site in frames.iter().rev() {
+        if let Some(code) = view.code(site.code) {
+            out.push_str(&format!(
+                "  File \"{}\", line {}, in {}\n",
+                code.file, site.line, code.function_name
+            ));
+        }
+    }
+    out
+}
+
+/// Converts one record with the default limits.
 pub fn to_span_data(
     record: SpanRecord,
     view: &RegistryView<'_>,
     scope: &InstrumentationScope,
 ) -> Option<SpanData> {
+    to_span_data_limited(record, view, scope, &Limits::default())
+}
+
+/// Converts one record; `None` if it names a function the registry does not know (a bug).
+pub fn to_span_data_limited(
+    record: SpanRecord,
+    view: &RegistryView<'_>,
+    scope: &InstrumentationScope,
+    limits: &Limits,
+) -> Option<SpanData> {
+    use callspan_core::config::Capture;
+    let captured = |bit: u8| record.omitted & bit == 0;
     let function = view.function(record.function)?;
     let mut attributes = Vec::with_capacity(10 + function.attributes.len());
     attributes.push(KeyValue::new(
@@ -56,18 +146,27 @@ pub fn to_span_data(
         attributes.push(KeyValue::new("code.line.number", i64::from(function.line)));
     }
     if let Some(code) = view.code(record.caller.code) {
-        attributes.push(KeyValue::new(
-            "caller.function.name",
-            string(code.function_name),
-        ));
-        attributes.push(KeyValue::new("caller.file.path", string(code.file)));
-        attributes.push(KeyValue::new(
-            "caller.line.number",
-            i64::from(record.caller.line),
-        ));
+        if captured(Capture::FUNCTION) {
+            attributes.push(KeyValue::new(
+                "caller.function.name",
+                string(code.function_name),
+            ));
+        }
+        if captured(Capture::FILE) {
+            attributes.push(KeyValue::new("caller.file.path", string(code.file)));
+        }
+        if captured(Capture::LINE) {
+            attributes.push(KeyValue::new(
+                "caller.line.number",
+                i64::from(record.caller.line),
+            ));
+        }
     }
     if let Some(class) = view.class(record.caller.class) {
         attributes.push(KeyValue::new("caller.class.name", string(class)));
+    }
+    if let Some(frames) = &record.stack {
+        attributes.push(KeyValue::new("code.stacktrace", stacktrace(view, frames)));
     }
     if let Some(thread) = view.thread(record.thread) {
         // Thread idents are pthread_t values; OTLP ints are signed, so keep the bit pattern.
@@ -78,18 +177,20 @@ pub fn to_span_data(
         attributes.push(KeyValue::new(*key, attribute_value(value)));
     }
 
+    let (attributes, dropped_attributes_count) = limits.apply(attributes);
     let (status, events) = match &record.error {
         None => (Status::Unset, Vec::new()),
         Some(e) => {
+            let (event_attributes, dropped) = limits.apply(vec![
+                KeyValue::new("exception.type", e.type_name.clone()),
+                KeyValue::new("exception.message", e.message.clone()),
+                KeyValue::new("exception.stacktrace", e.stacktrace.clone()),
+            ]);
             let event = Event::new(
                 "exception",
                 time(record.end_unix_ns),
-                vec![
-                    KeyValue::new("exception.type", e.type_name.clone()),
-                    KeyValue::new("exception.message", e.message.clone()),
-                    KeyValue::new("exception.stacktrace", e.stacktrace.clone()),
-                ],
-                0,
+                event_attributes,
+                dropped,
             );
             let description = if e.message.is_empty() {
                 e.type_name.clone()
@@ -115,8 +216,8 @@ pub fn to_span_data(
         start_time: time(record.start_unix_ns),
         end_time: time(record.end_unix_ns),
         attributes,
-        dropped_attributes_count: 0,
-        events: span_events(events),
+        dropped_attributes_count,
+        events: span_events(events, limits.event_count),
         links: SpanLinks::default(),
         status,
         instrumentation_scope: scope.clone(),
@@ -342,6 +443,95 @@ mod tests {
             .collect();
         assert_eq!(ids, (1..=10).collect::<Vec<_>>());
         assert_eq!(split_by_size(Vec::new(), 10).len(), 0);
+    }
+
+    #[test]
+    fn limits_capture_and_stack() {
+        use callspan_core::config::Capture;
+        let reg = Registry::new();
+        let f = reg.add_function(FunctionInfo {
+            span_name: intern("f"),
+            function_name: intern("m.f"),
+            file: Some(intern("/app/m.py")),
+            line: 3,
+            attributes: vec![(intern("note"), AttributeValue::Str(intern("abcdefghij")))],
+        });
+        let caller = reg.add_code(
+            1,
+            CodeInfo {
+                function_name: intern("m.g"),
+                file: intern("/app/m.py"),
+            },
+        );
+        let outer = reg.add_code(
+            2,
+            CodeInfo {
+                function_name: intern("m.main"),
+                file: intern("/app/main.py"),
+            },
+        );
+        let record = SpanRecord {
+            trace_id: 1,
+            span_id: 2,
+            function: f,
+            caller: CallerSite {
+                code: caller,
+                line: 7,
+                class: 0,
+            },
+            omitted: Capture::FILE | Capture::LINE,
+            stack: Some(
+                vec![CallerSite {
+                    code: outer,
+                    line: 12,
+                    class: 0,
+                }]
+                .into_boxed_slice(),
+            ),
+            error: Some(Box::new(ExceptionInfo {
+                type_name: "ValueError".into(),
+                message: "m".repeat(50),
+                stacktrace: String::new(),
+            })),
+            ..Default::default()
+        };
+        let limits = Limits {
+            value_length: Some(4),
+            attribute_count: 4,
+            event_count: 0,
+        };
+        let span =
+            to_span_data_limited(record, &reg.view(), &crate::resource::scope(), &limits).unwrap();
+        let keys: Vec<&str> = span.attributes.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "code.function.name",
+                "code.file.path",
+                "code.line.number",
+                "caller.function.name"
+            ]
+        );
+        assert_eq!(attr(&span, "code.function.name").unwrap().as_str(), "m.f");
+        assert_eq!(attr(&span, "caller.function.name").unwrap().as_str(), "m.g");
+        assert_eq!(span.dropped_attributes_count, 2); // code.stacktrace and note
+        assert!(span.events.events.is_empty());
+        assert_eq!(span.events.dropped_count, 1);
+
+        let text = stacktrace(
+            &reg.view(),
+            &[CallerSite {
+                code: outer,
+                line: 12,
+                class: 0,
+            }],
+        );
+        assert_eq!(text, "  File \"/app/main.py\", line 12, in m.main\n");
+        let long = Limits {
+            value_length: Some(4),
+            ..Limits::default()
+        };
+        assert_eq!(long.truncate(Value::from("abcdefghij")).as_str(), "abcd");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `tracing` (rate-limited on its way to Python) and its spans are counted as dropped; the
 //! application never sees it. The thread holds no GIL and never touches a Python object.
 
-use crate::convert::{split_by_size, to_span_data};
+use crate::convert::{split_by_size, to_span_data_limited, Limits};
 use crate::transport::Transport;
 use callspan_core::config::Config;
 use callspan_core::registry::Registry;
@@ -90,6 +90,7 @@ impl BatchExporter {
                     sink,
                     registry,
                     batching,
+                    limits: Limits::from_config(&config),
                 };
                 worker.run(&control_rx);
             })
@@ -181,6 +182,7 @@ struct Worker {
     sink: &'static SpanSink,
     registry: &'static Registry,
     batching: Batching,
+    limits: Limits,
 }
 
 impl Worker {
@@ -250,7 +252,7 @@ impl Worker {
             let view = self.registry.view();
             records
                 .into_iter()
-                .filter_map(|r| to_span_data(r, &view, &scope))
+                .filter_map(|r| to_span_data_limited(r, &view, &scope, &self.limits))
                 .collect()
         };
         let unresolved = count - batch.len() as u64;

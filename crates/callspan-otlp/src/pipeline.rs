@@ -8,7 +8,7 @@
 
 use crate::exporter::BatchExporter;
 use crate::resource::build_resource;
-use callspan_core::config::Config;
+use callspan_core::config::{Capture, Config};
 use callspan_core::record::SpanRecord;
 use callspan_core::registry::Registry;
 use callspan_core::sampler::{RootSampler, Sampler};
@@ -16,7 +16,7 @@ use callspan_core::sink::SpanSink;
 use callspan_core::stats::{Stats, StatsSnapshot};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -56,6 +56,81 @@ impl SamplerCell {
     }
 }
 
+/// `CALLSPAN_MAX_SPANS_PER_SECOND` as a lock-free GCRA (generic cell rate algorithm) limiter:
+/// a token bucket of one second's worth of spans, refilled continuously. One CAS per decision.
+#[derive(Debug, Default)]
+struct RateLimiter {
+    /// Nanoseconds per span; 0: no limit.
+    interval_ns: AtomicU64,
+    /// Theoretical arrival time of the next span.
+    tat: AtomicU64,
+}
+
+impl RateLimiter {
+    fn set(&self, per_second: f64) {
+        let interval = if per_second > 0.0 {
+            (1e9 / per_second).max(1.0) as u64
+        } else {
+            0
+        };
+        self.interval_ns.store(interval, Ordering::Relaxed);
+        self.tat.store(0, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn allow(&self, now_ns: u64) -> bool {
+        let interval = self.interval_ns.load(Ordering::Relaxed);
+        if interval == 0 {
+            return true;
+        }
+        let burst = 1_000_000_000u64.saturating_sub(interval);
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let start = tat.max(now_ns);
+            if start > now_ns + burst {
+                return false;
+            }
+            match self.tat.compare_exchange_weak(
+                tat,
+                start + interval,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(current) => tat = current,
+            }
+        }
+    }
+}
+
+/// The settings a traced call reads, as atomics (no lock on the hot path).
+#[derive(Debug, Default)]
+struct HotSettings {
+    /// `CALLSPAN_CAPTURE` bits that are *not* captured.
+    omitted: AtomicU8,
+    min_duration_ns: AtomicU64,
+    stack_depth: AtomicU8,
+    otel_context: AtomicBool,
+    /// Bumped by every (re)configuration, so per-function decisions are made again.
+    epoch: AtomicU32,
+    limiter: RateLimiter,
+}
+
+impl HotSettings {
+    fn apply(&self, config: &Config) {
+        self.omitted
+            .store(!config.capture.0 & Capture::ALL.0, Ordering::Relaxed);
+        self.min_duration_ns
+            .store(config.min_duration.as_nanos() as u64, Ordering::Relaxed);
+        self.stack_depth
+            .store(config.stack_depth.min(255) as u8, Ordering::Relaxed);
+        self.otel_context
+            .store(config.otel_context, Ordering::Relaxed);
+        self.limiter.set(config.max_spans_per_second);
+        self.epoch.fetch_add(1, Ordering::Release);
+    }
+}
+
 #[derive(Debug)]
 struct State {
     arguments: HashMap<String, String>,
@@ -70,6 +145,7 @@ pub struct Pipeline {
     registry: Registry,
     sink: SpanSink,
     sampler: SamplerCell,
+    hot: HotSettings,
     disabled: AtomicBool,
     /// True while an exporter thread of this process is draining the sink.
     exporter_running: AtomicBool,
@@ -113,6 +189,7 @@ impl Pipeline {
             registry: Registry::new(),
             sink: SpanSink::new(config.max_queue_size),
             sampler: SamplerCell::default(),
+            hot: HotSettings::default(),
             disabled: AtomicBool::new(config.disabled),
             exporter_running: AtomicBool::new(false),
             state: Mutex::new(State {
@@ -123,6 +200,7 @@ impl Pipeline {
             }),
         };
         p.sampler.store(config.sampler);
+        p.hot.apply(&config);
         callspan_core::fork::around_fork(lock_all_for_fork, unlock_all_after_fork);
         callspan_core::fork::on_fork_child(after_fork_in_child);
         p
@@ -151,7 +229,8 @@ impl Pipeline {
         }
         self.sampler.store(config.sampler);
         self.disabled.store(config.disabled, Ordering::Relaxed);
-        self.state.lock().config = config;
+        self.state.lock().config = config.clone();
+        self.hot.apply(&config);
     }
 
     /// The intern tables shared with the exporter.
@@ -169,6 +248,63 @@ impl Pipeline {
     #[inline]
     pub fn disabled(&self) -> bool {
         self.disabled.load(Ordering::Relaxed)
+    }
+
+    /// `CALLSPAN_CAPTURE` bits that are not captured.
+    #[inline]
+    pub fn omitted(&self) -> u8 {
+        self.hot.omitted.load(Ordering::Relaxed)
+    }
+
+    /// `CALLSPAN_MIN_DURATION` in nanoseconds.
+    #[inline]
+    pub fn min_duration_ns(&self) -> u64 {
+        self.hot.min_duration_ns.load(Ordering::Relaxed)
+    }
+
+    /// `CALLSPAN_STACK_DEPTH`.
+    #[inline]
+    pub fn stack_depth(&self) -> usize {
+        usize::from(self.hot.stack_depth.load(Ordering::Relaxed))
+    }
+
+    /// `CALLSPAN_OTEL_CONTEXT`.
+    #[inline]
+    pub fn otel_context(&self) -> bool {
+        self.hot.otel_context.load(Ordering::Relaxed)
+    }
+
+    /// Changes with every (re)configuration: per-function decisions cached under an older
+    /// epoch must be made again.
+    #[inline]
+    pub fn config_epoch(&self) -> u32 {
+        self.hot.epoch.load(Ordering::Acquire)
+    }
+
+    /// The `CALLSPAN_SAMPLE` rate of a function (not on the hot path: once per function and
+    /// configuration).
+    pub fn sample_rate_for(&self, function_name: &str) -> f64 {
+        self.state.lock().config.sample_rate_for(function_name)
+    }
+
+    /// `CALLSPAN_MAX_SPANS_PER_SECOND`: whether one more sampled span fits; refusals counted.
+    #[inline]
+    pub fn admit(&self, now_ns: impl FnOnce() -> u64) -> bool {
+        if self.hot.limiter.interval_ns.load(Ordering::Relaxed) == 0
+            || self.hot.limiter.allow(now_ns())
+        {
+            return true;
+        }
+        Stats::add(&self.sink.stats.spans_rate_limited, 1);
+        false
+    }
+
+    /// Counts a sampled span dropped for being shorter than `CALLSPAN_MIN_DURATION` (it was
+    /// sampled, so it counts there too).
+    #[inline]
+    pub fn count_below_min_duration(&self) {
+        Stats::add(&self.sink.stats.spans_sampled, 1);
+        Stats::add(&self.sink.stats.spans_below_min_duration, 1);
     }
 
     /// Counts one call of a traced function (sampled or not).
@@ -313,4 +449,26 @@ fn after_fork_in_child() {
     // The parent sends what was queued before the fork; the child must not send it twice.
     while p.sink.pop().is_some() {}
     p.sink.stats.reset();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiter_allows_a_second_of_burst_then_the_rate() {
+        let limiter = RateLimiter::default();
+        assert!(limiter.allow(0));
+        limiter.set(100.0);
+        let start = 5_000_000_000;
+        let burst = (0..1000).filter(|_| limiter.allow(start)).count();
+        assert_eq!(burst, 100);
+        // Half a second later: 50 more.
+        let later = (0..1000)
+            .filter(|_| limiter.allow(start + 500_000_000))
+            .count();
+        assert_eq!(later, 50);
+        limiter.set(0.0);
+        assert!((0..1000).all(|_| limiter.allow(start)));
+    }
 }

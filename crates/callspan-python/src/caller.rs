@@ -73,7 +73,7 @@ pub(crate) fn check_frame_layout(py: Python<'_>) {
 
 /// Where the current traced call came from; all zeros when no Python frame called it.
 #[inline]
-pub(crate) fn current_site(py: Python<'_>, registry: &Registry) -> CallerSite {
+pub(crate) fn current_site(py: Python<'_>, registry: &Registry, with_class: bool) -> CallerSite {
     if FRAME_READING_DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
         return CallerSite::default();
     }
@@ -81,34 +81,8 @@ pub(crate) fn current_site(py: Python<'_>, registry: &Registry) -> CallerSite {
     let Some(frame) = (unsafe { python_frame::caller_frame(py) }) else {
         return CallerSite::default();
     };
-    let code = frame.code() as usize;
-    let lasti = frame.lasti();
-    let slot = site_slot(code, lasti);
-    // SAFETY: the cache is this thread's own and no reference to it outlives this function
-    // (registering below may run Python code, which never re-enters this function on this
-    // thread before we are done: nothing here is reachable from Python).
-    let entry = CACHES.with(|c| unsafe { (*c.get()).sites[slot] });
-    let entry = if entry.code == code && entry.lasti == lasti && code != 0 {
-        entry
-    } else {
-        let code_id = match registry.code_id(code) {
-            Some(id) => id,
-            None => register_code(py, &frame, registry),
-        };
-        // SAFETY: the frame's code object is alive.
-        let has_self = unsafe { python_frame::code_first_param_is_self_or_cls(py, frame.code()) };
-        let line = u32::try_from(frame.line_number()).unwrap_or(0);
-        let fresh = SiteEntry {
-            code,
-            lasti,
-            code_id,
-            line,
-            has_self,
-        };
-        CACHES.with(|c| unsafe { (*c.get()).sites[slot] = fresh });
-        fresh
-    };
-    let class = if entry.has_self {
+    let entry = site_entry(py, &frame, registry);
+    let class = if entry.has_self && with_class {
         match frame.first_arg() {
             // SAFETY: borrowed from the live frame.
             Some(arg) => unsafe { class_of_first_arg(py, arg, registry) },
@@ -122,6 +96,65 @@ pub(crate) fn current_site(py: Python<'_>, registry: &Registry) -> CallerSite {
         line: entry.line,
         class,
     }
+}
+
+/// The `depth` frames beyond the caller, innermost first, for `code.stacktrace`.
+pub(crate) fn outer_stack(
+    py: Python<'_>,
+    registry: &Registry,
+    depth: usize,
+) -> Option<Box<[CallerSite]>> {
+    if FRAME_READING_DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: GIL held; frames stay alive for the duration of this call.
+    let caller = unsafe { python_frame::caller_frame(py) }?;
+    let mut frames = Vec::with_capacity(depth);
+    let mut frame = caller.back();
+    while let Some(f) = frame {
+        if frames.len() == depth {
+            break;
+        }
+        let entry = site_entry(py, &f, registry);
+        frames.push(CallerSite {
+            code: entry.code_id,
+            line: entry.line,
+            class: 0,
+        });
+        frame = f.back();
+    }
+    (!frames.is_empty()).then(|| frames.into_boxed_slice())
+}
+
+/// The cached (code id, line, has-self) of `frame`'s current instruction.
+#[inline]
+fn site_entry(py: Python<'_>, frame: &CallerFrame<'_>, registry: &Registry) -> SiteEntry {
+    let code = frame.code() as usize;
+    let lasti = frame.lasti();
+    let slot = site_slot(code, lasti);
+    // SAFETY: the cache is this thread's own and no reference to it outlives this function
+    // (registering below may run Python code, which never re-enters this function on this
+    // thread before we are done: nothing here is reachable from Python).
+    let entry = CACHES.with(|c| unsafe { (*c.get()).sites[slot] });
+    if entry.code == code && entry.lasti == lasti && code != 0 {
+        return entry;
+    }
+    let code_id = match registry.code_id(code) {
+        Some(id) => id,
+        None => register_code(py, frame, registry),
+    };
+    // SAFETY: the frame's code object is alive.
+    let has_self = unsafe { python_frame::code_first_param_is_self_or_cls(py, frame.code()) };
+    let line = u32::try_from(frame.line_number()).unwrap_or(0);
+    let fresh = SiteEntry {
+        code,
+        lasti,
+        code_id,
+        line,
+        has_self,
+    };
+    CACHES.with(|c| unsafe { (*c.get()).sites[slot] = fresh });
+    fresh
 }
 
 #[cold]

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 /// Wraps `func` in a `TracedFunction` whose spans carry the given callee description.
 #[pyfunction(name = "traced")]
-#[pyo3(signature = (func, span_name, function_name, file, line, attributes=None, kind=0))]
+#[pyo3(signature = (func, span_name, function_name, file, line, attributes=None, kind=0, sample_rate=None))]
 #[allow(clippy::too_many_arguments)] // mirrors the Python signature of `traced`
 fn make_traced<'py>(
     py: Python<'py>,
@@ -35,6 +35,7 @@ fn make_traced<'py>(
     line: u32,
     attributes: Option<&Bound<'py, PyDict>>,
     kind: u8,
+    sample_rate: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     if !func.is_callable() {
         return Err(PyTypeError::new_err(
@@ -72,7 +73,14 @@ fn make_traced<'py>(
             caller::register_code_object(code, info, registry);
         }
     }
-    traced::new_traced(py, func, id, steps::Kind::from_u8(kind))
+    if let Some(rate) = sample_rate {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(PyValueError::new_err(format!(
+                "callspan.trace: sample_rate must be between 0 and 1, not {rate}"
+            )));
+        }
+    }
+    traced::new_traced(py, func, id, steps::Kind::from_u8(kind), sample_rate)
 }
 
 fn attribute_value(v: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> PyResult<AttributeValue> {

@@ -176,3 +176,52 @@ fn span_context(span: &Bound<'_, PyAny>) -> Option<ParentSpan> {
         remote,
     })
 }
+
+/// `CALLSPAN_OTEL_CONTEXT`: makes a callspan span the current span of the OpenTelemetry API
+/// while a traced call runs (through `callspan._otel_bridge`), so spans that OpenTelemetry code
+/// starts inside it nest under it. Returns the token for [`detach`]; None if OpenTelemetry is
+/// not importable (warned once).
+pub(crate) fn attach(py: Python<'_>, trace_id: u128, span_id: u64) -> Option<Py<PyAny>> {
+    static BRIDGE: PyOnceLock<Option<(Py<PyAny>, Py<PyAny>)>> = PyOnceLock::new();
+    let bridge = BRIDGE.get_or_init(py, || {
+        let load = || -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+            let m = py.import("callspan._otel_bridge")?;
+            Ok((m.getattr("attach")?.unbind(), m.getattr("detach")?.unbind()))
+        };
+        match load() {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                tracing::warn!(
+                    "CALLSPAN_OTEL_CONTEXT is set but OpenTelemetry cannot be used ({e}); ignored"
+                );
+                None
+            }
+        }
+    });
+    let (attach, _) = bridge.as_ref()?;
+    DETACH.get_or_init(py, || bridge.as_ref().map(|(_, d)| d.clone_ref(py)));
+    let pending = PyErr::take(py);
+    let token = attach
+        .bind(py)
+        .call1((trace_id, span_id))
+        .ok()
+        .map(Bound::unbind);
+    if let Some(e) = pending {
+        e.restore(py);
+    }
+    token
+}
+
+static DETACH: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+
+/// Undoes [`attach`], keeping an exception the traced call raised.
+pub(crate) fn detach(py: Python<'_>, token: Py<PyAny>) {
+    let Some(Some(detach)) = DETACH.get(py) else {
+        return;
+    };
+    let pending = PyErr::take(py);
+    let _ = detach.bind(py).call1((token,));
+    if let Some(e) = pending {
+        e.restore(py);
+    }
+}

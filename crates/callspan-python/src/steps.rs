@@ -116,6 +116,8 @@ struct StepSpan {
     sampled: bool,
     function: FunctionId,
     caller: CallerSite,
+    omitted: u8,
+    stack: Option<Box<[CallerSite]>>,
     thread: ThreadKey,
     /// Start time; 0 until the first step for generators.
     start_unix_ns: u64,
@@ -149,7 +151,12 @@ impl StepSpan {
         } else {
             self.start_unix_ns
         };
-        pipeline::global().submit(SpanRecord {
+        let p = pipeline::global();
+        if end.saturating_sub(start) < p.min_duration_ns() {
+            p.count_below_min_duration();
+            return;
+        }
+        p.submit(SpanRecord {
             trace_id: self.trace_id,
             span_id: self.span_id,
             parent_span_id: self.parent.map_or(0, |p| p.span_id),
@@ -160,6 +167,8 @@ impl StepSpan {
             caller: self.caller,
             thread: self.thread,
             error: error.map(Box::new),
+            omitted: self.omitted,
+            stack: self.stack.take(),
         });
     }
 }
@@ -572,21 +581,43 @@ impl TracedAsyncStep {
     }
 }
 
-/// Called by the hot path for a non-plain traced function: creates the coroutine/generator by
-/// calling `func`, and wraps it with its span.
-#[allow(clippy::too_many_arguments)]
+/// What the hot path decided for one call of a coroutine or generator function.
+#[derive(Debug)]
+pub(crate) struct StepCall {
+    pub(crate) trace_id: u128,
+    pub(crate) span_id: u64,
+    pub(crate) parent: Option<ParentSpan>,
+    pub(crate) sampled: bool,
+    pub(crate) function: FunctionId,
+    pub(crate) caller: CallerSite,
+    pub(crate) omitted: u8,
+    pub(crate) stack: Option<Box<[CallerSite]>>,
+}
+
+/// Called by the hot path for a non-plain traced function, with the object calling `func`
+/// created: wraps it with its span.
 pub(crate) fn wrap<'py>(
     py: Python<'py>,
     kind: Kind,
     created: Bound<'py, PyAny>,
-    trace_id: u128,
-    span_id: u64,
-    parent: Option<ParentSpan>,
-    sampled: bool,
-    function: FunctionId,
-    caller: CallerSite,
+    call: StepCall,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let thread = thread::current_key(py, pipeline::global().registry());
+    let registry = pipeline::global().registry();
+    let thread = if call.omitted & callspan_core::config::Capture::THREAD != 0 {
+        0
+    } else {
+        thread::current_key(py, registry)
+    };
+    let StepCall {
+        trace_id,
+        span_id,
+        parent,
+        sampled,
+        function,
+        caller,
+        omitted,
+        stack,
+    } = call;
     let span = Arc::new(Mutex::new(StepSpan {
         trace_id,
         span_id,
@@ -594,6 +625,8 @@ pub(crate) fn wrap<'py>(
         sampled,
         function,
         caller,
+        omitted,
+        stack,
         thread,
         // A coroutine's span covers its awaited lifetime from the call; a generator's starts
         // with the first iteration.

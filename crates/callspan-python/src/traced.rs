@@ -13,14 +13,15 @@
 //! function's `__name__`, `__qualname__`, `__doc__`, `__module__` and `__wrapped__`.
 
 use crate::steps::{self, Kind};
-use crate::{caller, exception, thread};
+use crate::{caller, exception, otel, thread};
 use callspan_core::clock::now_unix_ns;
 use callspan_core::context::{self, ParentSpan};
 use callspan_core::ids;
-use callspan_core::record::{FunctionId, SpanRecord};
+use callspan_core::record::{CallerSite, FunctionId, SpanRecord};
 use callspan_otlp::pipeline::{self, Pipeline};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::mem::offset_of;
 use std::ptr;
@@ -43,6 +44,90 @@ struct TracedObject {
     function_id: FunctionId,
     /// What calling `func` returns (a [`steps::Kind`] as u8).
     kind: u8,
+    /// `@callspan.trace(sample_rate=...)`; NaN: none given (CALLSPAN_SAMPLE decides).
+    decorator_rate: Cell<f64>,
+    /// The configuration epoch `rate_threshold` was computed for.
+    rate_epoch: Cell<u32>,
+    /// This function's sampling rate as a threshold for a random u64; u64::MAX: always.
+    rate_threshold: Cell<u64>,
+}
+
+impl TracedObject {
+    /// The per-function sampling draw (`sample_rate=` or `CALLSPAN_SAMPLE`), decided once per
+    /// function and configuration: no string matching per call.
+    #[inline]
+    fn rate_admits(&self, p: &Pipeline) -> bool {
+        let epoch = p.config_epoch();
+        if self.rate_epoch.get() != epoch {
+            self.refresh_rate(p, epoch);
+        }
+        let threshold = self.rate_threshold.get();
+        threshold == u64::MAX || ids::random_u64() < threshold
+    }
+
+    #[cold]
+    fn refresh_rate(&self, p: &Pipeline, epoch: u32) {
+        let decorator = self.decorator_rate.get();
+        let rate = if decorator.is_nan() {
+            let name = p
+                .registry()
+                .view()
+                .function(self.function_id)
+                .map(|f| f.function_name);
+            name.map_or(1.0, |n| p.sample_rate_for(n))
+        } else {
+            decorator
+        };
+        let threshold = if rate >= 1.0 {
+            u64::MAX
+        } else {
+            (rate.max(0.0) * u64::MAX as f64) as u64
+        };
+        self.rate_threshold.set(threshold);
+        self.rate_epoch.set(epoch);
+    }
+}
+
+/// Whether a call with this parent decision is recorded: the sampler, then the function's own
+/// rate, then the process-wide rate limit.
+#[inline]
+fn decide(p: &Pipeline, this: &TracedObject, parent: Option<ParentSpan>, trace_id: u128) -> bool {
+    p.sampler()
+        .should_sample(parent.map(|p| p.sampled), trace_id)
+        && this.rate_admits(p)
+        && p.admit(now_unix_ns)
+}
+
+/// The caller attributes and stack the configuration asks for.
+#[inline]
+fn read_caller(
+    py: Python<'_>,
+    p: &Pipeline,
+    omitted: u8,
+) -> (
+    CallerSite,
+    callspan_core::record::ThreadKey,
+    Option<Box<[CallerSite]>>,
+) {
+    use callspan_core::config::Capture;
+    let frame_bits = Capture::FUNCTION | Capture::FILE | Capture::LINE | Capture::CLASS;
+    let site = if omitted & frame_bits == frame_bits {
+        CallerSite::default()
+    } else {
+        caller::current_site(py, p.registry(), omitted & Capture::CLASS == 0)
+    };
+    let thread = if omitted & Capture::THREAD != 0 {
+        0
+    } else {
+        thread::current_key(py, p.registry())
+    };
+    let depth = p.stack_depth();
+    let stack = if depth > 0 {
+        caller::outer_stack(py, p.registry(), depth)
+    } else {
+        None
+    };
+    (site, thread, stack)
 }
 
 extern "C" {
@@ -101,10 +186,7 @@ unsafe extern "C" fn traced_vectorcall(
         // SAFETY: GIL held; forwarding our caller's arguments unchanged.
         return unsafe { call_stepped(py, this, kind, parent, trace_id, args, nargsf, kwnames) };
     }
-    if !p
-        .sampler()
-        .should_sample(parent.map(|p| p.sampled), trace_id)
-    {
+    if !decide(p, this, parent, trace_id) {
         // Unsampled calls still open a context entry so that their children inherit the decision.
         context::push(ParentSpan {
             trace_id,
@@ -118,8 +200,8 @@ unsafe extern "C" fn traced_vectorcall(
     }
 
     let span_id = ids::span_id();
-    let site = caller::current_site(py, p.registry());
-    let thread = thread::current_key(py, p.registry());
+    let omitted = p.omitted();
+    let (site, thread, stack) = read_caller(py, p, omitted);
     context::push(ParentSpan {
         trace_id,
         span_id,
@@ -127,32 +209,46 @@ unsafe extern "C" fn traced_vectorcall(
         remote: false,
     });
     let open = OpenSpan;
+    let otel_token = if p.otel_context() {
+        otel::attach(py, trace_id, span_id)
+    } else {
+        None
+    };
     let start_unix_ns = now_unix_ns();
     // SAFETY: as above.
     let result = unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
     let end_unix_ns = now_unix_ns();
+    if let Some(token) = otel_token {
+        otel::detach(py, token);
+    }
     drop(open);
 
-    let error = if result.is_null() {
-        Some(Box::new(exception::capture_current(py)))
+    if end_unix_ns.saturating_sub(start_unix_ns) < p.min_duration_ns() {
+        p.count_below_min_duration();
     } else {
-        None
-    };
-    submit(
-        p,
-        SpanRecord {
-            trace_id,
-            span_id,
-            parent_span_id: parent.map_or(0, |p| p.span_id),
-            parent_is_remote: parent.is_some_and(|p| p.remote),
-            start_unix_ns,
-            end_unix_ns,
-            function: this.function_id,
-            caller: site,
-            thread,
-            error,
-        },
-    );
+        let error = if result.is_null() {
+            Some(Box::new(exception::capture_current(py)))
+        } else {
+            None
+        };
+        submit(
+            p,
+            SpanRecord {
+                trace_id,
+                span_id,
+                parent_span_id: parent.map_or(0, |p| p.span_id),
+                parent_is_remote: parent.is_some_and(|p| p.remote),
+                start_unix_ns,
+                end_unix_ns,
+                function: this.function_id,
+                caller: site,
+                thread,
+                error,
+                omitted,
+                stack,
+            },
+        );
+    }
     if callspan_otlp::diagnostic::pending() {
         crate::diagnostics::forward_keeping_error(py);
     }
@@ -174,11 +270,10 @@ unsafe fn call_stepped(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     let p = pipeline::global();
-    let sampled = p
-        .sampler()
-        .should_sample(parent.map(|p| p.sampled), trace_id);
-    let site = if sampled {
-        caller::current_site(py, p.registry())
+    let sampled = decide(p, this, parent, trace_id);
+    let omitted = p.omitted();
+    let (site, _, stack) = if sampled {
+        read_caller(py, p, omitted)
     } else {
         Default::default()
     };
@@ -189,17 +284,17 @@ unsafe fn call_stepped(
     }
     // SAFETY: a new reference from the call above.
     let created = unsafe { Bound::from_owned_ptr(py, created) };
-    match steps::wrap(
-        py,
-        kind,
-        created,
+    let span = steps::StepCall {
         trace_id,
-        ids::span_id(),
+        span_id: ids::span_id(),
         parent,
         sampled,
-        this.function_id,
-        site,
-    ) {
+        function: this.function_id,
+        caller: site,
+        omitted,
+        stack,
+    };
+    match steps::wrap(py, kind, created, span) {
         Ok(obj) => obj.into_ptr(),
         Err(e) => {
             e.restore(py);
@@ -414,6 +509,7 @@ pub(crate) fn new_traced<'py>(
     func: &Bound<'py, PyAny>,
     function_id: FunctionId,
     kind: Kind,
+    sample_rate: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let tp = TYPE.load(Ordering::Acquire);
     if tp.is_null() {
@@ -431,6 +527,10 @@ pub(crate) fn new_traced<'py>(
         this.func = func.clone().into_ptr();
         this.function_id = function_id;
         this.kind = kind as u8;
+        // The allocation is zeroed; Cells of plain numbers are valid as written.
+        this.decorator_rate = Cell::new(sample_rate.unwrap_or(f64::NAN));
+        this.rate_epoch = Cell::new(u32::MAX);
+        this.rate_threshold = Cell::new(u64::MAX);
         Ok(Bound::from_owned_ptr(py, obj))
     }
 }

@@ -1,0 +1,92 @@
+"""One script, many configurations: the test picks a scenario (argv[1]) and the environment."""
+
+import sys
+import time
+
+import callspan
+from scriptkit import finish, report
+
+
+@callspan.trace
+def apply_transform(i):
+    return i
+
+
+@callspan.trace(sample_rate=0.0)
+def never_recorded(i):
+    return i
+
+
+@callspan.trace
+def root(i):
+    return [apply_transform(i), apply_transform(i + 1)]
+
+
+@callspan.trace
+def nap(seconds):
+    time.sleep(seconds)
+
+
+@callspan.trace(attributes={"note": "a rather long attribute value", "k2": 2, "k3": 3.0})
+def annotated():
+    return 1
+
+
+class Worker:
+    def run(self):
+        return apply_transform(7)  # CALL:in_method
+
+
+def outer_frame():
+    return middle_frame()  # CALL:outer
+
+
+def middle_frame():
+    return Worker().run()  # CALL:middle
+
+
+def main(scenario):
+    if scenario == "roots":
+        for i in range(int(sys.argv[2])):
+            apply_transform(i)
+    elif scenario == "nested":
+        for i in range(int(sys.argv[2])):
+            root(i)
+    elif scenario == "decorator_rate":
+        for i in range(100):
+            never_recorded(i)
+            apply_transform(i)
+    elif scenario == "durations":
+        for _ in range(5):
+            nap(0)
+            nap(0.005)
+    elif scenario == "frames":
+        outer_frame()
+    elif scenario == "limits":
+        annotated()
+    elif scenario == "otel_context":
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        tracer = provider.get_tracer("library")
+
+        @callspan.trace
+        def traced_work():
+            with tracer.start_as_current_span("library.query"):
+                pass
+
+        traced_work()
+        (otel_span,) = memory.get_finished_spans()
+        report(
+            otel_trace=f"{otel_span.context.trace_id:032x}",
+            otel_parent=f"{otel_span.parent.span_id:016x}" if otel_span.parent else None,
+        )
+    finish()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
