@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
-AGENT_BINARY_OVERRIDE_ENV = "CALLSPAN_TEST_ROTEL_AGENT"  # path to a rotel-agent binary, if set
+AGENT_BINARY_OVERRIDE_ENV = "TEST_ROTEL_AGENT_BINARY"  # path to a rotel-agent binary, if set
 
 
 def find_rotel_agent() -> Path:

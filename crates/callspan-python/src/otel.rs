@@ -15,7 +15,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Not imported yet (check sys.modules now and then) / resolved / unusable.
 const UNSEEN: u8 = 0;
@@ -24,7 +24,6 @@ const UNUSABLE: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNSEEN);
 /// Root calls between two looks into `sys.modules` while OpenTelemetry is not imported.
 const RECHECK_EVERY: u32 = 256;
-static UNSEEN_CALLS: AtomicU32 = AtomicU32::new(0);
 
 struct Hooks {
     /// `_RUNTIME_CONTEXT._current_context` when the default runtime context is in use.
@@ -38,6 +37,9 @@ struct Hooks {
 static HOOKS: PyOnceLock<Hooks> = PyOnceLock::new();
 
 thread_local! {
+    /// Root calls on this thread since its last look into `sys.modules` (a per-thread count:
+    /// a shared atomic would be a contended write on every root call).
+    static UNSEEN_CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     /// The last span seen on this thread and what it resolved to.
     static LAST: RefCell<Option<(Py<PyAny>, Option<ParentSpan>)>> = const { RefCell::new(None) };
 }
@@ -85,9 +87,12 @@ pub(crate) fn current_parent(py: Python<'_>) -> Option<ParentSpan> {
         READY => {}
         UNUSABLE => return None,
         _ => {
-            if UNSEEN_CALLS.fetch_add(1, Ordering::Relaxed) % RECHECK_EVERY != 0
-                || !opentelemetry_imported(py)
-            {
+            let calls = UNSEEN_CALLS.with(|c| {
+                let n = c.get();
+                c.set(n.wrapping_add(1));
+                n
+            });
+            if calls % RECHECK_EVERY != 0 || !opentelemetry_imported(py) {
                 return None;
             }
             match HOOKS.get_or_try_init(py, || resolve(py)) {

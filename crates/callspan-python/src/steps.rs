@@ -306,6 +306,24 @@ fn throw_args<'py>(
     PyTuple::new(py, args).expect("a tuple of objects")
 }
 
+/// Resumes the wrapped object with `method(*args)` as one step of the span.
+fn resume<'py>(
+    py: Python<'py>,
+    inner: &Py<PyAny>,
+    span: &Shared,
+    classify: Classify,
+    method: &str,
+    args: Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let inner = inner.bind(py);
+    step(py, span, classify, || inner.call_method1(method, args))
+}
+
+/// `(value,)` for `send`.
+fn one<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> Bound<'py, PyTuple> {
+    PyTuple::new(py, [value]).expect("a tuple of one object")
+}
+
 /// Ends the span of an object dropped before it finished (a generator abandoned mid-way).
 fn finish_abandoned(span: &Shared) {
     let mut s = span.lock();
@@ -327,10 +345,14 @@ pub(crate) struct TracedCoroutine {
 #[pymethods]
 impl TracedCoroutine {
     fn send<'py>(&self, py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.bind(py);
-        step(py, &self.span, coroutine_outcome, || {
-            inner.call_method1("send", (value,))
-        })
+        resume(
+            py,
+            &self.inner,
+            &self.span,
+            coroutine_outcome,
+            "send",
+            one(py, value),
+        )
     }
 
     #[pyo3(signature = (typ, val=None, tb=None))]
@@ -341,11 +363,14 @@ impl TracedCoroutine {
         val: Option<Bound<'py, PyAny>>,
         tb: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.bind(py);
-        let args = throw_args(py, typ, val, tb);
-        step(py, &self.span, coroutine_outcome, || {
-            inner.call_method1("throw", args)
-        })
+        resume(
+            py,
+            &self.inner,
+            &self.span,
+            coroutine_outcome,
+            "throw",
+            throw_args(py, typ, val, tb),
+        )
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
@@ -412,10 +437,14 @@ impl TracedGenerator {
     }
 
     fn send<'py>(&self, py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.bind(py);
-        step(py, &self.span, generator_outcome, || {
-            inner.call_method1("send", (value,))
-        })
+        resume(
+            py,
+            &self.inner,
+            &self.span,
+            generator_outcome,
+            "send",
+            one(py, value),
+        )
     }
 
     #[pyo3(signature = (typ, val=None, tb=None))]
@@ -426,11 +455,14 @@ impl TracedGenerator {
         val: Option<Bound<'py, PyAny>>,
         tb: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.bind(py);
-        let args = throw_args(py, typ, val, tb);
-        step(py, &self.span, generator_outcome, || {
-            inner.call_method1("throw", args)
-        })
+        resume(
+            py,
+            &self.inner,
+            &self.span,
+            generator_outcome,
+            "throw",
+            throw_args(py, typ, val, tb),
+        )
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
@@ -528,27 +560,28 @@ pub(crate) struct TracedAsyncStep {
 }
 
 impl TracedAsyncStep {
-    fn run<'py>(
-        &self,
-        py: Python<'py>,
-        call: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        // A step's StopIteration carries the value the generator produced (it goes on);
-        // aclose()'s StopIteration means it is closed. StopAsyncIteration: exhausted.
-        let classify: Classify = if self.closing {
+    /// A step's StopIteration carries the value the generator produced (it goes on);
+    /// aclose()'s StopIteration means it is closed. StopAsyncIteration: exhausted.
+    fn classify(&self) -> Classify {
+        if self.closing {
             async_close_outcome
         } else {
             async_step_outcome
-        };
-        step(py, &self.span, classify, call)
+        }
     }
 }
 
 #[pymethods]
 impl TracedAsyncStep {
     fn send<'py>(&self, py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.bind(py);
-        self.run(py, || inner.call_method1("send", (value,)))
+        resume(
+            py,
+            &self.inner,
+            &self.span,
+            self.classify(),
+            "send",
+            one(py, value),
+        )
     }
 
     #[pyo3(signature = (typ, val=None, tb=None))]
@@ -559,9 +592,14 @@ impl TracedAsyncStep {
         val: Option<Bound<'py, PyAny>>,
         tb: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let inner = self.inner.bind(py);
-        let args = throw_args(py, typ, val, tb);
-        self.run(py, || inner.call_method1("throw", args))
+        resume(
+            py,
+            &self.inner,
+            &self.span,
+            self.classify(),
+            "throw",
+            throw_args(py, typ, val, tb),
+        )
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
