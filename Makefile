@@ -34,14 +34,15 @@ test: test-rust test-python ## every test: Rust and Python
 
 # Other CPython versions from pyenv, each in its own venv (.venv-3.X); CI runs 3.9 and 3.13 too.
 PYVERSIONS ?= 3.9 3.13
-# rotel's wheels need Python >= 3.10: every version's tests use the main .venv's rotel-agent.
+# Every version's tests use the main .venv's rotel-agent: rotel has no wheel for 3.9, and its
+# 3.10 wheel's binary needs a shared libpython, which pyenv builds lack.
 test-pythons: venv ## the Python suite on each of PYVERSIONS (pyenv interpreters)
 	@rotel=$$(ls $(VENV)/lib/python3*/site-packages/rotel/rotel-agent | head -1); \
 	for v in $(PYVERSIONS); do \
 	  py=$$(ls -d $(HOME)/.pyenv/versions/$$v.*/bin/python 2>/dev/null | sort -V | tail -1); \
 	  if [ -z "$$py" ]; then echo "CPython $$v not found under ~/.pyenv/versions"; exit 1; fi; \
 	  echo "== CPython $$v ($$py)"; \
-	  CALLSPAN_TEST_ROTEL_AGENT=$(CURDIR)/$$rotel \
+	  TEST_ROTEL_AGENT_BINARY=$(CURDIR)/$$rotel \
 	    $(MAKE) --no-print-directory test-python PYTHON=$$py VENV=.venv-$$v || exit 1; \
 	done
 
@@ -63,8 +64,10 @@ clean: ## remove build outputs and the venvs
 .PHONY: bench-deps bench bench-smoke bench-versions
 BENCH_OUT ?= bench-results
 
+# The benchmarks' OpenTelemetry SDK pins need Python >= 3.10; on 3.9 the smoke test skips.
 $(VENV)/.bench-deps: $(VENV)/.deps benches/requirements.txt
-	$(PIP) install --quiet -r benches/requirements.txt
+	if $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then \
+	  $(PIP) install --quiet -r benches/requirements.txt; fi
 	touch $@
 
 # The smoke test of the benchmarks (tests/test_benchmarks_smoke.py) needs the OTel SDK and yappi.

@@ -1,0 +1,233 @@
+"""Shared helpers for the benchmark scripts: command line, machine facts, memory, JSON output.
+
+Every script takes ``--smoke`` (seconds-long, tiny N: proves the script works, measures
+nothing) and ``--json PATH`` (writes the results there as well as printing a table). Results
+carry the facts needed to judge them later: the interpreter, the CPU, the load average before
+and after, the callspan build that was measured and the git state of the tree.
+
+The test helpers in ``tests/`` (the rotel collector fixture, the recording receiver) are reused,
+not copied: importing this module puts ``tests/`` on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCHES_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCHES_DIR.parent
+TESTS_DIR = REPO_DIR / "tests"
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+MIB = 1024 * 1024
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every benchmark script shares."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds-long run with tiny N: proves the script works, measures nothing",
+    )
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    return p
+
+
+# -- environment variables ---------------------------------------------------------------------
+
+ISOLATED_ENV_PREFIXES = ("OTEL_", "CALLSPAN_")
+
+
+def clean_otel_env() -> None:
+    """Drops OTEL_* / CALLSPAN_* from this process so a developer's shell cannot skew a run."""
+    for key in list(os.environ):
+        if key.startswith(ISOLATED_ENV_PREFIXES):
+            del os.environ[key]
+
+
+# -- memory --------------------------------------------------------------------------------------
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rss_bytes() -> int:
+    """Current resident set size (VmRSS)."""
+    kib = _status_kib("VmRSS")
+    if kib is None:  # not Linux: fall back to the peak, the best we have
+        return peak_rss_bytes()
+    return kib * 1024
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (VmHWM, i.e. ru_maxrss on Linux)."""
+    kib = _status_kib("VmHWM")
+    if kib is None:
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib * 1024
+
+
+# -- facts about the run ------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _mem_total_mib() -> int | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_DIR, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _source() -> dict[str, Any]:
+    """The commit measured: git's view, or a ``.bench-source`` note in an exported tree."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    if commit:
+        return {
+            "git_commit": commit,
+            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        }
+    note = REPO_DIR / ".bench-source"
+    return {
+        "git_commit": note.read_text().strip() if note.is_file() else "unknown",
+        "git_dirty": None,
+    }
+
+
+def callspan_build() -> dict[str, Any]:
+    """Which callspan binary this interpreter imports (path and sha256 of the native module)."""
+    try:
+        import callspan
+        from callspan import _callspan
+    except ImportError as error:
+        return {"error": str(error)}
+    path = Path(_callspan.__file__)
+    return {
+        "version": callspan.__version__,
+        "native_module": str(path),
+        "native_module_sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
+        "native_module_mtime": time.strftime(
+            "%Y-%m-%dT%H:%M:%S", time.localtime(path.stat().st_mtime)
+        ),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """The facts a reader needs to compare two runs."""
+    return {
+        "python": platform.python_version(),
+        "python_build": sys.version.replace("\n", " "),
+        "implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "memory_mib": _mem_total_mib(),
+        "load_average": list(os.getloadavg()),
+        **_source(),
+        "callspan": callspan_build(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def write_json(path: str | None, payload: dict[str, Any]) -> None:
+    """Writes ``payload`` (plus the load average at the end) to ``path`` if one was given."""
+    payload.setdefault("machine", {})["load_average_at_end"] = list(os.getloadavg())
+    if not path:
+        return
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    print(f"wrote {out}")
+
+
+def print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    """A plain left/right aligned text table (numbers right-aligned)."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    numeric = [
+        all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
+        for i in range(len(headers))
+    ]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            value.rjust(width) if is_num else value.ljust(width)
+            for value, width, is_num in zip(values, widths, numeric)
+        ).rstrip()
+
+    print(line(headers))
+    print(line(["-" * w for w in widths]))
+    for row in cells:
+        print(line(row))
+
+
+def print_targets(targets: list[dict[str, Any]]) -> None:
+    """The targets table: what was asked, what was measured, met or not."""
+    print_table(
+        ["target", "measured", "limit", "met"],
+        [[t["target"], t["measured"], t["limit"], "yes" if t["met"] else "NO"] for t in targets],
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

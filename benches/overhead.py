@@ -1,0 +1,571 @@
+"""Per-call overhead of callspan next to the alternatives, in one process, in interleaved rounds.
+
+Every row times the same trivial callee, ``work(x) -> x``, called N times in a tight ``for``
+loop (``time.perf_counter_ns`` around the whole loop, nothing subtracted), and reports ns per
+call. Rows:
+
+* ``plain_function`` / ``plain_method``: the undecorated callee; the baselines.
+* ``callspan_sampled_function`` / ``_method``: ``@callspan.trace``, sampler ``always_on``.
+* ``callspan_unsampled_always_off``: ``@callspan.trace``, sampler ``always_off``.
+* ``callspan_traceidratio_0.01``: sampler ``traceidratio`` at 0.01 (1 % of calls sampled).
+* ``otel_sdk_decorator``: ``@tracer.start_as_current_span(...)`` from the OpenTelemetry Python
+  SDK, BatchSpanProcessor + OTLP/gRPC exporter (default settings).
+* ``otel_sdk_decorator_caller_attrs``: the same, plus the caller's function, file, line and
+  class added by hand through ``sys._getframe(1)``: what callspan records, done in Python.
+* ``inspect_stack_decorator``: the ``inspect.stack()[1]`` decorator people write by hand.
+* ``cprofile``: the plain function with ``cProfile`` enabled around the loop.
+* ``yappi``: the plain function with ``yappi`` running (its default CPU clock).
+
+Rounds are interleaved: each round measures every row once, in an order rotated by one per
+round, and the table reports medians over rounds. Overhead is the median over rounds of
+(row - its baseline in the same round), the baseline being ``plain_method`` for the method rows
+and ``plain_function`` for everything else; the ratio column divides it by cProfile's overhead.
+callspan's sampler is switched with ``callspan.configure()`` between timed loops, never inside
+one. After each timed loop of an exporting row its queue is flushed (outside the timing), so one
+row's backlog does not run during the next row. The exporting rows (callspan sampled, OTel SDK)
+send to a live collector: ``rotel`` from PyPI with its blackhole exporter, on 127.0.0.1.
+
+callspan's queue is made large enough (``--callspan-queue``, 2**20 records) for one timed loop's
+spans: a tight loop makes spans far faster than any exporter ships them, and with the default
+2048-record queue nearly every "sampled" call of the loop would measure the queue-full drop
+path instead. Each row's counters (sampled, dropped) are in the JSON.
+
+    python benches/overhead.py [--smoke] [--json PATH] [--rounds R] [--target-ms T]
+                               [--callspan-queue N]
+"""
+
+from __future__ import annotations
+
+import cProfile
+import functools
+import gc
+import inspect
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any, Callable
+
+import benchkit
+
+benchkit.clean_otel_env()
+
+import callspan  # noqa: E402  (after the environment is cleaned: config is read on first use)
+import yappi  # noqa: E402
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: E402
+from opentelemetry.sdk.resources import Resource  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import (  # noqa: E402
+    BatchSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from rotel import RotelAgent  # noqa: E402  (tests/rotel.py: the collector fixture)
+
+perf_counter_ns = time.perf_counter_ns
+# callspan's queue for this benchmark: 2**20 records (about 100 MiB, preallocated) hold one
+# timed loop's sampled spans, so that the sampled rows measure spans that are queued, not the
+# queue-full drop path a 2048-record queue falls into within a millisecond of a tight loop.
+DEFAULT_QUEUE = 1 << 20
+SMOKE_QUEUE = 1 << 16
+
+ROW_NAMES = (
+    "plain_function",
+    "plain_method",
+    "callspan_sampled_function",
+    "callspan_sampled_method",
+    "callspan_unsampled_always_off",
+    "callspan_traceidratio_0.01",
+    "otel_sdk_decorator",
+    "otel_sdk_decorator_caller_attrs",
+    "inspect_stack_decorator",
+    "cprofile",
+    "yappi",
+)
+
+# -- the callees ----------------------------------------------------------------------------------
+
+
+def work(x):
+    return x
+
+
+class Worker:
+    def work(self, x):
+        return x
+
+
+def callspan_callees() -> tuple[Any, Any]:
+    """The traced function and a traced-method object, decorated only after configure():
+    decorating creates callspan's pipeline, and its queue size is fixed from then on."""
+
+    @callspan.trace
+    def work(x):
+        return x
+
+    class TracedWorker:
+        @callspan.trace
+        def work(self, x):
+            return x
+
+    return work, TracedWorker()
+
+
+def inspect_stack_trace(func):
+    """The hand-written caller decorator: ``inspect.stack()[1]`` on every call."""
+    last_caller: list[Any] = [None]
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        caller = inspect.stack()[1]
+        last_caller[0] = (caller.function, caller.filename, caller.lineno)
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+@inspect_stack_trace
+def inspect_work(x):
+    return x
+
+
+def otel_trace_with_caller(tracer):
+    """An OTel SDK decorator that adds callspan's caller attributes by hand."""
+
+    def decorate(func):
+        name = func.__qualname__
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            frame = sys._getframe(1)
+            code = frame.f_code
+            qualname = getattr(code, "co_qualname", code.co_name)
+            attributes = {
+                "caller.function.name": f"{frame.f_globals.get('__name__')}.{qualname}",
+                "caller.file.path": code.co_filename,
+                "caller.line.number": frame.f_lineno,
+            }
+            if code.co_argcount and code.co_varnames[0] in ("self", "cls"):
+                first = frame.f_locals[code.co_varnames[0]]
+                cls = first if isinstance(first, type) else type(first)
+                attributes["caller.class.name"] = f"{cls.__module__}.{cls.__qualname__}"
+            with tracer.start_as_current_span(name, attributes=attributes):
+                return func(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+# -- the timed loops: one shape for every row ---------------------------------------------------
+
+
+def time_function_calls(fn: Callable[[Any], Any], n: int) -> int:
+    t0 = perf_counter_ns()
+    for _ in repeat(None, n):
+        fn(1)
+    return perf_counter_ns() - t0
+
+
+def time_method_calls(obj: Any, n: int) -> int:
+    t0 = perf_counter_ns()
+    for _ in repeat(None, n):
+        obj.work(1)
+    return perf_counter_ns() - t0
+
+
+# -- rows ----------------------------------------------------------------------------------------
+
+
+def _nothing() -> None:
+    pass
+
+
+@dataclass
+class Row:
+    name: str
+    baseline: str  # the row whose same-round time is subtracted
+    timed: Callable[[int], int]  # runs n calls, returns elapsed ns
+    enter: Callable[[], None] = _nothing  # before the timed loop (not timed)
+    leave: Callable[[], None] = _nothing  # after the timed loop (not timed)
+    n: int = 0
+    samples: list[float] = field(default_factory=list)  # ns per call, one per round
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def measure(self, n: int) -> float:
+        self.enter()
+        try:
+            elapsed = self.timed(n)
+        finally:
+            self.leave()
+        return elapsed / n
+
+
+class CallspanSampler:
+    """Switches callspan's sampler between timed loops (configure() restarts its exporter)."""
+
+    def __init__(self, endpoint: str, queue_size: int):
+        self.endpoint = endpoint
+        self.queue_size = queue_size
+        self.current: tuple[str, float | None] | None = None
+        self.use("always_off")
+        self.traced_function, self.traced_worker = callspan_callees()
+
+    def use(self, sampler: str, arg: float | None = None) -> None:
+        if self.current == (sampler, arg):
+            return
+        callspan.configure(
+            sampler=sampler,
+            sampler_arg=arg,
+            endpoint=self.endpoint,
+            max_queue_size=self.queue_size,
+        )
+        self.current = (sampler, arg)
+        if hasattr(self, "traced_function"):
+            # The exporter starts with the first sampled span after configure(); start it
+            # here, outside the timed loop, so no row pays for a thread start.
+            self.traced_function(0)
+            callspan.flush(30.0)
+
+
+class CountingExporter(SpanExporter):
+    """Wraps the OTLP exporter to count what the BatchSpanProcessor handed over (for drops)."""
+
+    def __init__(self, inner: SpanExporter):
+        self.inner = inner
+        self.exported = 0
+        self.failed = 0
+
+    def export(self, spans):
+        result = self.inner.export(spans)
+        if result is SpanExportResult.SUCCESS:
+            self.exported += len(spans)
+        else:
+            self.failed += len(spans)
+        return result
+
+    def shutdown(self):
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def build_rows(endpoint: str, queue_size: int) -> tuple[list[Row], Callable[[], dict[str, int]]]:
+    """All rows, and a function that shuts down what they started."""
+    sampler = CallspanSampler(endpoint, queue_size)
+
+    # The OTel SDK's BatchSpanProcessor logs "Queue full, dropping Span." once per dropped span;
+    # with no logging configured that is a line on stderr per span. Drops are counted instead.
+    logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.ERROR)
+    exporter = CountingExporter(OTLPSpanExporter(endpoint=endpoint, insecure=True))
+    provider = TracerProvider(resource=Resource.create({"service.name": "callspan-bench"}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("callspan-bench")
+    otel_work = tracer.start_as_current_span("work")(work)
+    otel_caller_work = otel_trace_with_caller(tracer)(work)
+    otel_calls = {"made": 0}
+
+    def flush_otel() -> None:
+        provider.force_flush(30_000)
+
+    def callspan_row(name, fn_or_obj, sampler_name, arg=None, method=False) -> Row:
+        timed = (
+            (lambda n: time_method_calls(fn_or_obj, n))
+            if method
+            else (lambda n: time_function_calls(fn_or_obj, n))
+        )
+        return Row(
+            name,
+            "plain_method" if method else "plain_function",
+            timed,
+            enter=lambda: sampler.use(sampler_name, arg),
+            leave=lambda: callspan.flush(30.0),
+        )
+
+    def otel_row(name, fn) -> Row:
+        def timed(n: int) -> int:
+            otel_calls["made"] += n
+            return time_function_calls(fn, n)
+
+        return Row(name, "plain_function", timed, leave=flush_otel)
+
+    profiler: list[cProfile.Profile] = []
+
+    def cprofile_enter() -> None:
+        profiler[:] = [cProfile.Profile()]
+        profiler[0].enable()
+
+    def yappi_leave() -> None:
+        yappi.stop()
+        yappi.clear_stats()
+
+    worker = Worker()
+    cs_work, traced_worker = sampler.traced_function, sampler.traced_worker
+    rows = [
+        Row("plain_function", "plain_function", lambda n: time_function_calls(work, n)),
+        Row("plain_method", "plain_method", lambda n: time_method_calls(worker, n)),
+        callspan_row("callspan_sampled_function", cs_work, "always_on"),
+        callspan_row("callspan_sampled_method", traced_worker, "always_on", method=True),
+        callspan_row("callspan_unsampled_always_off", cs_work, "always_off"),
+        callspan_row("callspan_traceidratio_0.01", cs_work, "traceidratio", 0.01),
+        otel_row("otel_sdk_decorator", otel_work),
+        otel_row("otel_sdk_decorator_caller_attrs", otel_caller_work),
+        Row(
+            "inspect_stack_decorator",
+            "plain_function",
+            lambda n: time_function_calls(inspect_work, n),
+        ),
+        Row(
+            "cprofile",
+            "plain_function",
+            lambda n: time_function_calls(work, n),
+            enter=cprofile_enter,
+            leave=lambda: profiler[0].disable(),
+        ),
+        Row(
+            "yappi",
+            "plain_function",
+            lambda n: time_function_calls(work, n),
+            enter=yappi.start,
+            leave=yappi_leave,
+        ),
+    ]
+    assert tuple(row.name for row in rows) == ROW_NAMES
+
+    def close() -> dict[str, int]:
+        """Shuts both SDKs down; returns the OTel SDK's span counts (both OTel rows together)."""
+        provider.shutdown()
+        callspan.shutdown(10.0)
+        return {
+            "spans_made": otel_calls["made"],
+            "spans_exported": exporter.exported,
+            "spans_failed": exporter.failed,
+            "spans_dropped": otel_calls["made"] - exporter.exported,
+        }
+
+    return rows, close
+
+
+# -- running --------------------------------------------------------------------------------------
+
+
+def calibrate(row: Row, target_ns: float) -> int:
+    """Calls per timed loop so that one loop takes about ``target_ns``."""
+    n = 64
+    while True:
+        per_call = row.measure(n)
+        if per_call * n >= target_ns / 8 or n >= 50_000_000:
+            return max(16, math.ceil(target_ns / per_call))
+        n *= 4
+
+
+def run(
+    rounds: int, target_ms: float, endpoint: str, queue_size: int
+) -> tuple[list[Row], dict[str, Any]]:
+    """Calibrates every row, then runs the interleaved rounds; returns rows and counters."""
+    rows, close = build_rows(endpoint, queue_size)
+    target_ns = target_ms * 1e6
+    for row in rows:
+        row.n = calibrate(row, target_ns)
+        if row.name.startswith("callspan_"):
+            # One timed loop must fit in the queue (flushed between loops): a sampled span
+            # that is dropped for a full queue is not what the sampled rows are about.
+            row.n = min(row.n, int(queue_size * 0.9))
+    before = callspan.stats()
+    per_row_callspan: dict[str, dict[str, int]] = {}
+    for round_index in range(rounds):
+        shift = round_index % len(rows)
+        for row in rows[shift:] + rows[:shift]:
+            start = callspan.stats()
+            row.samples.append(row.measure(row.n))
+            if row.name.startswith("callspan_"):
+                end = callspan.stats()
+                totals = per_row_callspan.setdefault(row.name, {})
+                for key in ("spans_started", "spans_sampled", "dropped_queue_full"):
+                    totals[key] = totals.get(key, 0) + end[key] - start[key]
+    after = callspan.stats()
+    otel_counters = close()
+    for row in rows:
+        if row.name in per_row_callspan:
+            row.counters = per_row_callspan[row.name]
+    counters = {
+        "callspan": {key: after[key] - before.get(key, 0) for key in after},
+        "otel_sdk": otel_counters,
+    }
+    return rows, counters
+
+
+def call_depth() -> int:
+    """Frames on the stack inside the callee when the timed loops call it (inspect's cost)."""
+    depth: list[int] = []
+    time_function_calls(lambda _x: depth.append(len(inspect.stack(0))), 1)
+    return depth[0]
+
+
+def summarise(rows: list[Row]) -> list[dict[str, Any]]:
+    by_name = {row.name: row for row in rows}
+
+    def overhead(row: Row) -> float:
+        if row.name == row.baseline:
+            return 0.0
+        base = by_name[row.baseline].samples
+        return benchkit.median([a - b for a, b in zip(row.samples, base)])
+
+    cprofile_overhead = overhead(by_name["cprofile"])
+    out = []
+    for row in rows:
+        row_overhead = overhead(row)
+        out.append(
+            {
+                "name": row.name,
+                "baseline": row.baseline,
+                "ns_per_call": benchkit.median(row.samples),
+                "overhead_ns": row_overhead,
+                "ratio_to_cprofile": row_overhead / cprofile_overhead
+                if cprofile_overhead > 0
+                else None,
+                "min_ns_per_call": min(row.samples),
+                "max_ns_per_call": max(row.samples),
+                "calls_per_round": row.n,
+                "rounds": len(row.samples),
+                "samples_ns_per_call": [round(s, 2) for s in row.samples],
+                "counters": row.counters,
+            }
+        )
+    return out
+
+
+def evaluate_targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    r = {row["name"]: row for row in results}
+    cp = r["cprofile"]["overhead_ns"]
+    sampled_f = r["callspan_sampled_function"]["overhead_ns"]
+    sampled_m = r["callspan_sampled_method"]["overhead_ns"]
+    unsampled = r["callspan_unsampled_always_off"]["overhead_ns"]
+    otel = r["otel_sdk_decorator"]["overhead_ns"]
+    method_tolerance = 0.05  # 5 %: rounds differ by about this much on a quiet machine
+
+    def target(name, measured, limit, met, unit=""):
+        return {
+            "target": name,
+            "measured": measured,
+            "limit": limit,
+            "met": bool(met),
+            "unit": unit,
+        }
+
+    return [
+        target(
+            "sampled function overhead <= 1.5 x cProfile's",
+            sampled_f / cp,
+            1.5,
+            sampled_f <= 1.5 * cp,
+            "x cProfile",
+        ),
+        target(
+            "sampled method overhead <= 1.5 x cProfile's",
+            sampled_m / cp,
+            1.5,
+            sampled_m <= 1.5 * cp,
+            "x cProfile",
+        ),
+        target(
+            "unsampled (always_off) overhead <= 0.5 x cProfile's",
+            unsampled / cp,
+            0.5,
+            unsampled <= 0.5 * cp,
+            "x cProfile",
+        ),
+        target(
+            ">= 100 x less overhead than the OTel SDK decorator",
+            otel / sampled_f if sampled_f > 0 else math.inf,
+            100,
+            sampled_f > 0 and otel / sampled_f >= 100,
+            "OTel / callspan",
+        ),
+        target(
+            "decorated method overhead <= decorated function overhead (5 % tolerance)",
+            sampled_m - sampled_f,
+            method_tolerance * sampled_f,
+            sampled_m <= sampled_f * (1 + method_tolerance),
+            "ns method - function",
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = benchkit.parser(__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 21, smoke 2)")
+    parser.add_argument(
+        "--target-ms", type=float, help="duration of one timed loop (default 100, smoke 2)"
+    )
+    parser.add_argument(
+        "--callspan-queue",
+        type=int,
+        help=f"callspan max_queue_size (default {DEFAULT_QUEUE:,}, smoke {SMOKE_QUEUE:,}: "
+        "one timed loop's spans fit; "
+        "2048, callspan's default, measures mostly the queue-full drop path)",
+    )
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (2 if args.smoke else 21)
+    target_ms = args.target_ms or (2.0 if args.smoke else 100.0)
+    queue = args.callspan_queue or (SMOKE_QUEUE if args.smoke else DEFAULT_QUEUE)
+
+    machine = benchkit.machine()
+    with RotelAgent(exporter="blackhole") as agent:
+        started = time.monotonic()
+        rows, counters = run(rounds, target_ms, agent.grpc_endpoint, queue)
+        elapsed = time.monotonic() - started
+    gc.collect()
+    results = summarise(rows)
+    targets = evaluate_targets(results)
+
+    print(
+        f"callspan overhead benchmark: Python {machine['python']}, {machine['cpu']} "
+        f"x{machine['cpus']}, {rounds} rounds, ~{target_ms:g} ms per timed loop"
+        + (" (SMOKE: numbers mean nothing)" if args.smoke else "")
+    )
+    benchkit.print_table(
+        ["row", "ns/call", "overhead ns", "x cProfile", "calls/round"],
+        [
+            [
+                row["name"],
+                row["ns_per_call"],
+                row["overhead_ns"],
+                row["ratio_to_cprofile"],
+                row["calls_per_round"],
+            ]
+            for row in results
+        ],
+    )
+    print()
+    benchkit.print_targets(targets)
+    print(f"counters over the run: {counters}")
+    benchkit.write_json(
+        args.json,
+        {
+            "benchmark": "overhead",
+            "smoke": args.smoke,
+            "machine": machine,
+            "settings": {
+                "rounds": rounds,
+                "target_ms_per_loop": target_ms,
+                "collector": "rotel 0.0.1a15 --exporter blackhole (127.0.0.1, OTLP/gRPC)",
+                "callspan": f"defaults except sampler and max_queue_size={queue}",
+                "otel_sdk": "TracerProvider + BatchSpanProcessor defaults + OTLPSpanExporter",
+                "yappi_clock": yappi.get_clock_type(),
+                "stack_depth_in_callee": call_depth(),
+            },
+            "rows": results,
+            "targets": targets,
+            "counters": counters,
+            "elapsed_s": elapsed,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

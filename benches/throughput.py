@@ -1,0 +1,478 @@
+"""Delivered throughput: one hot thread making spans for N seconds against a live receiver.
+
+For each variant a child process calls a trivial traced function from its main thread as fast
+as it can (or paced at ``--rate`` calls per second) for ``--seconds``, then flushes. The
+parent runs the receiver, a counting OTLP/gRPC receiver (``counting_receiver.py``) on
+127.0.0.1, and reports per variant:
+
+* spans made per second (calls of the traced function over the hot window),
+* spans the receiver counted per second (all spans of the run over the time from the first call
+  to the last request that arrived; and the in-window rate: spans that arrived during the hot
+  window over its length),
+* % delivered (counted by the receiver / made), the exporter's drop counters, how long the final
+  flush took, and the child's peak RSS (VmHWM).
+
+Variants: callspan with its defaults (queue 2048, batch 512) flat out and paced at 500,000/s;
+callspan with a larger queue and batch (to show whether the limit is the queue or the export);
+the OpenTelemetry Python SDK (BatchSpanProcessor defaults + OTLP/gRPC exporter) flat out; and a
+control row, ``receiver_ceiling_512``, that sends pre-encoded 512-span requests as fast as the
+receiver takes them: the receiver is Python, and this row says how much it can count, so that a
+callspan row near it is read as "limited by the receiver", not by callspan. Each variant runs in
+its own process because callspan's queue size is fixed on first use.
+
+``--receiver rotel`` puts the rotel collector (Rust, from PyPI) in front of the counting
+receiver: callspan then talks to a fast gRPC server, and rotel forwards in batches of 8192
+spans, uncompressed. rotel's own limits (its queue, its CPU share) then count too.
+
+    python benches/throughput.py [--smoke] [--json PATH] [--seconds S] [--variants a,b]
+                                 [--receiver direct|rotel] [--rate R]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from itertools import repeat
+from typing import Any
+
+import benchkit
+
+# name -> (sdk, rate or None, extra callspan.configure() / BatchSpanProcessor settings)
+VARIANTS: dict[str, tuple[str, float | None, dict[str, Any]]] = {
+    "callspan_defaults": ("callspan", None, {}),
+    "callspan_defaults_paced_500k": ("callspan", 500_000.0, {}),
+    "callspan_queue_64k_batch_8k": (
+        "callspan",
+        None,
+        {"max_queue_size": 65536, "max_export_batch_size": 8192},
+    ),
+    "otel_sdk_defaults": ("otel", None, {}),
+    # Control: pre-encoded 512-span requests (callspan's default batch, callspan's attributes)
+    # sent one at a time from a Python gRPC client, as fast as the receiver answers. The rate
+    # the receiver counts here is the most this receiver setup can show for 512-span batches.
+    "receiver_ceiling_512": ("blast", None, {"batch": 512}),
+}
+TARGET_RATE = 500_000
+TARGET_DELIVERED_PCT = 99.0
+
+
+# -- the child: one hot thread --------------------------------------------------------------------
+
+
+def hot_loop(fn, seconds: float, rate: float | None) -> tuple[int, float, float]:
+    """Calls ``fn(1)`` for ``seconds`` (paced at ``rate``/s if given); (calls, start, end)."""
+    monotonic = time.monotonic
+    chunk = 1000
+    made = 0
+    start = monotonic()
+    deadline = start + seconds
+    while True:
+        for _ in repeat(None, chunk):
+            fn(1)
+        made += chunk
+        now = monotonic()
+        if now >= deadline:
+            return made, start, now
+        if rate is not None:
+            ahead = start + made / rate - now
+            if ahead > 0.0002:
+                time.sleep(ahead)
+            else:
+                while monotonic() < start + made / rate:
+                    pass
+
+
+def child_callspan(endpoint: str, seconds: float, rate: float | None, settings: dict) -> dict:
+    import callspan
+
+    callspan.configure(sampler="always_on", endpoint=endpoint, **settings)
+
+    @callspan.trace
+    def work(x):
+        return x
+
+    rss_start = benchkit.rss_bytes()
+    made, start, end = hot_loop(work, seconds, rate)
+    at_end = callspan.stats()
+    flushed_ok = callspan.flush(120.0)
+    flushed = time.monotonic()
+    after = callspan.stats()
+    return {
+        "made": made,
+        "t_start": start,
+        "t_end": end,
+        "t_flushed": flushed,
+        "flush_ok": flushed_ok,
+        "stats_at_end": at_end,
+        "stats_after_flush": after,
+        "dropped": after["spans_dropped"],
+        "rss_start": rss_start,
+        "peak_rss": benchkit.peak_rss_bytes(),
+    }
+
+
+def child_otel(endpoint: str, seconds: float, rate: float | None, settings: dict) -> dict:
+    import logging
+
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+
+    # One "Queue full, dropping Span." warning per dropped span would flood stderr; the drops
+    # are counted from what reached the exporter instead.
+    logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.ERROR)
+    inner = OTLPSpanExporter(endpoint=endpoint, insecure=True)
+    counts = {"exported": 0, "failed": 0}
+    original_export = inner.export
+
+    def export(spans):
+        result = original_export(spans)
+        counts["exported" if result is SpanExportResult.SUCCESS else "failed"] += len(spans)
+        return result
+
+    inner.export = export
+    provider = TracerProvider(resource=Resource.create({"service.name": "callspan-bench"}))
+    provider.add_span_processor(BatchSpanProcessor(inner, **settings))
+    tracer = provider.get_tracer("callspan-bench")
+
+    @tracer.start_as_current_span("work")
+    def work(x):
+        return x
+
+    rss_start = benchkit.rss_bytes()
+    made, start, end = hot_loop(work, seconds, rate)
+    flushed_ok = provider.force_flush(120_000)
+    flushed = time.monotonic()
+    provider.shutdown()
+    return {
+        "made": made,
+        "t_start": start,
+        "t_end": end,
+        "t_flushed": flushed,
+        "flush_ok": flushed_ok,
+        "exported": counts["exported"],
+        "export_failed": counts["failed"],
+        "dropped": made - counts["exported"],
+        "rss_start": rss_start,
+        "peak_rss": benchkit.peak_rss_bytes(),
+    }
+
+
+def synthetic_request(spans: int) -> bytes:
+    """An encoded ExportTraceServiceRequest of ``spans`` spans shaped like callspan's."""
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.common.v1 import common_pb2
+    from opentelemetry.proto.resource.v1 import resource_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    def attribute(key, **value):
+        return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(**value))
+
+    span = trace_pb2.Span(
+        trace_id=bytes(range(16)),
+        span_id=bytes(range(8)),
+        name="work",
+        kind=trace_pb2.Span.SPAN_KIND_INTERNAL,
+        start_time_unix_nano=1_700_000_000_000_000_000,
+        end_time_unix_nano=1_700_000_000_000_000_250,
+        attributes=[
+            attribute("code.function.name", string_value="__main__.child_callspan.<locals>.work"),
+            attribute("code.file.path", string_value="/work/main/benches/throughput.py"),
+            attribute("code.line.number", int_value=87),
+            attribute("caller.function.name", string_value="__main__.hot_loop"),
+            attribute("caller.file.path", string_value="/work/main/benches/throughput.py"),
+            attribute("caller.line.number", int_value=68),
+            attribute("thread.id", int_value=140211234567890),
+            attribute("thread.name", string_value="MainThread"),
+        ],
+    )
+    resource = resource_pb2.Resource(
+        attributes=[
+            attribute("service.name", string_value="callspan-bench"),
+            attribute("telemetry.sdk.name", string_value="callspan"),
+        ]
+    )
+    request = trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[
+            trace_pb2.ResourceSpans(
+                resource=resource, scope_spans=[trace_pb2.ScopeSpans(spans=[span] * spans)]
+            )
+        ]
+    )
+    return request.SerializeToString()
+
+
+def child_blast(endpoint: str, seconds: float, rate: float | None, settings: dict) -> dict:
+    import grpc
+
+    batch = settings["batch"]
+    raw = synthetic_request(batch)
+    channel = grpc.insecure_channel(endpoint.split("://", 1)[-1])
+    export = channel.unary_unary(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        request_serializer=None,
+        response_deserializer=None,
+    )
+    rss_start = benchkit.rss_bytes()
+    made = 0
+    start = time.monotonic()
+    deadline = start + seconds
+    while time.monotonic() < deadline:
+        export(raw, timeout=30)
+        made += batch
+    end = time.monotonic()
+    channel.close()
+    return {
+        "made": made,
+        "t_start": start,
+        "t_end": end,
+        "t_flushed": end,
+        "flush_ok": True,
+        "dropped": 0,
+        "request_bytes": len(raw),
+        "rss_start": rss_start,
+        "peak_rss": benchkit.peak_rss_bytes(),
+    }
+
+
+def run_child(args) -> int:
+    benchkit.clean_otel_env()
+    sdk, rate, settings = VARIANTS[args.child]
+    if args.rate is not None:
+        rate = args.rate
+    child = {"callspan": child_callspan, "otel": child_otel, "blast": child_blast}[sdk]
+    result = child(args.endpoint, args.seconds, rate, settings)
+    result.update(variant=args.child, sdk=sdk, rate=rate, settings=settings)
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+# -- the parent: receiver and report ------------------------------------------------------------
+
+
+def run_variant(
+    name: str,
+    receiver,
+    endpoint: str,
+    seconds: float,
+    rate: float | None,
+    timeout: float,
+    quiet: float,
+) -> dict:
+    """Runs one variant's child exporting to ``endpoint``; counts at ``receiver``."""
+    receiver.reset()
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        name,
+        "--endpoint",
+        endpoint,
+        "--seconds",
+        str(seconds),
+    ]
+    if rate is not None:
+        command += ["--rate", str(rate)]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+    if completed.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"variant {name} failed ({completed.returncode}):\n{completed.stdout}\n"
+            f"{completed.stderr}"
+        )
+    child = json.loads(lines[-1][len("RESULT ") :])
+    received = receiver.wait_until_quiet(quiet=quiet, timeout=60.0)
+    last = receiver.last_arrival() or child["t_end"]
+    window = child["t_end"] - child["t_start"]
+    in_window = receiver.spans_by(child["t_end"])
+    made = child["made"]
+    return {
+        "name": name,
+        "sdk": child["sdk"],
+        "rate_limit_per_s": child["rate"],
+        "settings": child["settings"],
+        "seconds": window,
+        "spans_made": made,
+        "made_per_s": made / window,
+        "spans_received": received,
+        "received_per_s": received / max(last - child["t_start"], window),
+        "received_in_window": in_window,
+        "received_in_window_per_s": in_window / window,
+        "delivered_pct": 100.0 * received / made if made else 0.0,
+        "dropped": child["dropped"],
+        "flush_s": child["t_flushed"] - child["t_end"],
+        "flush_ok": child["flush_ok"],
+        "requests": receiver.requests,
+        "receiver_mismatches": receiver.mismatches,
+        "bytes_per_span": receiver.bytes / received if received else None,
+        "peak_rss_mib": child["peak_rss"] / benchkit.MIB,
+        "rss_start_mib": child["rss_start"] / benchkit.MIB,
+        "child": child,
+        "stderr_tail": completed.stderr[-2000:],
+    }
+
+
+def evaluate_targets(rows: list[dict]) -> list[dict]:
+    targets = []
+    by_name = {row["name"]: row for row in rows}
+    for name in ("callspan_defaults_paced_500k", "callspan_defaults"):
+        row = by_name.get(name)
+        if row is None:
+            continue
+        targets.append(
+            {
+                "target": f"{name}: >= {TARGET_RATE:,} spans/s counted by the receiver",
+                "measured": row["received_per_s"],
+                "limit": TARGET_RATE,
+                "met": row["received_per_s"] >= TARGET_RATE,
+            }
+        )
+        targets.append(
+            {
+                "target": f"{name}: >= {TARGET_DELIVERED_PCT:g} % delivered",
+                "measured": row["delivered_pct"],
+                "limit": TARGET_DELIVERED_PCT,
+                "met": row["delivered_pct"] >= TARGET_DELIVERED_PCT,
+            }
+        )
+    return targets
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = benchkit.parser(__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--seconds", type=float, help="hot window per variant (default 10)")
+    parser.add_argument(
+        "--variants", help=f"comma-separated subset of: {', '.join(VARIANTS)} (default: all)"
+    )
+    parser.add_argument("--rate", type=float, help="pace every variant at this many calls/s")
+    parser.add_argument(
+        "--receiver",
+        choices=("direct", "rotel"),
+        default="direct",
+        help="direct: export to the counting receiver; rotel: through rotel to it",
+    )
+    parser.add_argument("--child", choices=sorted(VARIANTS), help=argparse_hidden())
+    parser.add_argument("--endpoint", help=argparse_hidden())
+    args = parser.parse_args(argv)
+    if args.child:
+        return run_child(args)
+
+    seconds = args.seconds or (0.3 if args.smoke else 10.0)
+    names = args.variants.split(",") if args.variants else list(VARIANTS)
+    unknown = set(names) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variant(s): {', '.join(sorted(unknown))}")
+
+    from counting_receiver import CountingReceiver
+
+    machine = benchkit.machine()
+    rows = []
+    with CountingReceiver() as receiver:
+        target = receiver.endpoint
+        agent = None
+        if args.receiver == "rotel":
+            from rotel import RotelAgent  # tests/rotel.py
+
+            agent = RotelAgent(
+                exporter="otlp",
+                exporter_endpoint=receiver.endpoint,
+                exporter_protocol="grpc",
+                batch_timeout="50ms",
+                extra_args=[
+                    "--traces-batch-max-size",
+                    "8192",
+                    "--otlp-exporter-compression",
+                    "none",
+                ],
+            ).start()
+            target = agent.grpc_endpoint
+        try:
+            for name in names:
+                rows.append(
+                    run_variant(
+                        name,
+                        receiver,
+                        target,
+                        seconds,
+                        args.rate,
+                        seconds + 240,
+                        0.3 if args.smoke else 1.0,
+                    )
+                )
+        finally:
+            if agent is not None:
+                agent.stop()
+    targets = evaluate_targets(rows)
+
+    print(
+        f"callspan throughput benchmark: Python {machine['python']}, {machine['cpu']} "
+        f"x{machine['cpus']}, {seconds:g} s per variant, one hot thread"
+        + (" (SMOKE: numbers mean nothing)" if args.smoke else "")
+    )
+    print(f"receiver: {args.receiver}")
+    benchkit.print_table(
+        [
+            "variant",
+            "made/s",
+            "received/s",
+            "in-window/s",
+            "delivered %",
+            "dropped",
+            "flush s",
+            "peak RSS MiB",
+        ],
+        [
+            [
+                row["name"],
+                row["made_per_s"],
+                row["received_per_s"],
+                row["received_in_window_per_s"],
+                row["delivered_pct"],
+                row["dropped"],
+                row["flush_s"],
+                row["peak_rss_mib"],
+            ]
+            for row in rows
+        ],
+    )
+    if targets:
+        print()
+        benchkit.print_targets(targets)
+    benchkit.write_json(
+        args.json,
+        {
+            "benchmark": "throughput",
+            "smoke": args.smoke,
+            "machine": machine,
+            "settings": {
+                "seconds": seconds,
+                "receiver": args.receiver,
+                "receiver_detail": "counting OTLP/gRPC receiver (grpcio, envelope decode), "
+                "127.0.0.1, in the parent process"
+                + (
+                    "; rotel 0.0.1a15 in front (batch 8192, no compression)"
+                    if args.receiver == "rotel"
+                    else ""
+                ),
+            },
+            "rows": rows,
+            "targets": targets,
+        },
+    )
+    return 0
+
+
+def argparse_hidden() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    sys.exit(main())

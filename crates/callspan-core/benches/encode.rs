@@ -1,0 +1,193 @@
+//! Micro-benchmarks of the exporter's per-batch work: span records to OTLP protobuf bytes.
+//!
+//! `cargo bench -p callspan-core --bench encode` (or `make bench`). Each benchmark handles one
+//! batch of `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`-like size and reports throughput in spans, so the
+//! per-span cost is time / spans. The steps are the exporter thread's: resolve ids through the
+//! registry into `SpanData` (`callspan_otlp::convert::to_span_data`), group by resource and
+//! scope into an `ExportTraceServiceRequest` (what opentelemetry-otlp does before sending), and
+//! encode it with prost (what tonic does). The network is not part of it. `group_by_scope` and
+//! `prost_encode` split `encode_request` into its two steps.
+
+use callspan_core::config::Config;
+use callspan_core::record::{CallerSite, SpanRecord};
+use callspan_core::registry::{
+    intern, AttributeValue, CodeInfo, FunctionInfo, Registry, ThreadInfo,
+};
+use callspan_otlp::convert::to_span_data;
+use callspan_otlp::resource::{build_resource, scope};
+use divan::counter::ItemsCount;
+use divan::{black_box, Bencher};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+use prost::Message;
+
+fn main() {
+    divan::main();
+}
+
+const BATCH_SIZES: &[usize] = &[512, 4096];
+
+/// A registry shaped like a small application: a few traced functions, callers and classes.
+fn registry() -> Registry {
+    let registry = Registry::new();
+    for i in 0..4 {
+        registry.add_function(FunctionInfo {
+            span_name: intern(&format!("Transformer.apply_transform_{i}")),
+            function_name: intern(&format!("imgpipe.Transformer.apply_transform_{i}")),
+            file: Some(intern("/srv/app/src/imgpipe/transform.py")),
+            line: 12 + i,
+            attributes: if i == 0 {
+                vec![(intern("team"), AttributeValue::Str(intern("img")))]
+            } else {
+                vec![]
+            },
+        });
+    }
+    for i in 0..16usize {
+        registry.add_code(
+            0x1000 + i * 64,
+            CodeInfo {
+                function_name: intern(&format!("imgpipe.Rotator.rotate_image_{i}")),
+                file: intern("/srv/app/src/imgpipe/rotate.py"),
+            },
+        );
+    }
+    registry.add_class(0x9000, intern("imgpipe.Rotator"));
+    registry.add_thread(ThreadInfo {
+        id: 140_211_234_567_890,
+        name: intern("MainThread"),
+    });
+    registry
+}
+
+fn records(n: usize) -> Vec<SpanRecord> {
+    (0..n as u64)
+        .map(|i| SpanRecord {
+            trace_id: 0x0123_4567_89ab_cdef_0000_0000_0000_0000 | u128::from(i + 1),
+            span_id: 0xfeed_0000_0000_0000 | (i + 1),
+            parent_span_id: if i % 2 == 0 { 0 } else { i },
+            parent_is_remote: false,
+            start_unix_ns: 1_700_000_000_000_000_000 + i * 1_000,
+            end_unix_ns: 1_700_000_000_000_000_250 + i * 1_000,
+            function: (i % 4) as u32 + 1,
+            caller: CallerSite {
+                code: (i % 16) as u32 + 1,
+                line: 31 + (i % 7) as u32,
+                class: if i % 3 == 0 { 0 } else { 1 },
+            },
+            thread: 1,
+            error: None,
+            omitted: 0,
+            stack: None,
+        })
+        .collect()
+}
+
+fn resource() -> ResourceAttributesWithSchema {
+    let mut config = Config::defaults();
+    config.service_name = Some("imgpipe".to_owned());
+    (&build_resource(&config)).into()
+}
+
+/// Records → `SpanData` (id resolution, attribute vectors, strings shared by `Arc`).
+#[divan::bench(args = BATCH_SIZES)]
+fn convert_records(bencher: Bencher, n: usize) {
+    let registry = registry();
+    let scope = scope();
+    bencher
+        .counter(ItemsCount::new(n))
+        .with_inputs(|| records(n))
+        .bench_local_values(|batch| {
+            let view = registry.view();
+            batch
+                .into_iter()
+                .filter_map(|r| to_span_data(r, &view, &scope))
+                .collect::<Vec<_>>()
+        });
+}
+
+/// `SpanData` → `ExportTraceServiceRequest` → protobuf bytes (the two steps below together).
+#[divan::bench(args = BATCH_SIZES)]
+fn encode_request(bencher: Bencher, n: usize) {
+    let registry = registry();
+    let scope = scope();
+    let resource = resource();
+    bencher
+        .counter(ItemsCount::new(n))
+        .with_inputs(|| {
+            let view = registry.view();
+            records(n)
+                .into_iter()
+                .filter_map(|r| to_span_data(r, &view, &scope))
+                .collect::<Vec<_>>()
+        })
+        .bench_local_values(|spans| {
+            let request = ExportTraceServiceRequest {
+                resource_spans: group_spans_by_resource_and_scope(spans, &resource),
+            };
+            request.encode_to_vec()
+        });
+}
+
+/// `SpanData` → `ResourceSpans` only: opentelemetry-proto's conversion (attribute keys and
+/// values become owned protobuf strings, spans are grouped by instrumentation scope).
+#[divan::bench(args = BATCH_SIZES)]
+fn group_by_scope(bencher: Bencher, n: usize) {
+    let registry = registry();
+    let scope = scope();
+    let resource = resource();
+    bencher
+        .counter(ItemsCount::new(n))
+        .with_inputs(|| {
+            let view = registry.view();
+            records(n)
+                .into_iter()
+                .filter_map(|r| to_span_data(r, &view, &scope))
+                .collect::<Vec<_>>()
+        })
+        .bench_local_values(|spans| group_spans_by_resource_and_scope(spans, &resource));
+}
+
+/// The protobuf encoding alone (prost), of a request built beforehand.
+#[divan::bench(args = BATCH_SIZES)]
+fn prost_encode(bencher: Bencher, n: usize) {
+    let registry = registry();
+    let scope = scope();
+    let resource = resource();
+    let view = registry.view();
+    let spans = records(n)
+        .into_iter()
+        .filter_map(|r| to_span_data(r, &view, &scope))
+        .collect::<Vec<_>>();
+    let request = ExportTraceServiceRequest {
+        resource_spans: group_spans_by_resource_and_scope(spans, &resource),
+    };
+    bencher
+        .counter(ItemsCount::new(n))
+        .bench_local(|| black_box(&request).encode_to_vec());
+}
+
+/// The whole per-batch pipeline: records → `SpanData` → request → bytes.
+#[divan::bench(args = BATCH_SIZES)]
+fn records_to_bytes(bencher: Bencher, n: usize) {
+    let registry = registry();
+    let scope = scope();
+    let resource = resource();
+    bencher
+        .counter(ItemsCount::new(n))
+        .with_inputs(|| records(n))
+        .bench_local_values(|batch| {
+            let spans = {
+                let view = registry.view();
+                batch
+                    .into_iter()
+                    .filter_map(|r| to_span_data(r, &view, &scope))
+                    .collect::<Vec<_>>()
+            };
+            let request = ExportTraceServiceRequest {
+                resource_spans: group_spans_by_resource_and_scope(spans, &resource),
+            };
+            black_box(request.encode_to_vec()).len()
+        });
+}

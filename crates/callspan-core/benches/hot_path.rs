@@ -1,0 +1,221 @@
+//! Micro-benchmarks of the Rust work one sampled call does, piece by piece and together.
+//!
+//! `cargo bench -p callspan-core --bench hot_path` (or `make bench`). `cargo test --benches`
+//! runs each benchmark once, as a smoke test. `sampled_call_rust_side` adds up what
+//! `traced_vectorcall` does per sampled call in callspan-core, apart from Python itself and
+//! from the binding's caller-site resolution (a per-thread cache in callspan-python, which
+//! goes to the registry only on a miss): sampler, ids, context push/pop, two clock reads and
+//! the queue push, with a pop standing in for the exporter's drain.
+
+use callspan_core::clock::now_unix_ns;
+use callspan_core::context::{self, ParentSpan};
+use callspan_core::ids;
+use callspan_core::record::{CallerSite, SpanRecord};
+use callspan_core::registry::{intern, CodeInfo, Registry};
+use callspan_core::sampler::{RootSampler, Sampler};
+use callspan_core::sink::SpanSink;
+use divan::{black_box, Bencher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn main() {
+    divan::main();
+}
+
+fn record(span_id: u64) -> SpanRecord {
+    SpanRecord {
+        trace_id: 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+        span_id,
+        parent_span_id: 0,
+        parent_is_remote: false,
+        start_unix_ns: 1_700_000_000_000_000_000,
+        end_unix_ns: 1_700_000_000_000_000_250,
+        function: 1,
+        caller: CallerSite {
+            code: 3,
+            line: 31,
+            class: 2,
+        },
+        thread: 1,
+        error: None,
+        omitted: 0,
+        stack: None,
+    }
+}
+
+/// The bounded queue: the one push every sampled call makes.
+#[divan::bench_group]
+mod sink {
+    use super::*;
+
+    /// Push one record and pop it again: the uncontended cost of a round trip through the ring.
+    #[divan::bench]
+    fn push_then_pop(bencher: Bencher) {
+        let sink = SpanSink::new(2048);
+        sink.set_waker(512, Some(Box::new(|| {})));
+        bencher.bench_local(|| {
+            sink.push(black_box(record(7)));
+            black_box(sink.pop())
+        });
+    }
+
+    /// Push into a full queue: the drop path (count, wake already pending).
+    #[divan::bench]
+    fn push_when_full(bencher: Bencher) {
+        let sink = SpanSink::new(64);
+        sink.set_waker(512, Some(Box::new(|| {})));
+        while sink.push(record(1)) {}
+        bencher.bench_local(|| black_box(sink.push(black_box(record(7)))));
+    }
+
+    /// Push while another thread drains the queue, as the exporter does: the cache-line
+    /// traffic a hot thread pays when producer and consumer share the ring.
+    #[divan::bench]
+    fn push_with_draining_thread(bencher: Bencher) {
+        let sink = Arc::new(SpanSink::new(2048));
+        let stop = Arc::new(AtomicBool::new(false));
+        let drainer = {
+            let (sink, stop) = (Arc::clone(&sink), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if sink.pop().is_none() {
+                        std::hint::spin_loop();
+                    }
+                }
+            })
+        };
+        bencher.bench_local(|| black_box(sink.push(black_box(record(7)))));
+        stop.store(true, Ordering::Relaxed);
+        drainer.join().unwrap();
+    }
+}
+
+/// Random ids from the per-thread generator.
+#[divan::bench_group]
+mod id_generation {
+    use super::*;
+
+    #[divan::bench]
+    fn span_id() -> u64 {
+        ids::span_id()
+    }
+
+    #[divan::bench]
+    fn trace_id() -> u128 {
+        ids::trace_id()
+    }
+}
+
+/// The monotonic clock (vDSO) plus the Unix anchor; a sampled call reads it twice.
+#[divan::bench]
+fn clock_now_unix_ns() -> u64 {
+    now_unix_ns()
+}
+
+/// The sampling decision for a root span.
+#[divan::bench_group]
+mod sampler {
+    use super::*;
+
+    #[divan::bench(args = [
+        Sampler::AlwaysOn,
+        Sampler::AlwaysOff,
+        Sampler::TraceIdRatio(0.01),
+        Sampler::ParentBased(RootSampler::AlwaysOn),
+    ])]
+    fn should_sample_root(bencher: Bencher, sampler: Sampler) {
+        let trace_id = ids::trace_id();
+        bencher.bench_local(|| black_box(sampler).should_sample(None, black_box(trace_id)));
+    }
+}
+
+/// The per-thread context stack: one push and one pop per traced call.
+#[divan::bench]
+fn context_push_pop(bencher: Bencher) {
+    bencher.bench_local(|| {
+        context::push(black_box(ParentSpan {
+            trace_id: 1,
+            span_id: 2,
+            sampled: true,
+            remote: false,
+        }));
+        black_box(context::current());
+        context::pop();
+    });
+}
+
+fn registry_with_codes(n: usize) -> Registry {
+    let registry = Registry::new();
+    for i in 0..n {
+        registry.add_code(
+            0x1000 + i * 64,
+            CodeInfo {
+                function_name: intern(&format!("app.module.function_{i}")),
+                file: intern("/app/module.py"),
+            },
+        );
+        registry.add_class(0x90_0000 + i * 64, intern(&format!("app.Class{i}")));
+    }
+    registry
+}
+
+/// Interned-id look-ups by object address (a read lock and a hash probe each): the calling code
+/// object and the caller's class, as the binding does when its per-thread cache misses.
+#[divan::bench(args = [1, 1000])]
+fn registry_code_and_class_lookup(bencher: Bencher, registered: usize) {
+    let registry = registry_with_codes(registered);
+    bencher.bench_local(|| {
+        (
+            registry.code_id(black_box(0x1000)),
+            registry.class_id(black_box(0x90_0000)),
+        )
+    });
+}
+
+/// Everything callspan-core does for one sampled root call, minus the binding's work (reading
+/// the Python frame, its caller-site cache) and the wrapped call itself.
+#[divan::bench]
+fn sampled_call_rust_side(bencher: Bencher) {
+    let sink = SpanSink::new(2048);
+    sink.set_waker(512, Some(Box::new(|| {})));
+    let sampler = Sampler::AlwaysOn;
+    bencher.bench_local(|| {
+        let parent = context::current();
+        let trace_id = match parent {
+            Some(p) => p.trace_id,
+            None => ids::trace_id(),
+        };
+        if !black_box(sampler).should_sample(parent.map(|p| p.sampled), trace_id) {
+            return;
+        }
+        let span_id = ids::span_id();
+        context::push(ParentSpan {
+            trace_id,
+            span_id,
+            sampled: true,
+            remote: false,
+        });
+        let start_unix_ns = now_unix_ns();
+        let end_unix_ns = now_unix_ns();
+        context::pop();
+        sink.push(SpanRecord {
+            trace_id,
+            span_id,
+            parent_span_id: parent.map_or(0, |p| p.span_id),
+            parent_is_remote: false,
+            start_unix_ns,
+            end_unix_ns,
+            function: 1,
+            caller: black_box(CallerSite {
+                code: 3,
+                line: 31,
+                class: 2,
+            }),
+            thread: 1,
+            error: None,
+            omitted: 0,
+            stack: None,
+        });
+        black_box(sink.pop());
+    });
+}

@@ -1,0 +1,92 @@
+"""Smoke test of the benchmark scripts in benches/: each runs in ``--smoke`` mode and writes JSON.
+
+Only that is checked (exit status 0, valid JSON, the expected rows); no timing is ever asserted:
+a seconds-long run on a shared machine measures nothing. The real numbers come from
+``make bench`` and are written up in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("yappi", reason="benchmark dependencies: make bench-deps")
+pytest.importorskip("opentelemetry.sdk.trace", reason="benchmark dependencies: make bench-deps")
+pytest.importorskip(
+    "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+    reason="benchmark dependencies: make bench-deps",
+)
+
+BENCHES = Path(__file__).resolve().parent.parent / "benches"
+
+OVERHEAD_ROWS = [
+    "plain_function",
+    "plain_method",
+    "callspan_sampled_function",
+    "callspan_sampled_method",
+    "callspan_unsampled_always_off",
+    "callspan_traceidratio_0.01",
+    "otel_sdk_decorator",
+    "otel_sdk_decorator_caller_attrs",
+    "inspect_stack_decorator",
+    "cprofile",
+    "yappi",
+]
+THROUGHPUT_ROWS = [
+    "callspan_defaults",
+    "callspan_defaults_paced_500k",
+    "callspan_queue_64k_batch_8k",
+    "otel_sdk_defaults",
+    "receiver_ceiling_512",
+]
+
+
+def run_bench(script: str, tmp_path: Path, timeout: float = 60) -> dict:
+    out = tmp_path / f"{script}.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CALLSPAN_"))}
+    completed = subprocess.run(
+        [sys.executable, str(BENCHES / f"{script}.py"), "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 0, f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
+    result = json.loads(out.read_text())
+    assert result["smoke"] is True
+    assert result["machine"]["python"]
+    return result
+
+
+def test_overhead_smoke(tmp_path):
+    result = run_bench("overhead", tmp_path)
+    assert [row["name"] for row in result["rows"]] == OVERHEAD_ROWS
+    for row in result["rows"]:
+        assert isinstance(row["ns_per_call"], float)
+        assert isinstance(row["overhead_ns"], float)
+    assert len(result["targets"]) == 5
+
+
+def test_throughput_smoke(tmp_path):
+    result = run_bench("throughput", tmp_path)
+    assert [row["name"] for row in result["rows"]] == THROUGHPUT_ROWS
+    for row in result["rows"]:
+        assert row["spans_made"] > 0
+        for key in ("made_per_s", "received_per_s", "delivered_pct", "dropped", "peak_rss_mib"):
+            assert key in row
+    assert result["targets"]
+
+
+def test_memory_smoke(tmp_path):
+    result = run_bench("memory", tmp_path)
+    for key in ("rss_start_mib", "rss_end_mib", "rss_growth_mib", "peak_rss_mib", "shutdown_s"):
+        assert isinstance(result[key], float)
+    assert result["stats_after_shutdown"]["spans_sampled"] > 0
+    assert len(result["targets"]) == 2
