@@ -61,7 +61,7 @@ clean: ## remove build outputs and the venvs
 	rm -rf target $(VENV) .venv-3.* callspan-spans.jsonl
 
 # -- benchmarks (docs/performance.md) ------------------------------------------------------------
-.PHONY: bench-deps bench bench-smoke bench-versions
+.PHONY: bench-deps bench bench-smoke bench-versions bench-versions-core
 BENCH_OUT ?= bench-results
 
 # The benchmarks' OpenTelemetry SDK pins need Python >= 3.10; on 3.9 the smoke test skips.
@@ -72,6 +72,14 @@ $(VENV)/.bench-deps: $(VENV)/.deps benches/requirements.txt
 
 # The smoke test of the benchmarks (tests/test_benchmarks_smoke.py) needs the OTel SDK and yappi.
 test-python: $(VENV)/.bench-deps
+
+# callspan's own cost on every CPython 3.9-3.13 (the test venvs: make test-pythons first).
+bench-versions-core: install ## callspan vs cProfile on each CPython 3.9-3.13 (benches/versions.py)
+	@for v in 3.9 3.10 3.11 3.12 3.13; do \
+	  py=$$( [ -x .venv-$$v/bin/python ] && echo .venv-$$v/bin/python || echo $(PY) ); \
+	  $$py -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "'$$v'".split("."))))' || continue; \
+	  mkdir -p $(BENCH_OUT)/$$v; $$py benches/versions.py --json $(BENCH_OUT)/$$v/versions.json; \
+	done
 
 bench-deps: $(VENV)/.bench-deps ## install the benchmark dependencies (OTel SDK, yappi) into .venv
 

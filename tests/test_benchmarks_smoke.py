@@ -90,3 +90,15 @@ def test_memory_smoke(tmp_path):
         assert isinstance(result[key], float)
     assert result["stats_after_shutdown"]["spans_sampled"] > 0
     assert len(result["targets"]) == 2
+
+
+def test_versions_smoke(tmp_path):
+    out = tmp_path / "versions.json"
+    subprocess.run(
+        [sys.executable, str(BENCHES / "versions.py"), "--smoke", "--json", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    rows = {row["name"] for row in json.loads(out.read_text())["rows"]}
+    assert {"plain_function", "cprofile", "sampled_function", "unsampled_function"} <= rows

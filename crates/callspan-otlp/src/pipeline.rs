@@ -142,7 +142,6 @@ struct State {
 /// Everything callspan keeps per process.
 #[derive(Debug)]
 pub struct Pipeline {
-    registry: Registry,
     sink: SpanSink,
     sampler: SamplerCell,
     hot: HotSettings,
@@ -153,6 +152,14 @@ pub struct Pipeline {
 }
 
 static PIPELINE: OnceLock<Pipeline> = OnceLock::new();
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// The process's intern tables. Separate from the pipeline so that decorating functions (at
+/// import) does not read the configuration: `callspan.configure()` in `main()` still applies
+/// in full, queue size included.
+pub fn registry() -> &'static Registry {
+    REGISTRY.get_or_init(Registry::new)
+}
 
 fn report(warnings: Vec<String>) {
     for w in warnings {
@@ -186,7 +193,6 @@ impl Pipeline {
         let (config, warnings) = Config::from_env(&arguments);
         report(warnings);
         let p = Pipeline {
-            registry: Registry::new(),
             sink: SpanSink::new(config.max_queue_size),
             sampler: SamplerCell::default(),
             hot: HotSettings::default(),
@@ -234,8 +240,8 @@ impl Pipeline {
     }
 
     /// The intern tables shared with the exporter.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    pub fn registry(&self) -> &'static Registry {
+        registry()
     }
 
     /// The current sampler.
@@ -333,7 +339,7 @@ impl Pipeline {
         }
         if state.exporter.is_none() {
             let resource = build_resource(&state.config);
-            match BatchExporter::start(&state.config, resource, &self.sink, &self.registry) {
+            match BatchExporter::start(&state.config, resource, &self.sink, registry()) {
                 Ok(exporter) => state.exporter = Some(exporter),
                 Err(e) => {
                     tracing::warn!("{e}; spans are dropped");
@@ -417,7 +423,7 @@ impl Pipeline {
 fn lock_all_for_fork() {
     if let Some(p) = PIPELINE.get() {
         std::mem::forget(p.state.lock());
-        p.registry.lock_for_fork();
+        registry().lock_for_fork();
         p.sink.lock_for_fork();
     }
     crate::diagnostic::lock_for_fork();
@@ -429,7 +435,7 @@ fn unlock_all_after_fork() {
         crate::diagnostic::unlock_after_fork();
         if let Some(p) = PIPELINE.get() {
             p.sink.unlock_after_fork();
-            p.registry.unlock_after_fork();
+            registry().unlock_after_fork();
             p.state.force_unlock();
         }
     }

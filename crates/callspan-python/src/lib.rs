@@ -58,7 +58,7 @@ fn make_traced<'py>(
         line,
         attributes: attrs,
     };
-    let registry = pipeline::global().registry();
+    let registry = pipeline::registry();
     let id = registry.add_function(info);
     // `file` is only given for Python functions, whose `__code__` is a plain attribute.
     if let Some(file) = file {

@@ -640,7 +640,7 @@ pub(crate) fn wrap<'py>(
     created: Bound<'py, PyAny>,
     call: StepCall,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let registry = pipeline::global().registry();
+    let registry = pipeline::registry();
     let thread = if call.omitted & callspan_core::config::Capture::THREAD != 0 {
         0
     } else {

@@ -379,8 +379,7 @@ unsafe extern "C" fn traced_repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject 
     unsafe {
         let this = &*slf.cast::<TracedObject>();
         let py = Python::assume_attached();
-        let name = callspan_otlp::pipeline::global()
-            .registry()
+        let name = callspan_otlp::pipeline::registry()
             .view()
             .function(this.function_id)
             .map(|f| f.function_name.to_string())
