@@ -169,6 +169,8 @@ def test_without_otel_context_otel_spans_start_their_own_trace(receiver, run_scr
         ("CALLSPAN_OTEL_CONTEXT", "maybe"),
         ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "lots"),
         ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "team"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "5000"),
     ],
 )
 def test_bad_callspan_values_warn_and_the_program_runs(receiver, run_script, variable, value):
@@ -236,3 +238,15 @@ def test_console_and_file_exporters(run_script, tmp_path):
     assert {s.name for s in spans} == {"root", "apply_transform"}
     roots = {s.span_id for s in spans if s.name == "root"}
     assert all(s.parent_span_id in roots for s in spans if s.name == "apply_transform")
+
+
+def test_sdk_disabled_makes_plain_calls(receiver, run_script):
+    out = run(run_script, "nested", 10, OTEL_SDK_DISABLED="true")
+    assert out.stats["spans_started"] == 0 and out.stats["spans_exported"] == 0
+    assert receiver.spans() == []
+
+
+def test_exporter_none_makes_and_counts_spans_but_sends_nothing(receiver, run_script):
+    out = run(run_script, "nested", 10, OTEL_TRACES_EXPORTER="none")
+    assert out.stats["spans_sampled"] == 30 and out.stats["spans_dropped"] == 0
+    assert receiver.spans() == []
