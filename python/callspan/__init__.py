@@ -56,8 +56,9 @@ def shutdown(timeout: float | None = None) -> bool:
 
 def stats() -> dict[str, int]:
     """Every counter: ``spans_started``, ``spans_sampled``, ``spans_exported``,
-    ``spans_dropped`` (and the ``dropped_*`` reasons), ``export_errors``, ``export_batches``
-    and ``queue_len``."""
+    ``spans_dropped`` (and the ``dropped_*`` reasons), ``export_errors``, ``export_batches``,
+    ``spans_rate_limited`` (CALLSPAN_MAX_SPANS_PER_SECOND), ``spans_below_min_duration``
+    (CALLSPAN_MIN_DURATION) and ``queue_len``."""
     return _callspan.stats()
 
 

@@ -93,7 +93,7 @@ def shutdown(timeout: float | None = None) -> bool:
 def stats() -> dict[str, int]:
     """Every counter: spans_started, spans_sampled, spans_exported, spans_dropped,
     dropped_queue_full, dropped_export_failed, dropped_shutdown, export_errors, export_batches,
-    queue_len."""
+    spans_rate_limited, spans_below_min_duration, queue_len."""
 
 def destination() -> str:
     """Where spans go, e.g. ``'OTLP/gRPC to http://localhost:4317'``."""

@@ -939,6 +939,20 @@ impl Config {
         Config::resolve(&HashMap::new(), |_| None).0
     }
 
+    /// Resolves the configuration from `(variable, value)` environment pairs and
+    /// `(keyword, value)` arguments instead of the process environment (tests, tools).
+    pub fn from_pairs(env: &[(&str, &str)], args: &[(&str, &str)]) -> (Config, Vec<String>) {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let args = args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::resolve(&args, move |k| env.get(k).cloned())
+    }
+
     /// Resolves the configuration from keyword arguments and the process environment.
     pub fn from_env(arguments: &HashMap<String, String>) -> (Config, Vec<String>) {
         Config::resolve(arguments, |name| std::env::var(name).ok())
@@ -1318,11 +1332,7 @@ mod callspan_knob_tests {
     use super::*;
 
     fn resolve(env: &[(&str, &str)]) -> (Config, Vec<String>) {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::resolve(&HashMap::new(), move |k| env.get(k).cloned())
+        Config::from_pairs(env, &[])
     }
 
     #[test]
@@ -1452,15 +1462,7 @@ mod tests {
     use super::*;
 
     fn resolve(env: &[(&str, &str)], args: &[(&str, &str)]) -> (Config, Vec<String>) {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let args = args
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::resolve(&args, move |k| env.get(k).cloned())
+        Config::from_pairs(env, args)
     }
 
     #[test]

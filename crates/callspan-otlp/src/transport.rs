@@ -695,7 +695,6 @@ pub fn console_line(span: &SpanData) -> String {
 mod tests {
     use super::*;
     use callspan_core::config::OTEL_EXPORTER_OTLP_ENDPOINT;
-    use std::collections::HashMap;
 
     /// A self-signed CA certificate (public material only), valid until 2126.
     const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
@@ -712,15 +711,7 @@ UqkYLGdq7vcODbEm80QqS/KKFZop
 ";
 
     fn config(env: &[(&str, &str)], args: &[(&str, &str)]) -> Config {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let args = args
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let (config, warnings) = Config::resolve(&args, move |k| env.get(k).cloned());
+        let (config, warnings) = Config::from_pairs(env, args);
         assert!(warnings.is_empty(), "{warnings:?}");
         config
     }

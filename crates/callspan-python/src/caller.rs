@@ -83,7 +83,8 @@ pub(crate) fn current_site(py: Python<'_>, registry: &Registry, with_class: bool
     };
     let entry = site_entry(py, &frame, registry);
     let class = if entry.has_self && with_class {
-        match frame.first_arg() {
+        // SAFETY: `has_self` is the cached parameter-name check for this code object.
+        match unsafe { frame.first_arg_slot() } {
             // SAFETY: borrowed from the live frame.
             Some(arg) => unsafe { class_of_first_arg(py, arg, registry) },
             None => 0,

@@ -163,12 +163,22 @@ impl<'py> CallerFrame<'py> {
     #[inline]
     pub(crate) fn first_arg(&self) -> Option<*mut ffi::PyObject> {
         // SAFETY: as in `code`; the name check only reads the code's names tuple.
-        unsafe {
-            if !code_first_param_is_self_or_cls(self.py, self.code()) {
-                return None;
-            }
-            imp::first_arg_slot(self.py, self.raw)
+        if !unsafe { code_first_param_is_self_or_cls(self.py, self.code()) } {
+            return None;
         }
+        // SAFETY: the check above.
+        unsafe { self.first_arg_slot() }
+    }
+
+    /// [`Self::first_arg`] without the parameter-name check, for callers that cached
+    /// [`code_first_param_is_self_or_cls`] per code object.
+    ///
+    /// # Safety
+    /// The frame's code must have `self` or `cls` as its first positional parameter.
+    #[inline]
+    pub(crate) unsafe fn first_arg_slot(&self) -> Option<*mut ffi::PyObject> {
+        // SAFETY: guaranteed by the caller; the frame is live (see `code`).
+        unsafe { imp::first_arg_slot(self.py, self.raw) }
     }
 
     /// The calling frame of this frame (next complete Python frame outwards), if any.
