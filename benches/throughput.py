@@ -12,7 +12,8 @@ parent runs the receiver, a counting OTLP/gRPC receiver (``counting_receiver.py`
 * % delivered (counted by the receiver / made), the exporter's drop counters, how long the final
   flush took, and the child's peak RSS (VmHWM).
 
-Variants: callspan with its defaults (queue 2048, batch 512) flat out and paced at 500,000/s;
+Variants: callspan with its defaults (queue 2048, batch 512) flat out and paced at 500,000/s
+and at 550,000/s;
 callspan with a larger queue and batch (to show whether the limit is the queue or the export);
 the OpenTelemetry Python SDK (BatchSpanProcessor defaults + OTLP/gRPC exporter) flat out; and a
 control row, ``receiver_ceiling_512``, that sends pre-encoded 512-span requests as fast as the
@@ -44,6 +45,9 @@ import benchkit
 VARIANTS: dict[str, tuple[str, float | None, dict[str, Any]]] = {
     "callspan_defaults": ("callspan", None, {}),
     "callspan_defaults_paced_500k": ("callspan", 500_000.0, {}),
+    # 10 % above the target rate: a row paced at exactly 500,000/s can only count 500,000/s if
+    # not one span is lost and the last request arrives with the last call.
+    "callspan_defaults_paced_550k": ("callspan", 550_000.0, {}),
     "callspan_queue_64k_batch_8k": (
         "callspan",
         None,
@@ -318,29 +322,42 @@ def run_variant(
     }
 
 
+def _target(text: str, measured: float, limit: float) -> dict:
+    return {"target": text, "measured": measured, "limit": limit, "met": measured >= limit}
+
+
 def evaluate_targets(rows: list[dict]) -> list[dict]:
+    """The issue's delivery targets, per row: counted >= 500,000/s where the row makes at least
+    that many (flat out, or paced at 550,000/s), and >= 99 % delivered where the row is paced
+    at or above the target rate (flat out, a tight loop makes spans ~10x faster than any
+    exporter here could ship them, so its delivered % says how much is dropped, by design)."""
     targets = []
     by_name = {row["name"]: row for row in rows}
-    for name in ("callspan_defaults_paced_500k", "callspan_defaults"):
+    checks = {
+        "callspan_defaults_paced_500k": ("delivered",),
+        "callspan_defaults_paced_550k": ("counted", "delivered"),
+        "callspan_defaults": ("counted",),
+    }
+    for name, kinds in checks.items():
         row = by_name.get(name)
         if row is None:
             continue
-        targets.append(
-            {
-                "target": f"{name}: >= {TARGET_RATE:,} spans/s counted by the receiver",
-                "measured": row["received_per_s"],
-                "limit": TARGET_RATE,
-                "met": row["received_per_s"] >= TARGET_RATE,
-            }
-        )
-        targets.append(
-            {
-                "target": f"{name}: >= {TARGET_DELIVERED_PCT:g} % delivered",
-                "measured": row["delivered_pct"],
-                "limit": TARGET_DELIVERED_PCT,
-                "met": row["delivered_pct"] >= TARGET_DELIVERED_PCT,
-            }
-        )
+        if "counted" in kinds:
+            targets.append(
+                _target(
+                    f"{name}: >= {TARGET_RATE:,} spans/s counted by the receiver",
+                    row["received_per_s"],
+                    TARGET_RATE,
+                )
+            )
+        if "delivered" in kinds:
+            targets.append(
+                _target(
+                    f"{name}: >= {TARGET_DELIVERED_PCT:g} % delivered",
+                    row["delivered_pct"],
+                    TARGET_DELIVERED_PCT,
+                )
+            )
     return targets
 
 

@@ -5,15 +5,19 @@
 //! per-span cost is time / spans. The steps are the exporter thread's: resolve ids through the
 //! registry into `SpanData` (`callspan_otlp::convert::to_span_data`), group by resource and
 //! scope into an `ExportTraceServiceRequest` (what opentelemetry-otlp does before sending), and
-//! encode it with prost (what tonic does). The network is not part of it. `group_by_scope` and
-//! `prost_encode` split `encode_request` into its two steps.
+//! encode it with prost: the path through opentelemetry-otlp that callspan took before, and
+//! still takes for the file and console exporters (`records_to_bytes`, split into its steps by
+//! `convert_records`, `group_by_scope` and `prost_encode`). `direct_encode` is what the exporter
+//! does for OTLP now: `callspan_otlp::encode::RequestEncoder`, records straight to bytes from
+//! cached per-id fragments (warm caches, as in a running process). The network is not part of it.
 
 use callspan_core::config::Config;
 use callspan_core::record::{CallerSite, SpanRecord};
 use callspan_core::registry::{
     intern, AttributeValue, CodeInfo, FunctionInfo, Registry, ThreadInfo,
 };
-use callspan_otlp::convert::to_span_data;
+use callspan_otlp::convert::{to_span_data, Limits};
+use callspan_otlp::encode::RequestEncoder;
 use callspan_otlp::resource::{build_resource, scope};
 use divan::counter::ItemsCount;
 use divan::{black_box, Bencher};
@@ -88,6 +92,33 @@ fn resource() -> ResourceAttributesWithSchema {
     let mut config = Config::defaults();
     config.service_name = Some("imgpipe".to_owned());
     (&build_resource(&config)).into()
+}
+
+/// Records → request bytes by the OTLP exporter's encoder (fragments cached per registry id).
+#[divan::bench(args = BATCH_SIZES)]
+fn direct_encode(bencher: Bencher, n: usize) {
+    let registry = registry();
+    let mut config = Config::defaults();
+    config.service_name = Some("imgpipe".to_owned());
+    let mut encoder = RequestEncoder::new(&build_resource(&config), Limits::default(), usize::MAX);
+    // Warm the fragment caches, as the first batch of a process does.
+    {
+        let view = registry.view();
+        for r in records(n) {
+            encoder.add(r, &view);
+        }
+        encoder.finish();
+    }
+    bencher
+        .counter(ItemsCount::new(n))
+        .with_inputs(|| records(n))
+        .bench_local_values(|batch| {
+            let view = registry.view();
+            for r in batch {
+                encoder.add(r, &view);
+            }
+            black_box(encoder.finish())
+        });
 }
 
 /// Records → `SpanData` (id resolution, attribute vectors, strings shared by `Arc`).

@@ -71,13 +71,21 @@ impl Limits {
         }
     }
 
+    /// `text` cut to the value length limit (in characters).
+    pub(crate) fn truncate_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match self.value_length {
+            Some(max) if text.chars().count() > max => Cow::Owned(text.chars().take(max).collect()),
+            _ => Cow::Borrowed(text),
+        }
+    }
+
     fn truncate(&self, value: Value) -> Value {
-        match (self.value_length, value) {
-            (Some(max), Value::String(s)) if s.as_str().chars().count() > max => {
-                let cut: String = s.as_str().chars().take(max).collect();
-                Value::String(StringValue::from(cut))
-            }
-            (_, value) => value,
+        match value {
+            Value::String(s) => match self.truncate_str(s.as_str()) {
+                Cow::Owned(cut) => Value::String(StringValue::from(cut)),
+                Cow::Borrowed(_) => Value::String(s),
+            },
+            value => value,
         }
     }
 
@@ -224,59 +232,6 @@ pub fn to_span_data_limited(
     })
 }
 
-fn value_size(v: &Value) -> usize {
-    match v {
-        Value::String(s) => s.as_str().len(),
-        Value::Array(a) => a.to_string().len(),
-        _ => 10,
-    }
-}
-
-fn attributes_size(attrs: &[KeyValue]) -> usize {
-    // Per attribute: key, value and protobuf framing (tags, lengths, AnyValue wrapper).
-    attrs
-        .iter()
-        .map(|kv| kv.key.as_str().len() + value_size(&kv.value) + 12)
-        .sum()
-}
-
-/// An upper estimate of a span's OTLP protobuf size, used to keep requests under the
-/// receiver's limit without encoding twice.
-pub fn estimated_size(span: &SpanData) -> usize {
-    let events: usize = span
-        .events
-        .iter()
-        .map(|e| e.name.len() + attributes_size(&e.attributes) + 24)
-        .sum();
-    let status = match &span.status {
-        Status::Error { description } => description.len() + 8,
-        _ => 0,
-    };
-    // Ids, times, kind, flags and framing.
-    96 + span.name.len() + attributes_size(&span.attributes) + events + status
-}
-
-/// Splits `batch` into consecutive chunks whose estimated size stays under `max_bytes`
-/// (a span larger than that on its own travels alone).
-pub fn split_by_size(batch: Vec<SpanData>, max_bytes: usize) -> Vec<Vec<SpanData>> {
-    let mut chunks = Vec::new();
-    let mut current = Vec::new();
-    let mut current_bytes = 0;
-    for span in batch {
-        let size = estimated_size(&span);
-        if !current.is_empty() && current_bytes + size > max_bytes {
-            chunks.push(std::mem::take(&mut current));
-            current_bytes = 0;
-        }
-        current_bytes += size;
-        current.push(span);
-    }
-    if !current.is_empty() {
-        chunks.push(current);
-    }
-    chunks
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,81 +323,6 @@ mod tests {
         assert_eq!(span.events.events[0].name, "exception");
         assert!(attr(&span, "caller.class.name").is_none());
         assert!(attr(&span, "code.file.path").is_none());
-    }
-
-    #[test]
-    fn estimate_is_an_upper_bound_of_the_encoded_size() {
-        use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
-        use prost::Message;
-        let reg = Registry::new();
-        let f = reg.add_function(FunctionInfo {
-            span_name: intern("Transformer.apply_transform"),
-            function_name: intern("imgpipe.Transformer.apply_transform"),
-            file: Some(intern("/app/imgpipe.py")),
-            line: 12,
-            attributes: vec![],
-        });
-        let record = SpanRecord {
-            trace_id: 5,
-            span_id: 6,
-            parent_span_id: 7,
-            start_unix_ns: 1_700_000_000_000_000_000,
-            end_unix_ns: 1_700_000_000_000_100_000,
-            function: f,
-            error: Some(Box::new(ExceptionInfo {
-                type_name: "ValueError".into(),
-                message: "x".repeat(1000),
-                stacktrace: "y".repeat(5000),
-            })),
-            ..Default::default()
-        };
-        let span = to_span_data(record, &reg.view(), &crate::resource::scope()).unwrap();
-        let estimate = estimated_size(&span);
-        let encoded = ProtoSpan::from(span).encoded_len();
-        assert!(
-            estimate >= encoded,
-            "estimate {estimate} < encoded {encoded}"
-        );
-        assert!(
-            estimate < encoded * 2,
-            "estimate {estimate} far above encoded {encoded}"
-        );
-    }
-
-    #[test]
-    fn split_keeps_order_and_bounds() {
-        let reg = Registry::new();
-        let f = reg.add_function(FunctionInfo {
-            span_name: intern("f"),
-            function_name: intern("m.f"),
-            file: None,
-            line: 0,
-            attributes: vec![],
-        });
-        let spans: Vec<SpanData> = (1..=10u64)
-            .map(|i| {
-                let r = SpanRecord {
-                    trace_id: 1,
-                    span_id: i,
-                    function: f,
-                    ..Default::default()
-                };
-                to_span_data(r, &reg.view(), &crate::resource::scope()).unwrap()
-            })
-            .collect();
-        let one = estimated_size(&spans[0]);
-        let chunks = split_by_size(spans, one * 3);
-        assert_eq!(
-            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
-            vec![3, 3, 3, 1]
-        );
-        let ids: Vec<u64> = chunks
-            .iter()
-            .flatten()
-            .map(|s| u64::from_be_bytes(s.span_context.span_id().to_bytes()))
-            .collect();
-        assert_eq!(ids, (1..=10).collect::<Vec<_>>());
-        assert_eq!(split_by_size(Vec::new(), 10).len(), 0);
     }
 
     #[test]

@@ -1,12 +1,18 @@
-//! The batch exporter: one named OS thread with its own tokio runtime, fed by the span sink.
+//! The batch exporter: one named OS thread that drains the span sink, fed by it.
 //!
 //! It wakes when the queue holds a full batch (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`), when the
 //! schedule delay (`OTEL_BSP_SCHEDULE_DELAY`) has passed, or when asked to flush or shut down.
-//! Every export is bounded by `OTEL_BSP_EXPORT_TIMEOUT`. A failed export is logged through
-//! `tracing` (rate-limited on its way to Python) and its spans are counted as dropped; the
-//! application never sees it. The thread holds no GIL and never touches a Python object.
+//! For OTLP it encodes each batch straight to protobuf (`encode.rs`) and hands the request to a
+//! tokio runtime with one I/O thread (`callspan-export-io`), then goes on draining and encoding
+//! while up to [`MAX_IN_FLIGHT`] requests are on the wire: encoding the next batch overlaps the
+//! round trip of the last one. Every export is bounded by `OTEL_BSP_EXPORT_TIMEOUT`. A failed
+//! export is logged through `tracing` (rate-limited on its way to Python) and its spans are
+//! counted as dropped; the application never sees it. Neither thread holds the GIL or touches
+//! a Python object.
 
-use crate::convert::{split_by_size, to_span_data_limited, Limits};
+use crate::convert::{to_span_data_limited, Limits};
+use crate::encode::{EncodedRequest, RequestEncoder};
+use crate::otlp_client::OtlpClient;
 use crate::transport::Transport;
 use callspan_core::config::Config;
 use callspan_core::registry::Registry;
@@ -14,8 +20,14 @@ use callspan_core::sink::SpanSink;
 use callspan_core::stats::Stats;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use opentelemetry_sdk::Resource;
+use std::collections::VecDeque;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// OTLP requests on the wire at once. More than one, so that encoding and the receiver's work
+/// overlap; few, because each holds a batch's encoded bytes and a receiver under load should
+/// see back-pressure rather than a flood.
+pub const MAX_IN_FLIGHT: usize = 4;
 
 /// Largest estimated request, below the 4 MiB default receive limit of gRPC servers (the
 /// OpenTelemetry Collector, Jaeger and Tempo keep it) with room for the resource and framing.
@@ -68,7 +80,9 @@ impl BatchExporter {
         let handle = std::thread::Builder::new()
             .name("callspan-export".into())
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("callspan-export-io")
                     .enable_all()
                     .build()
                 {
@@ -84,13 +98,19 @@ impl BatchExporter {
                     Ok(t) => Ok(t.describe()),
                     Err(e) => Err(e.clone()),
                 });
+                let limits = Limits::from_config(&config);
+                let encoder = matches!(transport, Ok(Transport::Otlp(_)))
+                    .then(|| RequestEncoder::new(&resource, limits, MAX_REQUEST_BYTES));
                 let mut worker = Worker {
                     runtime,
                     transport: transport.ok(),
+                    encoder,
+                    in_flight: VecDeque::new(),
+                    in_flight_ok: true,
                     sink,
                     registry,
                     batching,
-                    limits: Limits::from_config(&config),
+                    limits,
                 };
                 worker.run(&control_rx);
             })
@@ -179,6 +199,12 @@ impl Flusher {
 struct Worker {
     runtime: tokio::runtime::Runtime,
     transport: Option<Transport>,
+    /// Set for OTLP transports.
+    encoder: Option<RequestEncoder>,
+    /// OTLP requests sent and not yet answered, oldest first; each tells whether it succeeded.
+    in_flight: VecDeque<tokio::task::JoinHandle<bool>>,
+    /// False once an answered request failed, until the next flush reports it.
+    in_flight_ok: bool,
     sink: &'static SpanSink,
     registry: &'static Registry,
     batching: Batching,
@@ -198,14 +224,12 @@ impl Worker {
                     }
                 }
                 Ok(Control::Flush(ack)) => {
-                    let ok = self.export_queued();
+                    let ok = self.export_queued() & self.wait_in_flight();
                     let _ = ack.send(ok);
                 }
                 Ok(Control::Shutdown(ack)) => {
-                    let ok = self.export_queued();
-                    if let Some(t) = self.transport.as_mut() {
-                        t.shutdown();
-                    }
+                    let ok = self.export_queued() & self.wait_in_flight();
+                    self.transport = None;
                     let _ = ack.send(ok);
                     return;
                 }
@@ -215,13 +239,15 @@ impl Worker {
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.export_queued();
+                    self.wait_in_flight();
                     return;
                 }
             }
         }
     }
 
-    /// Exports what is queued right now (not what arrives meanwhile); true if all succeeded.
+    /// Exports what is queued right now (not what arrives meanwhile); true if nothing failed
+    /// so far (OTLP requests still in flight are not waited for).
     fn export_queued(&mut self) -> bool {
         let mut remaining = self.sink.len();
         let mut ok = true;
@@ -233,77 +259,157 @@ impl Worker {
         ok
     }
 
-    /// Pops up to `n` records and exports them as one request.
+    /// Pops up to `n` records and exports them as one request (more if they outgrow the
+    /// request size limit).
     fn export_batch(&mut self, n: usize) -> bool {
         let stats = &self.sink.stats;
-        let mut records = Vec::with_capacity(n);
-        while records.len() < n {
-            match self.sink.pop() {
-                Some(r) => records.push(r),
-                None => break,
+        let Some(transport) = self.transport.as_mut() else {
+            let mut dropped = 0;
+            while dropped < n as u64 && self.sink.pop().is_some() {
+                dropped += 1;
             }
-        }
-        if records.is_empty() {
-            return true;
-        }
-        let count = records.len() as u64;
-        let scope = crate::resource::scope();
-        let batch: Vec<_> = {
-            let view = self.registry.view();
-            records
-                .into_iter()
-                .filter_map(|r| to_span_data_limited(r, &view, &scope, &self.limits))
-                .collect()
+            if dropped > 0 {
+                Stats::add(&stats.dropped_export_failed, dropped);
+                Stats::add(&stats.export_errors, 1);
+            }
+            return dropped == 0;
         };
-        let unresolved = count - batch.len() as u64;
-        if unresolved > 0 {
-            tracing::error!("{unresolved} span records named an unregistered function; dropped");
-            Stats::add(&stats.dropped_export_failed, unresolved);
+        let mut unresolved = 0u64;
+        let requests = if let Some(encoder) = self.encoder.as_mut() {
+            let view = self.registry.view();
+            for _ in 0..n {
+                let Some(record) = self.sink.pop() else { break };
+                if !encoder.add(record, &view) {
+                    unresolved += 1;
+                }
+            }
+            drop(view);
+            encoder.finish()
+        } else {
+            let scope = crate::resource::scope();
+            let mut batch = Vec::with_capacity(n);
+            {
+                let view = self.registry.view();
+                for _ in 0..n {
+                    let Some(record) = self.sink.pop() else { break };
+                    match to_span_data_limited(record, &view, &scope, &self.limits) {
+                        Some(span) => batch.push(span),
+                        None => unresolved += 1,
+                    }
+                }
+            }
+            let mut ok = true;
+            if !batch.is_empty() {
+                let exported = batch.len() as u64;
+                match transport.write(batch) {
+                    Ok(()) => {
+                        Stats::add(&stats.spans_exported, exported);
+                        Stats::add(&stats.export_batches, 1);
+                    }
+                    Err(e) => {
+                        tracing::warn!("{e}; {exported} spans dropped");
+                        Stats::add(&stats.dropped_export_failed, exported);
+                        Stats::add(&stats.export_errors, 1);
+                        ok = false;
+                    }
+                }
+            }
+            return self.unresolved(unresolved) & ok;
+        };
+        for request in requests {
+            self.dispatch(request);
         }
-        if self.transport.is_none() {
-            Stats::add(&stats.dropped_export_failed, batch.len() as u64);
-            Stats::add(&stats.export_errors, 1);
-            return false;
-        }
-        let mut ok = unresolved == 0;
-        for chunk in split_by_size(batch, MAX_REQUEST_BYTES) {
-            ok &= self.send(chunk);
-        }
-        ok
+        self.unresolved(unresolved)
     }
 
-    /// Sends one request's worth of spans, counting the outcome.
-    fn send(&mut self, chunk: Vec<opentelemetry_sdk::trace::SpanData>) -> bool {
-        let stats = &self.sink.stats;
-        let Some(transport) = self.transport.as_mut() else {
-            return false;
+    /// Counts and reports records that named an unregistered function (a bug); true if none.
+    fn unresolved(&self, unresolved: u64) -> bool {
+        if unresolved > 0 {
+            tracing::error!("{unresolved} span records named an unregistered function; dropped");
+            Stats::add(&self.sink.stats.dropped_export_failed, unresolved);
+        }
+        unresolved == 0
+    }
+
+    /// Puts one OTLP request on the wire, first waiting for the oldest one in flight if
+    /// [`MAX_IN_FLIGHT`] are.
+    fn dispatch(&mut self, request: EncodedRequest) {
+        while self.in_flight.front().is_some_and(|h| h.is_finished())
+            || self.in_flight.len() >= MAX_IN_FLIGHT
+        {
+            self.reap_oldest();
+        }
+        let Some(Transport::Otlp(client)) = &self.transport else {
+            return;
         };
-        let exported = chunk.len() as u64;
+        let client = OtlpClient::clone(client);
+        let stats: &'static Stats = &self.sink.stats;
         let timeout = self.batching.export_timeout;
-        let result = self
-            .runtime
-            .block_on(async { tokio::time::timeout(timeout, transport.export(chunk)).await });
-        match result {
-            Ok(Ok(())) => {
-                Stats::add(&stats.spans_exported, exported);
-                Stats::add(&stats.export_batches, 1);
-                true
-            }
-            Ok(Err(e)) => {
-                tracing::warn!("{e}; {exported} spans dropped");
-                Stats::add(&stats.dropped_export_failed, exported);
-                Stats::add(&stats.export_errors, 1);
-                false
-            }
-            Err(_) => {
+        self.in_flight
+            .push_back(self.runtime.spawn(send(client, request, stats, timeout)));
+    }
+
+    /// Waits for the oldest request in flight and notes whether it succeeded.
+    fn reap_oldest(&mut self) {
+        if let Some(handle) = self.in_flight.pop_front() {
+            // A send task does not panic; if it did, its spans were not confirmed sent.
+            let ok = self.runtime.block_on(handle).unwrap_or(false);
+            self.in_flight_ok &= ok;
+        }
+    }
+
+    /// Waits for every request in flight; true if all requests answered since the last call
+    /// succeeded.
+    fn wait_in_flight(&mut self) -> bool {
+        while !self.in_flight.is_empty() {
+            self.reap_oldest();
+        }
+        std::mem::replace(&mut self.in_flight_ok, true)
+    }
+}
+
+/// Sends one request on the I/O thread and counts the outcome; true if every span arrived.
+async fn send(
+    client: OtlpClient,
+    request: EncodedRequest,
+    stats: &'static Stats,
+    timeout: Duration,
+) -> bool {
+    let spans = request.spans;
+    let result = tokio::time::timeout(timeout, client.export(request.body.into())).await;
+    match result {
+        Ok(Ok(accepted)) => {
+            let rejected = accepted.rejected.min(spans);
+            Stats::add(&stats.spans_exported, spans - rejected);
+            Stats::add(&stats.export_batches, 1);
+            if rejected > 0 || !accepted.message.is_empty() {
                 tracing::warn!(
-                    "export to {} timed out after {timeout:?} (OTEL_BSP_EXPORT_TIMEOUT); {exported} spans dropped",
-                    transport.describe()
+                    "{} rejected {rejected} of {spans} spans: {}",
+                    client.describe(),
+                    if accepted.message.is_empty() {
+                        "no reason given"
+                    } else {
+                        &accepted.message
+                    }
                 );
-                Stats::add(&stats.dropped_export_failed, exported);
-                Stats::add(&stats.export_errors, 1);
-                false
+                Stats::add(&stats.dropped_export_failed, rejected);
             }
+            rejected == 0
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("{e}; {spans} spans dropped");
+            Stats::add(&stats.dropped_export_failed, spans);
+            Stats::add(&stats.export_errors, 1);
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                "export to {} timed out after {timeout:?} (OTEL_BSP_EXPORT_TIMEOUT); {spans} spans dropped",
+                client.describe()
+            );
+            Stats::add(&stats.dropped_export_failed, spans);
+            Stats::add(&stats.export_errors, 1);
+            false
         }
     }
 }

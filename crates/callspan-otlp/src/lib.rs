@@ -4,16 +4,22 @@
 //! bounded [`callspan_core::sink::SpanSink`], starts the [`exporter::BatchExporter`] thread
 //! lazily (and afresh in a forked child), and answers flush, shutdown and stats. The exporter
 //! thread, named `callspan-export`, owns its own tokio runtime, batches records by count and time,
-//! resolves ids through the registry ([`convert`]) and hands batches to a [`transport`]: OTLP
-//! over gRPC (opentelemetry-otlp on tonic), OTLP-JSON lines in a file, or the console. It never
-//! touches a Python object. [`diagnostic`] collects its warnings, rate-limited, for the binding
+//! encodes them straight to OTLP protobuf ([`encode`]) and sends them with [`otlp_client`]
+//! (gRPC on tonic, or HTTP/protobuf on reqwest, with the OTLP [`retry`] rules and [`tls`]); the
+//! file and console [`transport`]s go through `SpanData` ([`convert`]). It never touches a
+//! Python object. [`diagnostic`] collects its warnings, rate-limited, for the binding
 //! to forward to Python's `logging`.
 
 pub mod convert;
 pub mod diagnostic;
+pub mod encode;
 pub mod exporter;
+pub mod otlp_client;
 pub mod pipeline;
+pub mod protowire;
 pub mod resource;
+pub mod retry;
+pub mod tls;
 pub mod transport;
 
 /// The version reported as `telemetry.sdk.version` and as the instrumentation scope version.

@@ -1,0 +1,623 @@
+//! Sends encoded `ExportTraceServiceRequest` bodies to an OTLP receiver: over gRPC with tonic,
+//! or over HTTP/protobuf with reqwest, with the spec's retry rules (`retry.rs`).
+//!
+//! The bodies come from `encode.rs`, already serialized; gRPC sends them through a codec that
+//! copies bytes instead of encoding a prost message. Every request carries exactly callspan's
+//! configuration: its endpoint, headers (as gRPC metadata or HTTP headers), gzip or not, TLS
+//! (`tls.rs`), and the OTLP timeout, which bounds all attempts of one export together.
+//!
+//! The response's `partial_success` is read: spans the receiver says it rejected are reported
+//! and counted by the exporter, never retried (the spec forbids it).
+
+use crate::retry::{grpc_verdict, http_verdict, with_retry, RetryPolicy};
+use crate::tls::TlsSetup;
+use bytes::{BufMut, Bytes};
+use callspan_core::config::Config;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// The gRPC method OTLP trace exports call.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// Largest OTLP/HTTP response body read (the spec's responses are tiny).
+const MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
+
+/// What a receiver accepted.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Spans the receiver said it rejected (`partial_success.rejected_spans`).
+    pub rejected: u64,
+    /// The receiver's explanation, if it gave one.
+    pub message: String,
+}
+
+impl From<ExportTraceServiceResponse> for Accepted {
+    fn from(response: ExportTraceServiceResponse) -> Accepted {
+        response
+            .partial_success
+            .map(|p| Accepted {
+                rejected: u64::try_from(p.rejected_spans).unwrap_or(0),
+                message: p.error_message,
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// An OTLP exporter's connection, cheap to clone (clones share the connection).
+#[derive(Clone, Debug)]
+pub enum OtlpClient {
+    /// OTLP/gRPC.
+    Grpc(GrpcClient),
+    /// OTLP/HTTP with protobuf bodies.
+    Http(HttpClient),
+}
+
+impl OtlpClient {
+    /// The client the configuration asks for. Must run inside a tokio runtime (connections are
+    /// made lazily on it).
+    pub(crate) fn build(config: &Config, tls: Option<&TlsSetup>) -> Result<OtlpClient, String> {
+        match config.protocol {
+            callspan_core::config::Protocol::Grpc => {
+                GrpcClient::new(config, tls).map(OtlpClient::Grpc)
+            }
+            callspan_core::config::Protocol::HttpProtobuf => {
+                HttpClient::new(config, tls).map(OtlpClient::Http)
+            }
+        }
+    }
+
+    /// `OTLP/gRPC to http://localhost:4317`, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            OtlpClient::Grpc(c) => format!("OTLP/gRPC to {}", c.endpoint),
+            OtlpClient::Http(c) => format!("OTLP/HTTP to {}", c.url),
+        }
+    }
+
+    /// Sends one request body, retrying transient failures within the OTLP timeout. The error
+    /// names the destination, the cause, and the retries made.
+    pub async fn export(&self, body: Bytes) -> Result<Accepted, String> {
+        let policy = RetryPolicy::default();
+        match self {
+            OtlpClient::Grpc(c) => {
+                let deadline = Instant::now() + c.timeout;
+                with_retry(&policy, deadline, grpc_verdict, |left| {
+                    c.attempt(body.clone(), left)
+                })
+                .await
+                .map_err(|(status, retries)| {
+                    failure(&self.describe(), &describe_status(&status), retries)
+                })
+            }
+            OtlpClient::Http(c) => {
+                let body = if c.gzip {
+                    gzip(&body).map_err(|e| format!("cannot gzip the request: {e}"))?
+                } else {
+                    body
+                };
+                let deadline = Instant::now() + c.timeout;
+                with_retry(
+                    &policy,
+                    deadline,
+                    |f: &HttpFailure| http_verdict(f.status, f.retry_after.as_deref()),
+                    |left| c.attempt(body.clone(), left),
+                )
+                .await
+                .map_err(|(f, retries)| failure(&self.describe(), &f.message, retries))
+            }
+        }
+    }
+}
+
+fn failure(destination: &str, cause: &str, retries: u32) -> String {
+    match retries {
+        0 => format!("{destination} failed: {cause}"),
+        1 => format!("{destination} failed after 1 retry: {cause}"),
+        n => format!("{destination} failed after {n} retries: {cause}"),
+    }
+}
+
+/// OTLP/gRPC over a tonic channel.
+#[derive(Clone, Debug)]
+pub struct GrpcClient {
+    grpc: tonic::client::Grpc<tonic::transport::Channel>,
+    metadata: tonic::metadata::MetadataMap,
+    endpoint: String,
+    timeout: Duration,
+}
+
+impl GrpcClient {
+    fn new(config: &Config, tls: Option<&TlsSetup>) -> Result<GrpcClient, String> {
+        let bad = |e: tonic::transport::Error| {
+            format!(
+                "cannot use {} as an OTLP/gRPC endpoint: {}",
+                config.endpoint,
+                error_chain(&e)
+            )
+        };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(config.endpoint.clone())
+            .map_err(bad)?
+            .connect_timeout(config.otlp_timeout)
+            .user_agent(format!("callspan/{}", crate::VERSION))
+            .map_err(bad)?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls.tonic_config()).map_err(bad)?;
+        }
+        let mut grpc = tonic::client::Grpc::new(endpoint.connect_lazy());
+        if config.gzip {
+            use tonic::codec::CompressionEncoding::Gzip;
+            grpc = grpc.send_compressed(Gzip).accept_compressed(Gzip);
+        }
+        Ok(GrpcClient {
+            grpc,
+            metadata: grpc_metadata(&config.headers),
+            endpoint: config.endpoint.clone(),
+            timeout: config.otlp_timeout,
+        })
+    }
+
+    /// One attempt, given `left` of the export's time.
+    async fn attempt(&self, body: Bytes, left: Duration) -> Result<Accepted, tonic::Status> {
+        let mut grpc = self.grpc.clone();
+        let call = async {
+            grpc.ready().await.map_err(|e| {
+                tonic::Status::unavailable(format!("connection not ready: {}", error_chain(&e)))
+            })?;
+            let mut request = tonic::Request::new(body);
+            *request.metadata_mut() = self.metadata.clone();
+            request.set_timeout(left);
+            let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+            grpc.unary(request, path, PreEncoded).await
+        };
+        match tokio::time::timeout(left, call).await {
+            Ok(result) => result.map(|response| response.into_inner().into()),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {left:?} (OTEL_EXPORTER_OTLP_TIMEOUT)"
+            ))),
+        }
+    }
+}
+
+/// `Code: message (transport cause)`, the way an operator wants to read a gRPC failure.
+fn describe_status(status: &tonic::Status) -> String {
+    let mut out = format!("{:?}", status.code());
+    if !status.message().is_empty() {
+        out.push_str(": ");
+        out.push_str(status.message());
+    }
+    if let Some(source) = std::error::Error::source(status) {
+        let chain = error_chain(source);
+        if !out.contains(&chain) {
+            out.push_str(&format!(" ({chain})"));
+        }
+    }
+    out
+}
+
+/// gRPC metadata from callspan's headers. Keys ending in `-bin` are binary metadata (their
+/// value's bytes are sent); the configuration already checked names and values.
+fn grpc_metadata(headers: &[(String, String)]) -> tonic::metadata::MetadataMap {
+    use tonic::metadata::{BinaryMetadataValue, MetadataKey, MetadataMap};
+    let mut metadata = MetadataMap::new();
+    for (k, v) in headers {
+        let inserted = if k.ends_with("-bin") {
+            MetadataKey::from_bytes(k.as_bytes())
+                .map(|key| metadata.insert_bin(key, BinaryMetadataValue::from_bytes(v.as_bytes())))
+                .is_ok()
+        } else {
+            match (MetadataKey::from_bytes(k.as_bytes()), v.parse()) {
+                (Ok(key), Ok(value)) => {
+                    metadata.insert(key, value);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !inserted {
+            tracing::warn!("header {k:?} cannot be sent as gRPC metadata; it is left out");
+        }
+    }
+    metadata
+}
+
+/// The gRPC codec of pre-encoded requests: the body's bytes go out as they are; the response
+/// is decoded with prost.
+#[derive(Clone, Copy, Debug, Default)]
+struct PreEncoded;
+
+impl tonic::codec::Codec for PreEncoded {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = PreEncoded;
+    type Decoder = PreEncoded;
+
+    fn encoder(&mut self) -> PreEncoded {
+        PreEncoded
+    }
+
+    fn decoder(&mut self) -> PreEncoded {
+        PreEncoded
+    }
+}
+
+impl tonic::codec::Encoder for PreEncoded {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for PreEncoded {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("undecodable response: {e}")))
+    }
+}
+
+/// OTLP/HTTP with protobuf bodies: reqwest's async client on the exporter's tokio runtime.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    url: String,
+    headers: HeaderMap,
+    gzip: bool,
+    timeout: Duration,
+}
+
+/// A failed OTLP/HTTP attempt: the status (0 when no response came), the server's
+/// `Retry-After`, and a message for the log.
+#[derive(Debug)]
+struct HttpFailure {
+    status: u16,
+    retry_after: Option<String>,
+    message: String,
+}
+
+impl HttpClient {
+    fn new(config: &Config, tls: Option<&TlsSetup>) -> Result<HttpClient, String> {
+        let mut headers = HeaderMap::new();
+        for (k, v) in &config.headers {
+            match (
+                HeaderName::try_from(k.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) {
+                (Ok(name), Ok(value)) => {
+                    headers.insert(name, value);
+                }
+                _ => tracing::warn!("header {k:?} cannot be sent over HTTP; it is left out"),
+            }
+        }
+        // The exporter owns the body's description.
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        );
+        if config.gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        // Plain http:// needs no TLS, but reqwest (built without a default crypto provider)
+        // wants a configuration all the same.
+        let rustls = match tls {
+            Some(tls) => tls.rustls_config(),
+            None => TlsSetup::plain_rustls_config(),
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.otlp_timeout)
+            .user_agent(format!("callspan/{}", crate::VERSION))
+            .tls_backend_preconfigured(rustls)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client for {}: {e}", config.endpoint))?;
+        Ok(HttpClient {
+            client,
+            url: config.endpoint.clone(),
+            headers,
+            gzip: config.gzip,
+            timeout: config.otlp_timeout,
+        })
+    }
+
+    /// The request of one attempt.
+    fn request(&self, body: Bytes, left: Duration) -> reqwest::RequestBuilder {
+        self.client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .timeout(left)
+            .body(body)
+    }
+
+    /// One attempt, given `left` of the export's time.
+    async fn attempt(&self, body: Bytes, left: Duration) -> Result<Accepted, HttpFailure> {
+        let unsent = |e: reqwest::Error| HttpFailure {
+            status: 0,
+            retry_after: None,
+            message: error_chain(&e),
+        };
+        let mut response = self.request(body, left).send().await.map_err(unsent)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unsent)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BODY {
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status.is_success() {
+            // An empty body is a full success; a body that is not a response is one too (the
+            // spec's server MUST send one, but the spans were accepted either way).
+            return Ok(ExportTraceServiceResponse::decode(body.as_slice())
+                .map(Accepted::from)
+                .unwrap_or_default());
+        }
+        let mut message = format!("HTTP {status}");
+        // OTLP/HTTP error bodies are a google.rpc.Status.
+        if let Ok(rpc) = tonic_types::Status::decode(body.as_slice()) {
+            if !rpc.message.is_empty() {
+                message.push_str(": ");
+                message.push_str(&rpc.message);
+            }
+        }
+        Err(HttpFailure {
+            status: status.as_u16(),
+            retry_after,
+            message,
+        })
+    }
+}
+
+/// An error and its sources: `error sending request: ...: invalid peer certificate: UnknownIssuer`.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
+fn gzip(body: &[u8]) -> std::io::Result<Bytes> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(body)?;
+    Ok(encoder.finish()?.into())
+}
+
+/// Reads a whole `Buf` (test helper for encoded bodies).
+#[cfg(test)]
+fn to_vec(mut buf: impl bytes::Buf) -> Vec<u8> {
+    let mut out = Vec::new();
+    while buf.has_remaining() {
+        let chunk = buf.chunk();
+        out.extend_from_slice(chunk);
+        let n = chunk.len();
+        buf.advance(n);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callspan_core::config::OTEL_EXPORTER_OTLP_ENDPOINT;
+    use std::io::Read;
+
+    fn config(env: &[(&str, &str)], args: &[(&str, &str)]) -> Config {
+        let (config, warnings) = Config::from_pairs(env, args);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        config
+    }
+
+    #[test]
+    fn http_requests_carry_exactly_callspans_headers_and_compression() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let plain = config(
+            &[(OTEL_EXPORTER_OTLP_ENDPOINT, "http://collector:4318")],
+            &[
+                ("protocol", "http/protobuf"),
+                ("headers", "x-tenant=imaging,authorization=Bearer%20t"),
+            ],
+        );
+        let OtlpClient::Http(client) = OtlpClient::build(&plain, None).unwrap() else {
+            panic!("not HTTP");
+        };
+        let request = client
+            .request(
+                Bytes::from_static(b"protobuf bytes"),
+                Duration::from_secs(1),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(request.url().as_str(), "http://collector:4318/v1/traces");
+        let headers = request.headers();
+        assert_eq!(headers["x-tenant"], "imaging");
+        assert_eq!(headers["authorization"], "Bearer t");
+        assert_eq!(headers[CONTENT_TYPE], "application/x-protobuf");
+        assert!(headers.get(CONTENT_ENCODING).is_none());
+        assert_eq!(request.timeout(), Some(&Duration::from_secs(1)));
+
+        let mut gzipped = plain.clone();
+        gzipped.gzip = true;
+        let OtlpClient::Http(client) = OtlpClient::build(&gzipped, None).unwrap() else {
+            panic!("not HTTP");
+        };
+        let request = client
+            .request(gzip(b"protobuf bytes").unwrap(), Duration::from_secs(1))
+            .build()
+            .unwrap();
+        assert_eq!(request.headers()[CONTENT_ENCODING], "gzip");
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(request.body().unwrap().as_bytes().unwrap())
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"protobuf bytes");
+    }
+
+    #[test]
+    fn grpc_metadata_is_callspans_headers() {
+        let metadata = grpc_metadata(&[
+            ("x-tenant".into(), "imaging".into()),
+            ("trace-bin".into(), "\u{1}raw".into()),
+        ]);
+        assert_eq!(metadata.get("x-tenant").unwrap(), "imaging");
+        assert_eq!(
+            metadata.get_bin("trace-bin").unwrap().to_bytes().unwrap(),
+            &b"\x01raw"[..]
+        );
+        assert_eq!(metadata.len(), 2);
+    }
+
+    #[test]
+    fn pre_encoded_bodies_go_out_unchanged_and_responses_decode() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
+        use tonic::codec::Codec;
+        let _ = PreEncoded.encoder();
+        let response = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 3,
+                error_message: "too old".into(),
+            }),
+        };
+        let bytes = response.encode_to_vec();
+        assert_eq!(to_vec(bytes.as_slice()), bytes);
+        let decoded = ExportTraceServiceResponse::decode(bytes.as_slice()).unwrap();
+        assert_eq!(
+            Accepted::from(decoded),
+            Accepted {
+                rejected: 3,
+                message: "too old".into()
+            }
+        );
+        assert_eq!(
+            Accepted::from(ExportTraceServiceResponse::default()),
+            Accepted::default()
+        );
+        let _ = PreEncoded.decoder();
+    }
+
+    #[test]
+    fn failures_name_the_destination_the_cause_and_the_retries() {
+        assert_eq!(
+            failure("OTLP/gRPC to http://x:4317", "Unavailable: down", 0),
+            "OTLP/gRPC to http://x:4317 failed: Unavailable: down"
+        );
+        assert_eq!(
+            failure("OTLP/HTTP to http://x/v1/traces", "HTTP 503", 3),
+            "OTLP/HTTP to http://x/v1/traces failed after 3 retries: HTTP 503"
+        );
+        assert_eq!(
+            describe_status(&tonic::Status::unavailable("tcp connect error")),
+            "Unavailable: tcp connect error"
+        );
+    }
+
+    #[test]
+    fn clients_build_for_both_protocols() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        for (protocol, endpoint, described) in [
+            (
+                "grpc",
+                "http://127.0.0.1:4317",
+                "OTLP/gRPC to http://127.0.0.1:4317",
+            ),
+            (
+                "http/protobuf",
+                "http://127.0.0.1:4318/v1/traces",
+                "OTLP/HTTP to http://127.0.0.1:4318/v1/traces",
+            ),
+        ] {
+            let config = config(
+                &[],
+                &[
+                    ("protocol", protocol),
+                    ("endpoint", endpoint),
+                    ("compression", "gzip"),
+                    ("headers", "x-tenant=imaging"),
+                ],
+            );
+            assert_eq!(
+                OtlpClient::build(&config, None).unwrap().describe(),
+                described
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_connection_fails_within_the_timeout_after_retries() {
+        // Nothing listens on this port (bound and closed just now).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for (protocol, endpoint) in [
+            ("grpc", format!("http://127.0.0.1:{port}")),
+            (
+                "http/protobuf",
+                format!("http://127.0.0.1:{port}/v1/traces"),
+            ),
+        ] {
+            let config = config(
+                &[],
+                &[
+                    ("protocol", protocol),
+                    ("endpoint", &endpoint),
+                    ("timeout", "1500"),
+                ],
+            );
+            let started = Instant::now();
+            let error = runtime
+                .block_on(async {
+                    OtlpClient::build(&config, None)
+                        .unwrap()
+                        .export(Bytes::new())
+                        .await
+                })
+                .unwrap_err();
+            let took = started.elapsed();
+            assert!(
+                error.contains(&endpoint) && error.contains("failed after"),
+                "{error}"
+            );
+            assert!(took < Duration::from_millis(2500), "{took:?}");
+        }
+    }
+}
