@@ -8,7 +8,9 @@ what was on the wire and never on callspan's internal state.
 
 Optional, for transport tests: TLS on both servers (``tls=ServerTls(...)``, with client
 certificates required when it names a client CA; the client certificate's common name is
-recorded), a delay before every response (``response_delay``), and a wire tap in front of the
+recorded), a delay before every response (``response_delay``), planned answers for the next
+requests (``plan()``: refusals the exporter should retry or not, partial successes), and a wire
+tap in front of the
 gRPC server (``grpc_wire_tap=True``) that records each gRPC message's compressed flag as it
 crossed the connection, since grpcio hides ``grpc-encoding`` from the servicer.
 
@@ -222,11 +224,14 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         ]
         names = context.auth_context().get("x509_common_name") or [None]
         client_cn = names[0].decode() if isinstance(names[0], bytes) else names[0]
+        outcome = self._receiver._next_outcome("grpc")
+        if outcome.refusal is not None:
+            context.abort(outcome.refusal.grpc_code, outcome.refusal.message)
         self._receiver._record(
             "grpc", request, headers, request.ByteSize(), client_certificate_cn=client_cn
         )
         self._receiver._delay_response()
-        return trace_service_pb2.ExportTraceServiceResponse()
+        return outcome.response()
 
 
 def _metadata_text(value: str | bytes) -> str:
@@ -259,6 +264,15 @@ class _OtlpHttpHandler(http.server.BaseHTTPRequestHandler):
         except (OSError, EOFError, DecodeError) as error:
             return self._reply(400, f"undecodable body: {error}".encode(), "text/plain")
         headers = [(key.lower(), value) for key, value in self.headers.items()]
+        outcome = self.server.receiver._next_outcome("http")
+        if outcome.refusal is not None:
+            refusal = outcome.refusal
+            return self._reply(
+                refusal.http_status,
+                refusal.rpc_status(),
+                PROTOBUF_CONTENT_TYPE,
+                extra_headers=refusal.http_headers,
+            )
         self.server.receiver._record(
             "http",
             request,
@@ -268,12 +282,13 @@ class _OtlpHttpHandler(http.server.BaseHTTPRequestHandler):
             wire_size=wire_size,
         )
         self.server.receiver._delay_response()
-        response = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
-        self._reply(200, response, PROTOBUF_CONTENT_TYPE)
+        self._reply(200, outcome.response().SerializeToString(), PROTOBUF_CONTENT_TYPE)
 
-    def _reply(self, status: int, body: bytes, content_type: str):
+    def _reply(self, status: int, body: bytes, content_type: str, extra_headers=()):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in extra_headers:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -465,6 +480,50 @@ class _GrpcWireTap:
                     pass
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A request turned away: a gRPC status, and its OTLP/HTTP equivalent."""
+
+    grpc_code: grpc.StatusCode
+    http_status: int
+    message: str
+    http_headers: tuple[tuple[str, str], ...] = ()
+
+    def rpc_status(self) -> bytes:
+        """The OTLP/HTTP error body: a ``google.rpc.Status`` (code = 1, message = 2), encoded
+        by hand to need no googleapis package."""
+        message = self.message.encode()
+        assert self.grpc_code.value[0] < 128 and len(message) < 128
+        return bytes([0x08, self.grpc_code.value[0], 0x12, len(message)]) + message
+
+
+#: The server is overloaded: retryable (gRPC UNAVAILABLE, HTTP 503).
+UNAVAILABLE = Refusal(grpc.StatusCode.UNAVAILABLE, 503, "overloaded, try again")
+#: The request is bad: not retryable (gRPC INVALID_ARGUMENT, HTTP 400).
+INVALID = Refusal(grpc.StatusCode.INVALID_ARGUMENT, 400, "cannot accept these spans")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the receiver answers one request: refused, or accepted (maybe partially)."""
+
+    refusal: Refusal | None = None
+    rejected_spans: int = 0
+    error_message: str = ""
+
+    def response(self):
+        response = trace_service_pb2.ExportTraceServiceResponse()
+        if self.rejected_spans or self.error_message:
+            response.partial_success.rejected_spans = self.rejected_spans
+            response.partial_success.error_message = self.error_message
+        return response
+
+
+def partial_success(rejected_spans: int, error_message: str) -> Outcome:
+    """Accepted, but ``rejected_spans`` of the request's spans were not (OTLP partial success)."""
+    return Outcome(rejected_spans=rejected_spans, error_message=error_message)
+
+
 class RecordingReceiver:
     """OTLP trace receiver on 127.0.0.1 that records every request it gets.
 
@@ -493,6 +552,8 @@ class RecordingReceiver:
         self._requests: list[ReceivedRequest] = []
         self._wire_messages: list[WireMessage] = []
         self._stopped = False
+        self._planned: list[Outcome] = []
+        self._refused: list[tuple[str, Refusal]] = []
         self.tls = tls
         self.response_delay = response_delay
 
@@ -579,6 +640,28 @@ class RecordingReceiver:
     def _record_wire(self, message: WireMessage) -> None:
         with self._lock:
             self._wire_messages.append(message)
+
+    def plan(self, *outcomes: Refusal | Outcome) -> None:
+        """Answers the next requests (either protocol), one each, with ``outcomes`` in order:
+        a :class:`Refusal` (``UNAVAILABLE``, ``INVALID``) turns the request away unrecorded; an
+        :class:`Outcome` (``partial_success(...)``) records it and answers with it. Requests
+        after those are accepted in full again."""
+        with self._lock:
+            self._planned.extend(
+                o if isinstance(o, Outcome) else Outcome(refusal=o) for o in outcomes
+            )
+
+    def refused(self) -> list[tuple[str, Refusal]]:
+        """The requests turned away by ``plan()``, as (transport, refusal), in arrival order."""
+        with self._lock:
+            return list(self._refused)
+
+    def _next_outcome(self, transport: str) -> Outcome:
+        with self._lock:
+            outcome = self._planned.pop(0) if self._planned else Outcome()
+            if outcome.refusal is not None:
+                self._refused.append((transport, outcome.refusal))
+            return outcome
 
     def _delay_response(self) -> None:
         if self.response_delay > 0:

@@ -40,6 +40,7 @@ OVERHEAD_ROWS = [
 THROUGHPUT_ROWS = [
     "callspan_defaults",
     "callspan_defaults_paced_500k",
+    "callspan_defaults_paced_550k",
     "callspan_queue_64k_batch_8k",
     "otel_sdk_defaults",
     "receiver_ceiling_512",

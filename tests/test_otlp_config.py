@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from e2e_support import parse_output, run_python_script
-from otlp_receiver import RecordingReceiver, ServerTls
+from otlp_receiver import INVALID, UNAVAILABLE, RecordingReceiver, ServerTls, partial_success
 from rotel import free_port
 
 SPANS = 3
@@ -544,6 +544,49 @@ def test_insecure_decides_the_scheme_of_a_grpc_endpoint_without_one(tmp_path, pk
         run = run_probe(tmp_path, {**env, "OTEL_EXPORTER_OTLP_INSECURE": "true"})
         assert_delivered(run, secure)
     assert run.warnings() == []
+
+
+# -- retries and partial success -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_busy_receiver_is_retried_and_gets_every_span_once(tmp_path, protocol):
+    with RecordingReceiver(http=True) as receiver:
+        receiver.plan(UNAVAILABLE, UNAVAILABLE)
+        run = run_probe(tmp_path, endpoint_env(receiver, protocol))
+        assert_delivered(run, receiver)
+        assert [refusal for _, refusal in receiver.refused()] == [UNAVAILABLE, UNAVAILABLE]
+        assert {transport for transport, _ in receiver.refused()} == {wire(protocol)}
+        assert len(receiver.requests()) == 1
+    # A retry that succeeds is nobody's concern.
+    assert run.warnings() == []
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_refusal_that_retrying_cannot_fix_is_reported_once_and_not_retried(tmp_path, protocol):
+    with RecordingReceiver(http=True) as receiver:
+        receiver.plan(INVALID)
+        run = run_probe(tmp_path, endpoint_env(receiver, protocol))
+        assert_not_delivered(run, receiver)
+        assert len(receiver.refused()) == 1
+    assert run.stats["dropped_export_failed"] == SPANS
+    cause = "InvalidArgument" if protocol == GRPC else "400"
+    warning = run.warning("failed", cause, "cannot accept these spans", f"{SPANS} spans dropped")
+    assert "retr" not in warning
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_spans_a_receiver_rejects_in_a_partial_success_are_counted_and_reported(tmp_path, protocol):
+    with RecordingReceiver(http=True) as receiver:
+        receiver.plan(partial_success(2, "spans too old"))
+        run = run_probe(tmp_path, endpoint_env(receiver, protocol))
+        receiver.wait_for_spans(SPANS, timeout=10)
+        # Accepted, so never sent again (the spec forbids retrying a partial success).
+        assert len(receiver.requests()) == 1
+    assert run.facts["flushed"] is False
+    assert run.stats["spans_exported"] == SPANS - 2, run.stats
+    assert run.stats["dropped_export_failed"] == 2, run.stats
+    run.warning(f"rejected 2 of {SPANS} spans: spans too old")
 
 
 # -- timeouts --------------------------------------------------------------------------------------
