@@ -22,8 +22,7 @@ def test_export_failures_are_logged_once_and_counted(run_script):
     export_warnings = [r for r in records if "failed" in r[2] or "timed out" in r[2]]
     assert export_warnings, records
     assert all(name == "callspan" and level == "WARNING" for name, level, _ in records), records
-    # Five failing flushes within the rate-limit interval: one warning, not five (and not
-    # opentelemetry-otlp's own copy of each failure as well).
+    # Five failing flushes within the rate-limit interval: one warning, not five.
     assert len(export_warnings) == 1, records
     stats = facts["stats"]
     assert stats["spans_exported"] == 0

@@ -382,9 +382,9 @@ def test_configure_keywords_beat_every_variable(tmp_path):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_variables_opentelemetry_otlp_reads_itself_do_not_sneak_in(tmp_path, protocol):
-    # opentelemetry-otlp's builders merge OTEL_EXPORTER_OTLP_HEADERS over the headers they are
-    # given, and read the compression variables when given none: callspan's values must win.
+def test_values_given_in_code_beat_the_environment(tmp_path, protocol):
+    # Headers and compression from configure() replace the environment's, never merge with it
+    # (opentelemetry-otlp's builders used to merge OTEL_EXPORTER_OTLP_HEADERS in on their own).
     with RecordingReceiver(http=True, grpc_wire_tap=True) as receiver:
         arguments = {"headers": {"x-from-code": "1"}}
         env = {**endpoint_env(receiver, protocol), "OTEL_EXPORTER_OTLP_HEADERS": "x-from-env=1"}
@@ -406,7 +406,7 @@ def test_variables_opentelemetry_otlp_reads_itself_do_not_sneak_in(tmp_path, pro
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_compression_none_from_code_beats_gzip_in_the_environment(tmp_path, protocol):
     # callspan sends its own requests, so what it resolved is what goes on the wire (with
-    # opentelemetry-otlp's exporter, gRPC used to gzip anyway: it read the variable itself).
+    # opentelemetry-otlp's exporter, gRPC gzipped anyway: it read the variable itself).
     with RecordingReceiver(http=True, grpc_wire_tap=True) as receiver:
         run = run_probe(
             tmp_path,
@@ -642,7 +642,7 @@ def test_unknown_signal_protocol_warns_and_the_generic_one_applies(tmp_path):
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_unknown_compression_is_warned_about_once(tmp_path, protocol):
-    # opentelemetry-otlp reads the variable too and would warn again: it must not.
+    # One warning, naming the variable and what is used instead; not one per export.
     with RecordingReceiver(http=True) as receiver:
         run = run_probe(
             tmp_path,

@@ -1,7 +1,7 @@
 //! Warnings from the exporter side, collected for Python's `logging`, rate-limited.
 //!
 //! The exporter thread must never call into Python, so diagnostics (callspan's own `tracing`
-//! events and opentelemetry-otlp's internal logs) land in a bounded buffer here. The binding
+//! events, and any the opentelemetry crates or tonic log at warning level) land in a bounded buffer here. The binding
 //! drains it from a thread that holds the GIL anyway (a traced call, `flush()`, `stats()`) and
 //! hands each message to the `callspan` logger. Each callsite speaks at most once per
 //! [`RATE_LIMIT`]; what it was not allowed to say is counted and mentioned next time.
@@ -28,7 +28,7 @@ pub const CONFIG_TARGET: &str = "callspan::config";
 pub struct Diagnostic {
     /// `tracing` level: ERROR, WARN, INFO, ...
     pub level: Level,
-    /// The emitting module, e.g. `callspan_otlp::exporter` or `opentelemetry_otlp`.
+    /// The emitting module, e.g. `callspan_otlp::exporter`.
     pub target: String,
     /// The formatted message and fields.
     pub message: String,
@@ -154,9 +154,6 @@ impl<S: Subscriber> Layer<S> for DiagnosticLayer {
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let meta = event.metadata();
-        if is_duplicate_export_failure(meta) {
-            return;
-        }
         let mut visitor = MessageVisitor::default();
         event.record(&mut visitor);
         let mut message = visitor.message;
@@ -175,13 +172,6 @@ impl<S: Subscriber> Layer<S> for DiagnosticLayer {
         };
         record(key, *meta.level(), meta.target(), message);
     }
-}
-
-/// opentelemetry-otlp logs each failed export itself (`Export.Failed.*`); callspan's exporter
-/// reports the same failure with the endpoint and the number of spans dropped, so the
-/// library's copy would only double every warning.
-fn is_duplicate_export_failure(meta: &tracing::Metadata<'_>) -> bool {
-    meta.target().starts_with("opentelemetry") && meta.name().contains("Export.Failed")
 }
 
 trait CallsiteKey {
