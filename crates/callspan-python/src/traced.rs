@@ -18,6 +18,7 @@ use callspan_core::clock::now_unix_ns;
 use callspan_core::context::{self, ParentSpan};
 use callspan_core::ids;
 use callspan_core::record::{CallerSite, FunctionId, SpanRecord};
+use callspan_core::sampler::Sampler;
 use callspan_otlp::pipeline::{self, Pipeline};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -174,14 +175,31 @@ unsafe extern "C" fn traced_vectorcall(
     }
     p.count_started();
 
+    let kind = Kind::from_u8(this.kind);
+    if kind == Kind::Plain && p.sampler() == Sampler::AlwaysOff {
+        // No parent can change this decision, so none is looked up and no trace id is drawn.
+        // The entry still marks "inside an unsampled call" (`current_span()` is None here, as
+        // in every unsampled call); its trace id 0 makes a child start its own trace should
+        // the sampler be reconfigured meanwhile.
+        context::push(ParentSpan {
+            trace_id: 0,
+            span_id: 0,
+            sampled: false,
+            remote: false,
+        });
+        let _open = OpenSpan;
+        // SAFETY: forwarding our caller's arguments unchanged.
+        return unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
+    }
+
     // SAFETY: the GIL is held for the whole call.
     let py = unsafe { Python::assume_attached() };
     let parent = steps::current_parent(py);
     let trace_id = match parent {
-        Some(parent) => parent.trace_id,
-        None => ids::trace_id(),
+        // Trace id 0: the parent is an always_off call, which belongs to no trace.
+        Some(parent) if parent.trace_id != 0 => parent.trace_id,
+        _ => ids::trace_id(),
     };
-    let kind = Kind::from_u8(this.kind);
     if kind != Kind::Plain {
         // SAFETY: GIL held; forwarding our caller's arguments unchanged.
         return unsafe { call_stepped(py, this, kind, parent, trace_id, args, nargsf, kwnames) };
