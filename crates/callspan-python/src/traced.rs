@@ -18,7 +18,6 @@ use callspan_core::clock::now_unix_ns;
 use callspan_core::context::{self, ParentSpan};
 use callspan_core::ids;
 use callspan_core::record::{CallerSite, FunctionId, SpanRecord};
-use callspan_core::sampler::Sampler;
 use callspan_otlp::pipeline::{self, Pipeline};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -93,7 +92,7 @@ impl TracedObject {
 /// rate, then the process-wide rate limit.
 #[inline]
 fn decide(p: &Pipeline, this: &TracedObject, parent: Option<ParentSpan>, trace_id: u128) -> bool {
-    p.sampler()
+    p.sampling_rule()
         .should_sample(parent.map(|p| p.sampled), trace_id)
         && this.rate_admits(p)
         && p.admit(now_unix_ns)
@@ -176,8 +175,9 @@ unsafe extern "C" fn traced_vectorcall(
     p.count_started();
 
     let kind = Kind::from_u8(this.kind);
-    if kind == Kind::Plain && p.sampler() == Sampler::AlwaysOff {
-        // No parent can change this decision, so none is looked up and no trace id is drawn.
+    if kind == Kind::Plain && p.sampling_rule().never_samples() {
+        // always_off (or a ratio of 0): no parent can change this decision, so none is looked
+        // up and no trace id is drawn.
         // The entry still marks "inside an unsampled call" (`current_span()` is None here, as
         // in every unsampled call); its trace id 0 makes a child start its own trace should
         // the sampler be reconfigured meanwhile.
