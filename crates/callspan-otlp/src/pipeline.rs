@@ -319,20 +319,20 @@ impl Pipeline {
     /// sampled, so it counts there too).
     #[inline]
     pub fn count_below_min_duration(&self) {
-        Stats::add(&self.sink.stats.spans_sampled, 1);
+        callspan_core::stats::count_sampled();
         Stats::add(&self.sink.stats.spans_below_min_duration, 1);
     }
 
     /// Counts one call of a traced function (sampled or not).
     #[inline]
     pub fn count_started(&self) {
-        Stats::add(&self.sink.stats.spans_started, 1);
+        callspan_core::stats::count_started();
     }
 
     /// Queues a finished sampled span; never blocks. Starts the exporter on first use.
     #[inline]
     pub fn submit(&'static self, record: SpanRecord) {
-        Stats::add(&self.sink.stats.spans_sampled, 1);
+        callspan_core::stats::count_sampled();
         if !self.exporter_running.load(Ordering::Acquire) && !self.start_exporter() {
             Stats::add(&self.sink.stats.dropped_shutdown, 1);
             return;
