@@ -477,15 +477,18 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     ]));
     // 3.10+ refuses `TracedFunction()` outright; on 3.9 such an instance has no function and
     // its calls raise TypeError.
+    // Immutable (3.10+), like the built-in function types: CPython 3.11+ specializes
+    // `obj.method(...)` only for method descriptors of immutable types. Without it, every call
+    // of a traced method looked the attribute up in the type and the instance dict again.
     #[cfg(Py_3_10)]
-    let no_instantiation = ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION;
+    let version_flags = ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION | ffi::Py_TPFLAGS_IMMUTABLETYPE;
     #[cfg(not(Py_3_10))]
-    let no_instantiation = 0;
+    let version_flags = 0;
     let flags = ffi::Py_TPFLAGS_DEFAULT
         | ffi::Py_TPFLAGS_HAVE_GC
         | ffi::Py_TPFLAGS_HAVE_VECTORCALL
         | ffi::Py_TPFLAGS_METHOD_DESCRIPTOR
-        | no_instantiation;
+        | version_flags;
     let spec: &'static mut ffi::PyType_Spec = Box::leak(Box::new(ffi::PyType_Spec {
         name: c"callspan._callspan.TracedFunction".as_ptr(),
         basicsize: std::mem::size_of::<TracedObject>() as c_int,
