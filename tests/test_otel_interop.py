@@ -16,3 +16,23 @@ def test_callspan_spans_join_the_current_opentelemetry_span(receiver, run_script
     assert all(s.parent_span_id == handler.span_id for s in inside)
     (outside,) = [s for s in spans if s.trace_id != facts["otel_trace"]]
     assert outside.parent_span_id is None
+
+
+def test_each_root_call_joins_the_opentelemetry_span_current_at_that_moment(receiver, run_script):
+    facts = parse_output(run_script("otel_context_changes.py").stdout).facts
+    expected, seen = facts["expected"], facts["seen"]
+    calls = sum(len(ids) for ids in seen.values())
+    spans = {s.span_id: s for s in receiver.wait_for_spans(calls, timeout=20)}
+    assert len(spans) == calls
+    new_traces = set()
+    for label, span_ids in seen.items():
+        assert len(span_ids) == 2, label
+        for span_id in span_ids:
+            span = spans[span_id]
+            if expected[label] is None:
+                assert span.parent_span_id is None, label
+                new_traces.add(span.trace_id)
+            else:
+                assert [span.trace_id, span.parent_span_id] == expected[label], label
+    # Outside any OpenTelemetry span every root call starts its own trace.
+    assert len(new_traces) == 6

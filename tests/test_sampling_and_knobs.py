@@ -68,6 +68,19 @@ def test_fixed_samplers_and_parent_based_inheritance(receiver, run_script, sampl
         assert all(roots[c.parent_span_id].trace_id == c.trace_id for c in children)
 
 
+def test_always_off_call_has_no_span_to_propagate_and_its_children_get_valid_traces(
+    receiver, run_script
+):
+    out = run(run_script, "always_off_then_on", OTEL_TRACES_SAMPLER="always_off")
+    assert out.facts["injected"] == {}
+    assert out.stats["spans_started"] == 2
+    assert out.stats["spans_exported"] == 1, out.stats
+    (span,) = receiver.wait_for_spans(1, timeout=20)
+    assert span.name == "apply_transform"
+    assert span.parent_span_id is None
+    assert int(span.trace_id, 16) != 0
+
+
 def test_parent_based_ratio_keeps_whole_traces(receiver, run_script):
     out = run(
         run_script,

@@ -64,6 +64,18 @@ def main(scenario):
         outer_frame()
     elif scenario == "limits":
         annotated()
+    elif scenario == "always_off_then_on":
+        # Inside an unsampled call there is no current span to propagate, remote parent or not;
+        # a call made after the sampler is switched on mid-call starts a trace of its own.
+        @callspan.trace
+        def unsampled():
+            headers = callspan.inject()
+            callspan.configure(sampler="always_on")
+            apply_transform(0)
+            return headers
+
+        with callspan.remote_parent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"):
+            report(injected=unsampled())
     elif scenario == "otel_context":
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor

@@ -30,20 +30,26 @@ fn os_seed() -> u64 {
         ^ (&local as *const u8 as u64).rotate_left(17)
 }
 
-#[inline]
-fn next_u64() -> u64 {
-    RNG.with(|rng| {
+impl ThreadRng {
+    /// The next output, reseeding first if the process has forked since the last seed.
+    #[inline]
+    fn next(&self) -> u64 {
         let epoch = crate::fork::epoch();
-        if rng.epoch.get() != epoch {
-            rng.state.set(os_seed());
-            rng.epoch.set(epoch);
+        if self.epoch.get() != epoch {
+            self.state.set(os_seed());
+            self.epoch.set(epoch);
         }
         // wyrand: passes BigCrush and PractRand, one multiply per output.
-        let s = rng.state.get().wrapping_add(0xa076_1d64_78bd_642f);
-        rng.state.set(s);
+        let s = self.state.get().wrapping_add(0xa076_1d64_78bd_642f);
+        self.state.set(s);
         let t = u128::from(s).wrapping_mul(u128::from(s ^ 0xe703_7ed1_a0b4_28db));
         ((t >> 64) as u64) ^ (t as u64)
-    })
+    }
+}
+
+#[inline]
+fn next_u64() -> u64 {
+    RNG.with(ThreadRng::next)
 }
 
 /// A random 64-bit number (for sampling draws that must not depend on the trace id).
@@ -66,12 +72,13 @@ pub fn span_id() -> u64 {
 /// A new random, non-zero 128-bit trace id.
 #[inline]
 pub fn trace_id() -> u128 {
-    loop {
-        let id = (u128::from(next_u64()) << 64) | u128::from(next_u64());
+    // Both halves from one thread-local access.
+    RNG.with(|rng| loop {
+        let id = (u128::from(rng.next()) << 64) | u128::from(rng.next());
         if id != 0 {
             return id;
         }
-    }
+    })
 }
 
 #[cfg(test)]

@@ -42,30 +42,90 @@ fn ratio_bound(ratio: f64) -> u64 {
     (ratio * (u64::MAX as f64)).round() as u64
 }
 
-#[inline]
-fn ratio_decision(ratio: f64, trace_id: u128) -> bool {
-    let low = trace_id as u64;
-    ratio >= 1.0 || low < ratio_bound(ratio)
+/// How a root span (or any span, without a parent-based sampler) is decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootRule {
+    /// Every trace.
+    All,
+    /// No trace.
+    None,
+    /// Traces whose id's lower 64 bits are below this bound.
+    Below(u64),
+}
+
+impl RootRule {
+    fn ratio(ratio: f64) -> RootRule {
+        if ratio >= 1.0 {
+            return RootRule::All;
+        }
+        match ratio_bound(ratio) {
+            0 => RootRule::None,
+            bound => RootRule::Below(bound),
+        }
+    }
+
+    #[inline]
+    fn admits(self, trace_id: u128) -> bool {
+        match self {
+            RootRule::All => true,
+            RootRule::None => false,
+            RootRule::Below(bound) => (trace_id as u64) < bound,
+        }
+    }
+}
+
+/// A sampler reduced to what a decision reads, once per configuration: whether the parent's
+/// decision is followed, and the root rule with the ratio already turned into an integer bound
+/// (no float rounding per call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SamplingRule {
+    /// `parentbased_*`: a span with a parent takes the parent's decision.
+    pub follows_parent: bool,
+    /// The decision for everything else.
+    pub root: RootRule,
+}
+
+impl SamplingRule {
+    /// Decides whether a span in `trace_id` is sampled; `parent` is the parent span's sampled
+    /// flag, or `None` for a root span.
+    #[inline]
+    pub fn should_sample(self, parent: Option<bool>, trace_id: u128) -> bool {
+        match parent {
+            Some(sampled) if self.follows_parent => sampled,
+            _ => self.root.admits(trace_id),
+        }
+    }
+
+    /// True when no span can be sampled, whatever its parent and trace id: a call needs
+    /// neither to look for its parent nor to draw a trace id.
+    #[inline]
+    pub fn never_samples(self) -> bool {
+        !self.follows_parent && self.root == RootRule::None
+    }
 }
 
 impl Sampler {
+    /// The rule the hot path applies.
+    pub fn rule(&self) -> SamplingRule {
+        let (follows_parent, root) = match *self {
+            Sampler::AlwaysOn => (false, RootRule::All),
+            Sampler::AlwaysOff => (false, RootRule::None),
+            Sampler::TraceIdRatio(r) => (false, RootRule::ratio(r)),
+            Sampler::ParentBased(RootSampler::AlwaysOn) => (true, RootRule::All),
+            Sampler::ParentBased(RootSampler::AlwaysOff) => (true, RootRule::None),
+            Sampler::ParentBased(RootSampler::TraceIdRatio(r)) => (true, RootRule::ratio(r)),
+        };
+        SamplingRule {
+            follows_parent,
+            root,
+        }
+    }
+
     /// Decides whether a span in `trace_id` is sampled. `parent` is the parent span's sampled
     /// flag, or `None` for a root span.
     #[inline]
     pub fn should_sample(&self, parent: Option<bool>, trace_id: u128) -> bool {
-        match *self {
-            Sampler::AlwaysOn => true,
-            Sampler::AlwaysOff => false,
-            Sampler::TraceIdRatio(r) => ratio_decision(r, trace_id),
-            Sampler::ParentBased(root) => match parent {
-                Some(sampled) => sampled,
-                None => match root {
-                    RootSampler::AlwaysOn => true,
-                    RootSampler::AlwaysOff => false,
-                    RootSampler::TraceIdRatio(r) => ratio_decision(r, trace_id),
-                },
-            },
-        }
+        self.rule().should_sample(parent, trace_id)
     }
 
     /// The sampler's spec name, e.g. `parentbased_always_on`.
@@ -104,6 +164,54 @@ mod tests {
         assert!(!s.should_sample(None, u128::from(u64::MAX - 1)));
         assert!(!Sampler::TraceIdRatio(0.0).should_sample(None, 0));
         assert!(Sampler::TraceIdRatio(1.0).should_sample(None, u128::MAX));
+    }
+
+    #[test]
+    fn rules_decide_like_the_spec_samplers() {
+        let parents = [None, Some(true), Some(false)];
+        let ids = [
+            0,
+            1,
+            u128::from(u64::MAX),
+            u128::MAX,
+            1 << 64,
+            0x8000_0000_0000_0000,
+        ];
+        for sampler in [
+            Sampler::AlwaysOn,
+            Sampler::AlwaysOff,
+            Sampler::TraceIdRatio(0.5),
+            Sampler::TraceIdRatio(1e-30),
+            Sampler::ParentBased(RootSampler::AlwaysOn),
+            Sampler::ParentBased(RootSampler::AlwaysOff),
+            Sampler::ParentBased(RootSampler::TraceIdRatio(0.5)),
+        ] {
+            for parent in parents {
+                for id in ids {
+                    let spec = match sampler {
+                        Sampler::AlwaysOn => true,
+                        Sampler::AlwaysOff => false,
+                        Sampler::TraceIdRatio(r) => (id as u64) < ratio_bound(r),
+                        Sampler::ParentBased(root) => parent.unwrap_or(match root {
+                            RootSampler::AlwaysOn => true,
+                            RootSampler::AlwaysOff => false,
+                            RootSampler::TraceIdRatio(r) => (id as u64) < ratio_bound(r),
+                        }),
+                    };
+                    assert_eq!(sampler.should_sample(parent, id), spec, "{sampler:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_samplers_that_never_sample_say_so() {
+        assert!(Sampler::AlwaysOff.rule().never_samples());
+        assert!(Sampler::TraceIdRatio(0.0).rule().never_samples());
+        assert!(!Sampler::TraceIdRatio(0.01).rule().never_samples());
+        assert!(!Sampler::ParentBased(RootSampler::AlwaysOff)
+            .rule()
+            .never_samples());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::resource::build_resource;
 use callspan_core::config::{Capture, Config};
 use callspan_core::record::SpanRecord;
 use callspan_core::registry::Registry;
-use callspan_core::sampler::{RootSampler, Sampler};
+use callspan_core::sampler::{RootRule, Sampler, SamplingRule};
 use callspan_core::sink::SpanSink;
 use callspan_core::stats::{Stats, StatsSnapshot};
 use parking_lot::Mutex;
@@ -20,38 +20,48 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// The sampler in two atomics, so the hot path reads it without a lock.
+/// The sampler's [`SamplingRule`] in two atomics, so the hot path reads it without a lock.
 #[derive(Debug, Default)]
 struct SamplerCell {
+    /// `FOLLOWS_PARENT` | one of `ROOT_*`.
     kind: AtomicU8,
-    ratio_bits: AtomicU64,
+    /// The bound of `RootRule::Below`.
+    bound: AtomicU64,
 }
+
+const FOLLOWS_PARENT: u8 = 4;
+const ROOT_ALL: u8 = 0;
+const ROOT_NONE: u8 = 1;
+const ROOT_BELOW: u8 = 2;
 
 impl SamplerCell {
     fn store(&self, sampler: Sampler) {
-        let (kind, ratio) = match sampler {
-            Sampler::AlwaysOn => (0, 1.0),
-            Sampler::AlwaysOff => (1, 0.0),
-            Sampler::TraceIdRatio(r) => (2, r),
-            Sampler::ParentBased(RootSampler::AlwaysOn) => (3, 1.0),
-            Sampler::ParentBased(RootSampler::AlwaysOff) => (4, 0.0),
-            Sampler::ParentBased(RootSampler::TraceIdRatio(r)) => (5, r),
+        let rule = sampler.rule();
+        let (root, bound) = match rule.root {
+            RootRule::All => (ROOT_ALL, 0),
+            RootRule::None => (ROOT_NONE, 0),
+            RootRule::Below(bound) => (ROOT_BELOW, bound),
         };
-        self.ratio_bits
-            .store(f64::to_bits(ratio), Ordering::Relaxed);
-        self.kind.store(kind, Ordering::Release);
+        let follows = if rule.follows_parent {
+            FOLLOWS_PARENT
+        } else {
+            0
+        };
+        self.bound.store(bound, Ordering::Relaxed);
+        self.kind.store(follows | root, Ordering::Release);
     }
 
     #[inline]
-    fn load(&self) -> Sampler {
-        let ratio = || f64::from_bits(self.ratio_bits.load(Ordering::Relaxed));
-        match self.kind.load(Ordering::Acquire) {
-            0 => Sampler::AlwaysOn,
-            1 => Sampler::AlwaysOff,
-            2 => Sampler::TraceIdRatio(ratio()),
-            4 => Sampler::ParentBased(RootSampler::AlwaysOff),
-            5 => Sampler::ParentBased(RootSampler::TraceIdRatio(ratio())),
-            _ => Sampler::ParentBased(RootSampler::AlwaysOn),
+    fn load(&self) -> SamplingRule {
+        let kind = self.kind.load(Ordering::Acquire);
+        let root = match kind & !FOLLOWS_PARENT {
+            ROOT_NONE => RootRule::None,
+            ROOT_BELOW => RootRule::Below(self.bound.load(Ordering::Relaxed)),
+            _ => RootRule::All,
+        };
+        SamplingRule {
+            follows_parent: kind & FOLLOWS_PARENT != 0,
+            root,
         }
     }
 }
@@ -244,9 +254,9 @@ impl Pipeline {
         registry()
     }
 
-    /// The current sampler.
+    /// The current sampler, as the rule a traced call applies.
     #[inline]
-    pub fn sampler(&self) -> Sampler {
+    pub fn sampling_rule(&self) -> SamplingRule {
         self.sampler.load()
     }
 
@@ -309,20 +319,20 @@ impl Pipeline {
     /// sampled, so it counts there too).
     #[inline]
     pub fn count_below_min_duration(&self) {
-        Stats::add(&self.sink.stats.spans_sampled, 1);
+        callspan_core::stats::count_sampled();
         Stats::add(&self.sink.stats.spans_below_min_duration, 1);
     }
 
     /// Counts one call of a traced function (sampled or not).
     #[inline]
     pub fn count_started(&self) {
-        Stats::add(&self.sink.stats.spans_started, 1);
+        callspan_core::stats::count_started();
     }
 
     /// Queues a finished sampled span; never blocks. Starts the exporter on first use.
     #[inline]
     pub fn submit(&'static self, record: SpanRecord) {
-        Stats::add(&self.sink.stats.spans_sampled, 1);
+        callspan_core::stats::count_sampled();
         if !self.exporter_running.load(Ordering::Acquire) && !self.start_exporter() {
             Stats::add(&self.sink.stats.dropped_shutdown, 1);
             return;

@@ -4,9 +4,13 @@
 //!
 //! This runs on root calls only (no callspan span open on the thread or in the context), so it
 //! must be cheap: instead of calling `opentelemetry.trace.get_current_span()` (a few Python
-//! calls), it reads the OpenTelemetry context's `ContextVar` and the current span's entry
-//! directly, and caches the span's context per thread, keyed by the span object — kept alive by
-//! the cache, so its address cannot come to mean another span. Only the default
+//! calls), it reads the OpenTelemetry context's `ContextVar` directly and caches, per thread, the
+//! `Context` object it found with what it resolved to. OpenTelemetry never changes a `Context`
+//! in place (`set_value` returns a new one), so while the `ContextVar` holds the same object the
+//! answer is the same and a root call costs one `PyContextVar_Get` and a pointer comparison. When
+//! the context changes, its span entry is read; the span is cached too, since a new context often
+//! carries the same span (baggage, suppression keys). Both objects are kept alive by the cache,
+//! so their addresses cannot come to mean other objects. Only the default
 //! `ContextVarsRuntimeContext` is read this way; any other runtime context falls back on the
 //! public `get_current_span()`.
 
@@ -40,8 +44,20 @@ thread_local! {
     /// Root calls on this thread since its last look into `sys.modules` (a per-thread count:
     /// a shared atomic would be a contended write on every root call).
     static UNSEEN_CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-    /// The last span seen on this thread and what it resolved to.
-    static LAST: RefCell<Option<(Py<PyAny>, Option<ParentSpan>)>> = const { RefCell::new(None) };
+    /// The last context and span seen on this thread and what they resolved to.
+    static LAST: RefCell<Last> = const {
+        RefCell::new(Last { context: None, span: None, parent: None })
+    };
+}
+
+/// One thread's last answer. Holding the objects keeps their addresses from being reused.
+struct Last {
+    /// The `Context` object the `ContextVar` held (None: not read through the `ContextVar`).
+    context: Option<Py<PyAny>>,
+    /// The span that context held (None: no span entry).
+    span: Option<Py<PyAny>>,
+    /// What the span resolved to.
+    parent: Option<ParentSpan>,
 }
 
 fn resolve(py: Python<'_>) -> PyResult<Hooks> {
@@ -106,7 +122,11 @@ pub(crate) fn current_parent(py: Python<'_>) -> Option<ParentSpan> {
         }
     }
     let hooks = HOOKS.get(py)?;
-    // Keep any pending exception out of the way of these lookups.
+    // SAFETY: GIL held. Traced calls start with no exception set; other callers may have one,
+    // which must stay out of the way of the lookups below.
+    if unsafe { ffi::PyErr_Occurred() }.is_null() {
+        return lookup(py, hooks);
+    }
     let pending = PyErr::take(py);
     let parent = lookup(py, hooks);
     if let Some(e) = pending {
@@ -116,30 +136,55 @@ pub(crate) fn current_parent(py: Python<'_>) -> Option<ParentSpan> {
 }
 
 fn lookup(py: Python<'_>, hooks: &Hooks) -> Option<ParentSpan> {
-    let span = match &hooks.context_var {
-        Some(var) => context_span(py, var, &hooks.span_key)?,
-        None => hooks.get_current_span.bind(py).call0().ok()?,
+    let Some(var) = &hooks.context_var else {
+        let span = hooks.get_current_span.bind(py).call0().ok()?;
+        return remember(None, Some(span));
     };
+    let context = current_context(py, var)?;
     let cached = LAST.with(|last| {
-        last.borrow()
+        let last = last.borrow();
+        last.context
             .as_ref()
-            .and_then(|(obj, parent)| obj.is(&span).then_some(*parent))
+            .is_some_and(|c| c.is(&context))
+            .then_some(last.parent)
     });
     if let Some(parent) = cached {
         return parent;
     }
-    let parent = span_context(&span);
-    LAST.with(|last| *last.borrow_mut() = Some((span.unbind(), parent)));
+    let span = context_span(py, &context, &hooks.span_key);
+    remember(Some(context), span)
+}
+
+/// Resolves `span` (reusing the last answer when it is the same span) and caches it with the
+/// context it came from.
+fn remember(
+    context: Option<Bound<'_, PyAny>>,
+    span: Option<Bound<'_, PyAny>>,
+) -> Option<ParentSpan> {
+    let same_span = LAST.with(|last| {
+        let last = last.borrow();
+        match (&last.span, &span) {
+            (Some(a), Some(b)) => a.is(b).then_some(last.parent),
+            (None, None) => Some(None),
+            _ => None,
+        }
+    });
+    // Resolving runs Python code (no borrow of LAST is held meanwhile).
+    let parent = same_span.unwrap_or_else(|| span.as_ref().and_then(span_context));
+    let fresh = Last {
+        context: context.map(Bound::unbind),
+        span: span.map(Bound::unbind),
+        parent,
+    };
+    // The replaced objects are dropped after the borrow ends: their finalizers may run Python
+    // code, which may make a traced call and come back here.
+    let old = LAST.with(|last| last.replace(fresh));
+    drop(old);
     parent
 }
 
-/// The span stored in the current OpenTelemetry `Context` (a dict) through the C API: two
-/// lookups, no Python frames.
-fn context_span<'py>(
-    py: Python<'py>,
-    var: &Py<PyAny>,
-    key: &Py<PyAny>,
-) -> Option<Bound<'py, PyAny>> {
+/// The current OpenTelemetry `Context` (a new reference), if it is a dict.
+fn current_context<'py>(py: Python<'py>, var: &Py<PyAny>) -> Option<Bound<'py, PyAny>> {
     let mut context: *mut ffi::PyObject = std::ptr::null_mut();
     // SAFETY: GIL held; `var` is a ContextVar; on success `context` is a new reference or NULL.
     if unsafe { ffi::PyContextVar_Get(var.as_ptr(), std::ptr::null_mut(), &mut context) } < 0 {
@@ -151,14 +196,23 @@ fn context_span<'py>(
     }
     // SAFETY: the new reference from PyContextVar_Get.
     let context = unsafe { Bound::from_owned_ptr(py, context) };
-    // SAFETY: GIL held; `context` is checked to be a dict before the dict lookup.
+    // SAFETY: GIL held.
+    (unsafe { ffi::PyDict_Check(context.as_ptr()) } != 0).then_some(context)
+}
+
+/// The span stored in an OpenTelemetry `Context` (a dict), through the C API.
+fn context_span<'py>(
+    py: Python<'py>,
+    context: &Bound<'py, PyAny>,
+    key: &Py<PyAny>,
+) -> Option<Bound<'py, PyAny>> {
+    // SAFETY: GIL held; `context` is a dict (checked by `current_context`).
     unsafe {
-        if ffi::PyDict_Check(context.as_ptr()) == 0 {
-            return None;
-        }
         let span = ffi::PyDict_GetItemWithError(context.as_ptr(), key.as_ptr());
         if span.is_null() {
-            let _ = PyErr::take(py);
+            if !ffi::PyErr_Occurred().is_null() {
+                let _ = PyErr::take(py);
+            }
             return None;
         }
         Some(Bound::from_borrowed_ptr(py, span))

@@ -92,7 +92,7 @@ impl TracedObject {
 /// rate, then the process-wide rate limit.
 #[inline]
 fn decide(p: &Pipeline, this: &TracedObject, parent: Option<ParentSpan>, trace_id: u128) -> bool {
-    p.sampler()
+    p.sampling_rule()
         .should_sample(parent.map(|p| p.sampled), trace_id)
         && this.rate_admits(p)
         && p.admit(now_unix_ns)
@@ -174,14 +174,32 @@ unsafe extern "C" fn traced_vectorcall(
     }
     p.count_started();
 
+    let kind = Kind::from_u8(this.kind);
+    if kind == Kind::Plain && p.sampling_rule().never_samples() {
+        // always_off (or a ratio of 0): no parent can change this decision, so none is looked
+        // up and no trace id is drawn.
+        // The entry still marks "inside an unsampled call" (`current_span()` is None here, as
+        // in every unsampled call); its trace id 0 makes a child start its own trace should
+        // the sampler be reconfigured meanwhile.
+        context::push(ParentSpan {
+            trace_id: 0,
+            span_id: 0,
+            sampled: false,
+            remote: false,
+        });
+        let _open = OpenSpan;
+        // SAFETY: forwarding our caller's arguments unchanged.
+        return unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
+    }
+
     // SAFETY: the GIL is held for the whole call.
     let py = unsafe { Python::assume_attached() };
     let parent = steps::current_parent(py);
     let trace_id = match parent {
-        Some(parent) => parent.trace_id,
-        None => ids::trace_id(),
+        // Trace id 0: the parent is an always_off call, which belongs to no trace.
+        Some(parent) if parent.trace_id != 0 => parent.trace_id,
+        _ => ids::trace_id(),
     };
-    let kind = Kind::from_u8(this.kind);
     if kind != Kind::Plain {
         // SAFETY: GIL held; forwarding our caller's arguments unchanged.
         return unsafe { call_stepped(py, this, kind, parent, trace_id, args, nargsf, kwnames) };
@@ -459,15 +477,18 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     ]));
     // 3.10+ refuses `TracedFunction()` outright; on 3.9 such an instance has no function and
     // its calls raise TypeError.
+    // Immutable (3.10+), like the built-in function types: CPython 3.11+ specializes
+    // `obj.method(...)` only for method descriptors of immutable types. Without it, every call
+    // of a traced method looked the attribute up in the type and the instance dict again.
     #[cfg(Py_3_10)]
-    let no_instantiation = ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION;
+    let version_flags = ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION | ffi::Py_TPFLAGS_IMMUTABLETYPE;
     #[cfg(not(Py_3_10))]
-    let no_instantiation = 0;
+    let version_flags = 0;
     let flags = ffi::Py_TPFLAGS_DEFAULT
         | ffi::Py_TPFLAGS_HAVE_GC
         | ffi::Py_TPFLAGS_HAVE_VECTORCALL
         | ffi::Py_TPFLAGS_METHOD_DESCRIPTOR
-        | no_instantiation;
+        | version_flags;
     let spec: &'static mut ffi::PyType_Spec = Box::leak(Box::new(ffi::PyType_Spec {
         name: c"callspan._callspan.TracedFunction".as_ptr(),
         basicsize: std::mem::size_of::<TracedObject>() as c_int,
