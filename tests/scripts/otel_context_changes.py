@@ -2,6 +2,8 @@
 span current at that moment. Every probe runs twice in a row, so the second call of each pair
 is answered from the per-thread cache of the last context seen."""
 
+from __future__ import annotations
+
 import callspan
 from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace import TracerProvider
