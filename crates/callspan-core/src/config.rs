@@ -1189,7 +1189,8 @@ impl Config {
             &[OTEL_BSP_EXPORT_TIMEOUT],
             Duration::from_millis(30_000),
             show_ms,
-            parse_millis,
+            // 0 would fail every export at once.
+            parse_positive_millis,
         );
         let (max_queue_size, _) = r.get(
             "max_queue_size",
@@ -1519,6 +1520,13 @@ mod tests {
         );
         assert!(
             w[1].contains(OTEL_BSP_SCHEDULE_DELAY) && w[1].contains("5000ms"),
+            "{w:?}"
+        );
+        // An export timeout of 0 would fail every export: warned about, default used.
+        let (c, w) = resolve(&[(OTEL_BSP_EXPORT_TIMEOUT, "0")], &[]);
+        assert_eq!(c.export_timeout, Duration::from_millis(30000));
+        assert!(
+            w.len() == 1 && w[0].contains(OTEL_BSP_EXPORT_TIMEOUT),
             "{w:?}"
         );
     }

@@ -52,7 +52,8 @@ struct Batching {
     max_batch: usize,
 }
 
-/// Owns the exporter thread. Dropping it asks the thread to shut down without waiting.
+/// Owns the exporter thread; [`BatchExporter::shutdown`] ends it (dropping it leaves the thread
+/// running: the sink's waker holds the other end of its control channel).
 #[derive(Debug)]
 pub struct BatchExporter {
     control: Sender<Control>,
@@ -106,13 +107,17 @@ impl BatchExporter {
                     transport: transport.ok(),
                     encoder,
                     in_flight: VecDeque::new(),
-                    in_flight_ok: true,
+                    all_ok: true,
                     sink,
                     registry,
                     batching,
                     limits,
                 };
                 worker.run(&control_rx);
+                // The caller may be joining this thread: never wait here for leftovers on the
+                // runtime's blocking pool (a DNS lookup of a timed-out attempt, say).
+                let Worker { runtime, .. } = worker;
+                runtime.shutdown_background();
             })
             .map_err(|e| format!("cannot start the callspan-export thread: {e}"))?;
         let destination = match ready_rx.recv() {
@@ -201,10 +206,11 @@ struct Worker {
     transport: Option<Transport>,
     /// Set for OTLP transports.
     encoder: Option<RequestEncoder>,
-    /// OTLP requests sent and not yet answered, oldest first; each tells whether it succeeded.
-    in_flight: VecDeque<tokio::task::JoinHandle<bool>>,
-    /// False once an answered request failed, until the next flush reports it.
-    in_flight_ok: bool,
+    /// OTLP requests sent and not yet answered, oldest first, with their span counts; each
+    /// task tells whether it succeeded.
+    in_flight: VecDeque<(tokio::task::JoinHandle<bool>, u64)>,
+    /// False once any export failed, until the next flush or shutdown reports it.
+    all_ok: bool,
     sink: &'static SpanSink,
     registry: &'static Registry,
     batching: Batching,
@@ -219,16 +225,17 @@ impl Worker {
             match control.recv_timeout(wait) {
                 Ok(Control::Wake) => {
                     self.sink.clear_wake();
-                    while self.sink.len() >= self.batching.max_batch {
+                    // Under a sustained flood the queue never drops below a batch: let a
+                    // waiting flush or shutdown in between batches.
+                    while self.sink.len() >= self.batching.max_batch && control.is_empty() {
                         self.export_batch(self.batching.max_batch);
                     }
                 }
                 Ok(Control::Flush(ack)) => {
-                    let ok = self.export_queued() & self.wait_in_flight();
-                    let _ = ack.send(ok);
+                    let _ = ack.send(self.export_all());
                 }
                 Ok(Control::Shutdown(ack)) => {
-                    let ok = self.export_queued() & self.wait_in_flight();
+                    let ok = self.export_all();
                     self.transport = None;
                     let _ = ack.send(ok);
                     return;
@@ -238,30 +245,43 @@ impl Worker {
                     next_export = Instant::now() + self.batching.schedule_delay;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.export_queued();
-                    self.wait_in_flight();
+                    self.export_all();
                     return;
                 }
             }
         }
     }
 
-    /// Exports what is queued right now (not what arrives meanwhile); true if nothing failed
-    /// so far (OTLP requests still in flight are not waited for).
-    fn export_queued(&mut self) -> bool {
+    /// Exports what is queued right now (not what arrives meanwhile) and waits for every
+    /// request in flight; true if no export failed since the last call.
+    fn export_all(&mut self) -> bool {
+        self.export_queued();
+        while !self.in_flight.is_empty() {
+            self.reap_oldest();
+        }
+        std::mem::replace(&mut self.all_ok, true)
+    }
+
+    /// Exports what is queued right now (not what arrives meanwhile), without waiting for the
+    /// OTLP requests to be answered.
+    fn export_queued(&mut self) {
         let mut remaining = self.sink.len();
-        let mut ok = true;
         while remaining > 0 {
             let n = remaining.min(self.batching.max_batch);
-            ok &= self.export_batch(n);
+            self.export_batch(n);
             remaining -= n;
         }
-        ok
     }
 
     /// Pops up to `n` records and exports them as one request (more if they outgrow the
-    /// request size limit).
-    fn export_batch(&mut self, n: usize) -> bool {
+    /// request size limit). Failures are counted and noted for the next flush.
+    fn export_batch(&mut self, n: usize) {
+        let ok = self.try_export_batch(n);
+        self.all_ok &= ok;
+    }
+
+    /// [`Self::export_batch`]; false if something failed already (OTLP requests report later).
+    fn try_export_batch(&mut self, n: usize) -> bool {
         let stats = &self.sink.stats;
         let Some(transport) = self.transport.as_mut() else {
             let mut dropped = 0;
@@ -334,37 +354,36 @@ impl Worker {
     /// Puts one OTLP request on the wire, first waiting for the oldest one in flight if
     /// [`MAX_IN_FLIGHT`] are.
     fn dispatch(&mut self, request: EncodedRequest) {
-        while self.in_flight.front().is_some_and(|h| h.is_finished())
+        while self.in_flight.front().is_some_and(|(h, _)| h.is_finished())
             || self.in_flight.len() >= MAX_IN_FLIGHT
         {
             self.reap_oldest();
         }
+        let stats: &'static Stats = &self.sink.stats;
         let Some(Transport::Otlp(client)) = &self.transport else {
+            // Only OTLP transports have an encoder; counted all the same.
+            Stats::add(&stats.dropped_export_failed, request.spans);
+            self.all_ok = false;
             return;
         };
         let client = OtlpClient::clone(client);
-        let stats: &'static Stats = &self.sink.stats;
         let timeout = self.batching.export_timeout;
-        self.in_flight
-            .push_back(self.runtime.spawn(send(client, request, stats, timeout)));
+        let spans = request.spans;
+        let handle = self.runtime.spawn(send(client, request, stats, timeout));
+        self.in_flight.push_back((handle, spans));
     }
 
     /// Waits for the oldest request in flight and notes whether it succeeded.
     fn reap_oldest(&mut self) {
-        if let Some(handle) = self.in_flight.pop_front() {
-            // A send task does not panic; if it did, its spans were not confirmed sent.
-            let ok = self.runtime.block_on(handle).unwrap_or(false);
-            self.in_flight_ok &= ok;
+        if let Some((handle, spans)) = self.in_flight.pop_front() {
+            let ok = self.runtime.block_on(handle).unwrap_or_else(|e| {
+                // A send task does not panic; if one did, its spans were never counted.
+                tracing::error!("an export task failed ({e}); {spans} spans dropped");
+                Stats::add(&self.sink.stats.dropped_export_failed, spans);
+                false
+            });
+            self.all_ok &= ok;
         }
-    }
-
-    /// Waits for every request in flight; true if all requests answered since the last call
-    /// succeeded.
-    fn wait_in_flight(&mut self) -> bool {
-        while !self.in_flight.is_empty() {
-            self.reap_oldest();
-        }
-        std::mem::replace(&mut self.in_flight_ok, true)
     }
 }
 

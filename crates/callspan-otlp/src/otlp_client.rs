@@ -356,11 +356,17 @@ impl HttpClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unsent)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BODY {
-                break;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_RESPONSE_BODY => {
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(_) => break,
+                // The status says whether the spans were taken; a 2xx must not be retried
+                // (that would send them twice) because its body broke off.
+                Err(_) if status.is_success() => break,
+                Err(e) => return Err(unsent(e)),
             }
-            body.extend_from_slice(&chunk);
         }
         if status.is_success() {
             // An empty body is a full success; a body that is not a response is one too (the

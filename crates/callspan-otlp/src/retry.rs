@@ -127,13 +127,24 @@ pub fn grpc_verdict(status: &tonic::Status) -> Verdict {
 pub fn http_verdict(status: u16, retry_after: Option<&str>) -> Verdict {
     match status {
         429 | 503 => retry_after
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(Verdict::Transient, |s| {
-                Verdict::Throttled(Duration::from_secs(s))
-            }),
+            .and_then(retry_after_delay)
+            .map_or(Verdict::Transient, Verdict::Throttled),
         0 | 502 | 504 => Verdict::Transient,
         _ => Verdict::Permanent,
     }
+}
+
+/// `Retry-After`: delay seconds (`120`) or an HTTP date (`Fri, 31 Dec 1999 23:59:59 GMT`).
+fn retry_after_delay(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[cfg(test)]
@@ -266,6 +277,15 @@ mod tests {
             Verdict::Throttled(Duration::from_secs(7))
         );
         assert_eq!(http_verdict(429, Some("soon")), Verdict::Transient);
+        let later = std::time::SystemTime::now() + Duration::from_secs(90);
+        match http_verdict(429, Some(&httpdate::fmt_http_date(later))) {
+            Verdict::Throttled(d) => assert!(d > Duration::from_secs(85), "{d:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            http_verdict(503, Some("Fri, 31 Dec 1999 23:59:59 GMT")),
+            Verdict::Throttled(Duration::ZERO)
+        );
         assert_eq!(http_verdict(502, None), Verdict::Transient);
         assert_eq!(http_verdict(0, None), Verdict::Transient);
         assert_eq!(http_verdict(400, None), Verdict::Permanent);
