@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from e2e_support import parse_output
+from otlp_receiver import RecordingReceiver
 
 
 def test_32_threads_lose_and_corrupt_nothing(receiver, run_script):
@@ -91,3 +92,78 @@ def test_flush_is_answered_while_other_threads_flood_the_queue(receiver, run_scr
     # than any exporter), never lost.
     stats = output.stats
     assert stats["spans_sampled"] == stats["spans_exported"] + stats["spans_dropped"], stats
+
+
+RECONFIGURE_WHILE_TRACING = """
+import sys, threading, time
+import callspan
+from scriptkit import finish, report
+
+first, second = sys.argv[1], sys.argv[2]
+
+
+@callspan.trace
+def hot(i):
+    return i
+
+
+stop = threading.Event()
+
+
+def busy():
+    while not stop.is_set():
+        for i in range(20):
+            hot(i)
+        time.sleep(0.001)
+
+
+threads = [threading.Thread(target=busy) for _ in range(2)]
+for thread in threads:
+    thread.start()
+switches = []
+for endpoint in [second, first, second, first, second]:
+    time.sleep(0.05)
+    called = time.time_ns()
+    callspan.configure(endpoint=endpoint)
+    switches.append([endpoint, called, time.time_ns()])
+time.sleep(0.05)
+stop.set()
+for thread in threads:
+    thread.join()
+report(switches=switches)
+finish()
+"""
+
+
+def test_reconfiguring_while_other_threads_trace_sends_later_spans_to_the_new_endpoint(
+    receiver, run_script
+):
+    # Another thread's call during configure() must not start an exporter with the old
+    # settings: every span that starts after configure() returned goes to the new endpoint.
+    with RecordingReceiver() as other:
+        output = parse_output(
+            run_script(
+                RECONFIGURE_WHILE_TRACING,
+                args=(receiver.endpoint, other.endpoint),
+                # Room for the calls made while one exporter hands over to the next.
+                env={"OTEL_BSP_MAX_QUEUE_SIZE": "20000"},
+            ).stdout
+        )
+        stats = output.stats
+        assert stats["spans_dropped"] == 0 and stats["export_errors"] == 0, stats
+        receivers = {receiver.endpoint: receiver, other.endpoint: other}
+        total = sum(len(r.spans()) for r in receivers.values())
+        assert total == stats["spans_exported"] == stats["spans_sampled"], (total, stats)
+        switches = output.facts["switches"]
+        for (endpoint, _, returned), following in zip(
+            switches, switches[1:] + [[None, None, None]]
+        ):
+            # Spans that started after configure() returned and before the next configure()
+            # was called went to `endpoint` only.
+            until = following[1] or float("inf")
+            for name, r in receivers.items():
+                between = [s for s in r.spans() if returned < s.start_time_unix_nano < until]
+                if name != endpoint:
+                    assert between == [], f"{len(between)} spans went to the old endpoint"
+                else:
+                    assert between, "no spans between two switches: the test proves nothing"

@@ -233,20 +233,22 @@ impl Pipeline {
                 config.max_queue_size
             );
         }
-        let old = {
-            let mut state = self.state.lock();
-            state.arguments = arguments;
-            state.shut_down = false;
-            self.exporter_running.store(false, Ordering::Release);
-            state.exporter.take()
-        };
-        if let Some(exporter) = old {
+        // The lock is held until the new configuration is in place: a traced call on another
+        // thread meanwhile keeps queueing (the old exporter is still "running" for it) and
+        // cannot start an exporter with the old configuration. The old exporter exports what
+        // is queued and ends; the first call after this starts the new one, which takes the
+        // rest.
+        let mut state = self.state.lock();
+        state.arguments = arguments;
+        state.shut_down = false;
+        if let Some(exporter) = state.exporter.take() {
             exporter.shutdown(&self.sink, config.export_timeout);
         }
         self.sampler.store(config.sampler);
         self.disabled.store(config.disabled, Ordering::Relaxed);
-        self.state.lock().config = config.clone();
         self.hot.apply(&config);
+        state.config = config;
+        self.exporter_running.store(false, Ordering::Release);
     }
 
     /// The intern tables shared with the exporter.
