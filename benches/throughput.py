@@ -89,6 +89,22 @@ def hot_loop(fn, seconds: float, rate: float | None) -> tuple[int, float, float]
                     pass
 
 
+def child_result(made, times, flush_ok, rss_start, **extra) -> dict:
+    """What every child reports: calls made, (start, end, flushed) times, the flush outcome,
+    RSS at the start and at its peak, plus its SDK's own counters."""
+    start, end, flushed = times
+    return {
+        "made": made,
+        "t_start": start,
+        "t_end": end,
+        "t_flushed": flushed,
+        "flush_ok": flush_ok,
+        **extra,
+        "rss_start": rss_start,
+        "peak_rss": benchkit.peak_rss_bytes(),
+    }
+
+
 def child_callspan(endpoint: str, seconds: float, rate: float | None, settings: dict) -> dict:
     import callspan
 
@@ -104,18 +120,15 @@ def child_callspan(endpoint: str, seconds: float, rate: float | None, settings: 
     flushed_ok = callspan.flush(120.0)
     flushed = time.monotonic()
     after = callspan.stats()
-    return {
-        "made": made,
-        "t_start": start,
-        "t_end": end,
-        "t_flushed": flushed,
-        "flush_ok": flushed_ok,
-        "stats_at_end": at_end,
-        "stats_after_flush": after,
-        "dropped": after["spans_dropped"],
-        "rss_start": rss_start,
-        "peak_rss": benchkit.peak_rss_bytes(),
-    }
+    return child_result(
+        made,
+        (start, end, flushed),
+        flushed_ok,
+        rss_start,
+        stats_at_end=at_end,
+        stats_after_flush=after,
+        dropped=after["spans_dropped"],
+    )
 
 
 def child_otel(endpoint: str, seconds: float, rate: float | None, settings: dict) -> dict:
@@ -152,18 +165,15 @@ def child_otel(endpoint: str, seconds: float, rate: float | None, settings: dict
     flushed_ok = provider.force_flush(120_000)
     flushed = time.monotonic()
     provider.shutdown()
-    return {
-        "made": made,
-        "t_start": start,
-        "t_end": end,
-        "t_flushed": flushed,
-        "flush_ok": flushed_ok,
-        "exported": counts["exported"],
-        "export_failed": counts["failed"],
-        "dropped": made - counts["exported"],
-        "rss_start": rss_start,
-        "peak_rss": benchkit.peak_rss_bytes(),
-    }
+    return child_result(
+        made,
+        (start, end, flushed),
+        flushed_ok,
+        rss_start,
+        exported=counts["exported"],
+        export_failed=counts["failed"],
+        dropped=made - counts["exported"],
+    )
 
 
 def synthetic_request(spans: int) -> bytes:

@@ -88,6 +88,19 @@ fn records(n: usize) -> Vec<SpanRecord> {
         .collect()
 }
 
+/// Records → `SpanData` under one registry read lock, as the file and console exporters do.
+fn span_data(
+    registry: &Registry,
+    scope: &opentelemetry::InstrumentationScope,
+    batch: Vec<SpanRecord>,
+) -> Vec<opentelemetry_sdk::trace::SpanData> {
+    let view = registry.view();
+    batch
+        .into_iter()
+        .filter_map(|r| to_span_data(r, &view, scope))
+        .collect()
+}
+
 fn resource() -> ResourceAttributesWithSchema {
     let mut config = Config::defaults();
     config.service_name = Some("imgpipe".to_owned());
@@ -129,13 +142,7 @@ fn convert_records(bencher: Bencher, n: usize) {
     bencher
         .counter(ItemsCount::new(n))
         .with_inputs(|| records(n))
-        .bench_local_values(|batch| {
-            let view = registry.view();
-            batch
-                .into_iter()
-                .filter_map(|r| to_span_data(r, &view, &scope))
-                .collect::<Vec<_>>()
-        });
+        .bench_local_values(|batch| span_data(&registry, &scope, batch));
 }
 
 /// `SpanData` → `ExportTraceServiceRequest` → protobuf bytes (the two steps below together).
@@ -146,13 +153,7 @@ fn encode_request(bencher: Bencher, n: usize) {
     let resource = resource();
     bencher
         .counter(ItemsCount::new(n))
-        .with_inputs(|| {
-            let view = registry.view();
-            records(n)
-                .into_iter()
-                .filter_map(|r| to_span_data(r, &view, &scope))
-                .collect::<Vec<_>>()
-        })
+        .with_inputs(|| span_data(&registry, &scope, records(n)))
         .bench_local_values(|spans| {
             let request = ExportTraceServiceRequest {
                 resource_spans: group_spans_by_resource_and_scope(spans, &resource),
@@ -170,13 +171,7 @@ fn group_by_scope(bencher: Bencher, n: usize) {
     let resource = resource();
     bencher
         .counter(ItemsCount::new(n))
-        .with_inputs(|| {
-            let view = registry.view();
-            records(n)
-                .into_iter()
-                .filter_map(|r| to_span_data(r, &view, &scope))
-                .collect::<Vec<_>>()
-        })
+        .with_inputs(|| span_data(&registry, &scope, records(n)))
         .bench_local_values(|spans| group_spans_by_resource_and_scope(spans, &resource));
 }
 
@@ -186,11 +181,7 @@ fn prost_encode(bencher: Bencher, n: usize) {
     let registry = registry();
     let scope = scope();
     let resource = resource();
-    let view = registry.view();
-    let spans = records(n)
-        .into_iter()
-        .filter_map(|r| to_span_data(r, &view, &scope))
-        .collect::<Vec<_>>();
+    let spans = span_data(&registry, &scope, records(n));
     let request = ExportTraceServiceRequest {
         resource_spans: group_spans_by_resource_and_scope(spans, &resource),
     };
@@ -209,13 +200,7 @@ fn records_to_bytes(bencher: Bencher, n: usize) {
         .counter(ItemsCount::new(n))
         .with_inputs(|| records(n))
         .bench_local_values(|batch| {
-            let spans = {
-                let view = registry.view();
-                batch
-                    .into_iter()
-                    .filter_map(|r| to_span_data(r, &view, &scope))
-                    .collect::<Vec<_>>()
-            };
+            let spans = span_data(&registry, &scope, batch);
             let request = ExportTraceServiceRequest {
                 resource_spans: group_spans_by_resource_and_scope(spans, &resource),
             };

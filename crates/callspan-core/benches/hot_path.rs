@@ -200,21 +200,15 @@ fn sampled_call_rust_side(bencher: Bencher) {
         context::pop();
         sink.push(SpanRecord {
             trace_id,
-            span_id,
             parent_span_id: parent.map_or(0, |p| p.span_id),
-            parent_is_remote: false,
             start_unix_ns,
             end_unix_ns,
-            function: 1,
             caller: black_box(CallerSite {
                 code: 3,
                 line: 31,
                 class: 2,
             }),
-            thread: 1,
-            error: None,
-            omitted: 0,
-            stack: None,
+            ..record(span_id)
         });
         black_box(sink.pop());
     });

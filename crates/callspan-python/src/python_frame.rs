@@ -1466,35 +1466,14 @@ mod imp {
             // built-in type: no user code).
             let c = code(f).cast::<Code>();
             let code_obj = Bound::from_borrowed_ptr(py, c.cast::<PyObject>());
-            let argc = attr_i32(&code_obj, "co_argcount")?;
-            check(
-                argc == (*c).co_argcount,
-                "co_argcount",
-                (*c).co_argcount as usize,
-                argc as usize,
-            )?;
-            let n = attr_i32(&code_obj, "co_nlocals")?;
-            check(
-                n == (*c).co_nlocals,
-                "co_nlocals",
-                (*c).co_nlocals as usize,
-                n as usize,
-            )?;
-            let fl = attr_i32(&code_obj, "co_flags")?;
-            check(
-                fl == (*c).co_flags,
-                "co_flags",
-                (*c).co_flags as usize,
-                fl as usize,
-            )?;
-            let first = attr_i32(&code_obj, "co_firstlineno")?;
-            let ours = (*c).co_firstlineno;
-            check(
-                first == ours,
-                "co_firstlineno",
-                ours as usize,
-                first as usize,
-            )?;
+            let same_int = |name: &str, ours: i32| -> Result<(), String> {
+                let theirs = attr_i32(&code_obj, name)?;
+                check(theirs == ours, name, ours as usize, theirs as usize)
+            };
+            same_int("co_argcount", (*c).co_argcount)?;
+            same_int("co_nlocals", (*c).co_nlocals)?;
+            same_int("co_flags", (*c).co_flags)?;
+            same_int("co_firstlineno", (*c).co_firstlineno)?;
             let same = |name: &str, p: *mut PyObject| -> Result<(), String> {
                 let v = code_obj.getattr(name).map_err(|e| e.to_string())?;
                 check(v.as_ptr() == p, name, p as usize, v.as_ptr() as usize)
@@ -1509,7 +1488,7 @@ mod imp {
                 same("co_varnames", (*c).co_varnames)?;
                 same("co_cellvars", (*c).co_cellvars)?;
             }
-            if argc >= 1 {
+            if (*c).co_argcount >= 1 {
                 let varnames = code_obj.getattr("co_varnames").map_err(|e| e.to_string())?;
                 let v0 = varnames.get_item(0).map_err(|e| e.to_string())?;
                 let ours = first_param_name(py, c.cast()).unwrap_or(ptr::null_mut());

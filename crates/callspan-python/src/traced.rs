@@ -148,6 +148,31 @@ impl Drop for OpenSpan {
 }
 
 /// The hot path: one traced call.
+/// Calls `func` as an unsampled call of trace `trace_id`: a context entry still marks "inside
+/// an unsampled call" (`current_span()` is None there) so that its children inherit the
+/// decision.
+///
+/// # Safety
+/// The GIL is held; `args`, `nargsf` and `kwnames` are a valid vectorcall for `func`.
+#[inline(always)]
+unsafe fn call_unsampled(
+    trace_id: u128,
+    func: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    context::push(ParentSpan {
+        trace_id,
+        span_id: 0,
+        sampled: false,
+        remote: false,
+    });
+    let _open = OpenSpan;
+    // SAFETY: the caller's contract.
+    unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) }
+}
+
 unsafe extern "C" fn traced_vectorcall(
     callable: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -177,19 +202,10 @@ unsafe extern "C" fn traced_vectorcall(
     let kind = Kind::from_u8(this.kind);
     if kind == Kind::Plain && p.sampling_rule().never_samples() {
         // always_off (or a ratio of 0): no parent can change this decision, so none is looked
-        // up and no trace id is drawn.
-        // The entry still marks "inside an unsampled call" (`current_span()` is None here, as
-        // in every unsampled call); its trace id 0 makes a child start its own trace should
+        // up and no trace id is drawn. Trace id 0 makes a child start its own trace should
         // the sampler be reconfigured meanwhile.
-        context::push(ParentSpan {
-            trace_id: 0,
-            span_id: 0,
-            sampled: false,
-            remote: false,
-        });
-        let _open = OpenSpan;
         // SAFETY: forwarding our caller's arguments unchanged.
-        return unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
+        return unsafe { call_unsampled(0, func, args, nargsf, kwnames) };
     }
 
     // SAFETY: the GIL is held for the whole call.
@@ -205,16 +221,8 @@ unsafe extern "C" fn traced_vectorcall(
         return unsafe { call_stepped(py, this, kind, parent, trace_id, args, nargsf, kwnames) };
     }
     if !decide(p, this, parent, trace_id) {
-        // Unsampled calls still open a context entry so that their children inherit the decision.
-        context::push(ParentSpan {
-            trace_id,
-            span_id: 0,
-            sampled: false,
-            remote: false,
-        });
-        let _open = OpenSpan;
         // SAFETY: as above.
-        return unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
+        return unsafe { call_unsampled(trace_id, func, args, nargsf, kwnames) };
     }
 
     let span_id = ids::span_id();
