@@ -165,6 +165,24 @@ def test_otel_context_makes_otel_spans_children_of_callspan_spans(receiver, run_
     assert out.facts["otel_parent"] == span.span_id
 
 
+def test_otel_context_applies_to_every_step_of_coroutines_and_generators(receiver, run_script):
+    out = run(run_script, "otel_context_steps", CALLSPAN_OTEL_CONTEXT="true")
+    spans = {s.name: s for s in receiver.wait_for_spans(3, timeout=20)}
+    assert set(spans) == {"main.<locals>.fetch", "main.<locals>.rows", "main.<locals>.stream"}
+    otel = out.facts["otel"]
+    for kind, callspan_name in [
+        ("coroutine", "main.<locals>.fetch"),
+        ("generator", "main.<locals>.rows"),
+        ("asyncgen", "main.<locals>.stream"),
+    ]:
+        span = spans[callspan_name]
+        for step in ("step1", "step2"):
+            assert otel[f"{kind}.{step}"] == [span.trace_id, span.span_id], (kind, step)
+    # While the object is suspended the OpenTelemetry context is the consumer's: no parent.
+    assert otel["between.generator"][1] is None
+    assert otel["between.asyncgen"][1] is None
+
+
 def test_without_otel_context_otel_spans_start_their_own_trace(receiver, run_script):
     out = run(run_script, "otel_context")
     (span,) = receiver.wait_for_spans(1, timeout=20)

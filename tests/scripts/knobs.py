@@ -97,6 +97,63 @@ def main(scenario):
             otel_trace=f"{otel_span.context.trace_id:032x}",
             otel_parent=f"{otel_span.parent.span_id:016x}" if otel_span.parent else None,
         )
+    elif scenario == "otel_context_steps":
+        # OpenTelemetry spans started inside each step of a coroutine, a generator and an async
+        # generator nest under the callspan span of that call; between steps (the object
+        # suspended) the OpenTelemetry context is the caller's again.
+        import asyncio
+
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        tracer = provider.get_tracer("library")
+
+        def query(label):
+            with tracer.start_as_current_span(label):
+                pass
+
+        @callspan.trace
+        async def fetch():
+            query("coroutine.step1")
+            await asyncio.sleep(0)
+            query("coroutine.step2")
+
+        @callspan.trace
+        def rows():
+            query("generator.step1")
+            yield 1
+            query("generator.step2")
+            yield 2
+
+        @callspan.trace
+        async def stream():
+            query("asyncgen.step1")
+            yield 1
+            await asyncio.sleep(0)
+            query("asyncgen.step2")
+            yield 2
+
+        async def consume():
+            await fetch()
+            async for _ in stream():
+                query("between.asyncgen")
+
+        asyncio.run(consume())
+        for _ in rows():
+            query("between.generator")
+        report(
+            otel={
+                s.name: [
+                    f"{s.context.trace_id:032x}",
+                    f"{s.parent.span_id:016x}" if s.parent else None,
+                ]
+                for s in memory.get_finished_spans()
+            }
+        )
     finish()
 
 

@@ -1,18 +1,20 @@
 //! Micro-benchmarks of the Rust work one sampled call does, piece by piece and together.
 //!
 //! `cargo bench -p callspan-core --bench hot_path` (or `make bench`). `cargo test --benches`
-//! runs each benchmark once, as a smoke test. `sampled_call_rust_side` adds up what
-//! `traced_vectorcall` does per sampled call in callspan-core, apart from Python itself and
-//! from the binding's caller-site resolution (a per-thread cache in callspan-python, which
-//! goes to the registry only on a miss): sampler, ids, context push/pop, two clock reads and
-//! the queue push, with a pop standing in for the exporter's drain.
+//! runs each benchmark once, as a smoke test. `sampled_call_rust_side` adds up what the span
+//! lifecycle (`callspan-python/src/span.rs`) does per sampled call in callspan-core, apart from
+//! Python itself and from the binding's caller-site resolution (a per-thread cache in
+//! callspan-python, which goes to the registry only on a miss): the real decision
+//! ([`HotState::decide`]: sampler, the function's own rate, the rate limit), ids, context
+//! push/pop, two clock reads and the queue push, with a pop standing in for the exporter's drain.
 
 use callspan_core::clock::now_unix_ns;
+use callspan_core::config::Config;
 use callspan_core::context::{self, ParentSpan};
+use callspan_core::hot::{self, FunctionRate, HotState};
 use callspan_core::ids;
 use callspan_core::record::{CallerSite, SpanRecord};
 use callspan_core::registry::{intern, CodeInfo, Registry};
-use callspan_core::sampler::{RootSampler, Sampler};
 use callspan_core::sink::SpanSink;
 use divan::{black_box, Bencher};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,21 +114,47 @@ fn clock_now_unix_ns() -> u64 {
     now_unix_ns()
 }
 
-/// The sampling decision for a root span.
+/// The sampling decision for a root span, as the hot path makes it: the configured sampler's
+/// rule, the function's own rate (`CALLSPAN_SAMPLE`, none matching here) and the rate limit.
 #[divan::bench_group]
-mod sampler {
+mod decision {
     use super::*;
 
-    #[divan::bench(args = [
-        Sampler::AlwaysOn,
-        Sampler::AlwaysOff,
-        Sampler::TraceIdRatio(0.01),
-        Sampler::ParentBased(RootSampler::AlwaysOn),
-    ])]
-    fn should_sample_root(bencher: Bencher, sampler: Sampler) {
+    #[divan::bench(args = ["always_on", "always_off", "traceidratio", "parentbased_always_on"])]
+    fn decide_root(bencher: Bencher, sampler: &str) {
+        let hot = configured(&[
+            ("OTEL_TRACES_SAMPLER", sampler),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.01"),
+        ]);
+        let rate = FunctionRate::new(None);
         let trace_id = ids::trace_id();
-        bencher.bench_local(|| black_box(sampler).should_sample(None, black_box(trace_id)));
+        bencher.bench_local(|| {
+            let rule = hot.sampling_rule();
+            black_box(rule.never_samples())
+                || hot.decide(rule, None, black_box(trace_id), &rate, 1, now_unix_ns)
+        });
     }
+
+    /// With `CALLSPAN_MAX_SPANS_PER_SECOND` set: one clock read and one CAS more.
+    #[divan::bench]
+    fn decide_root_rate_limited(bencher: Bencher) {
+        let hot = configured(&[("CALLSPAN_MAX_SPANS_PER_SECOND", "1e12")]);
+        let rate = FunctionRate::new(None);
+        let trace_id = ids::trace_id();
+        bencher.bench_local(|| {
+            let rule = hot.sampling_rule();
+            hot.decide(rule, None, black_box(trace_id), &rate, 1, now_unix_ns)
+        });
+    }
+}
+
+/// The process's hot state, configured from `pairs` as the environment (benchmarks run one at a
+/// time on the main thread, so reconfiguring the one global state per benchmark is safe).
+fn configured(pairs: &[(&str, &str)]) -> &'static HotState {
+    let (config, warnings) = Config::from_pairs(pairs, &[]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    hot::state().apply(&config);
+    hot::state()
 }
 
 /// The per-thread context stack: one push and one pop per traced call.
@@ -178,14 +206,23 @@ fn registry_code_and_class_lookup(bencher: Bencher, registered: usize) {
 fn sampled_call_rust_side(bencher: Bencher) {
     let sink = SpanSink::new(2048);
     sink.set_waker(512, Some(Box::new(|| {})));
-    let sampler = Sampler::AlwaysOn;
+    let hot = configured(&[("OTEL_TRACES_SAMPLER", "always_on")]);
+    let rate = FunctionRate::new(None);
     bencher.bench_local(|| {
+        let rule = hot.sampling_rule();
         let parent = context::current();
         let trace_id = match parent {
             Some(p) => p.trace_id,
             None => ids::trace_id(),
         };
-        if !black_box(sampler).should_sample(parent.map(|p| p.sampled), trace_id) {
+        if !hot.decide(
+            rule,
+            parent.map(|p| p.sampled),
+            trace_id,
+            &rate,
+            1,
+            now_unix_ns,
+        ) {
             return;
         }
         let span_id = ids::span_id();

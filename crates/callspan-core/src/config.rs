@@ -316,13 +316,18 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
+/// The `CALLSPAN_SAMPLE` rate of a function under `rules`: the first matching rule's, else 1.
+pub fn sample_rate_for(rules: &[SampleRule], function_name: &str) -> f64 {
+    rules
+        .iter()
+        .find(|rule| glob_match(&rule.pattern, function_name))
+        .map_or(1.0, |rule| rule.rate)
+}
+
 impl Config {
     /// The `CALLSPAN_SAMPLE` rate of a function: the first matching rule's, else 1.
     pub fn sample_rate_for(&self, function_name: &str) -> f64 {
-        self.sample_rules
-            .iter()
-            .find(|rule| glob_match(&rule.pattern, function_name))
-            .map_or(1.0, |rule| rule.rate)
+        sample_rate_for(&self.sample_rules, function_name)
     }
 }
 

@@ -1,6 +1,7 @@
 //! callspan's hot-path data: everything a traced call touches before the exporter takes over.
 //!
-//! A traced call asks the [`sampler::Sampler`] for a decision, reads two timestamps from the
+//! A traced call asks [`hot::HotState::decide`] for a decision (the [`sampler`], the function's
+//! own rate, the rate limit), reads two timestamps from the
 //! [`clock`], takes ids from [`ids`], and pushes one fixed-size [`record::SpanRecord`] into the
 //! bounded [`sink::SpanSink`]. Strings never travel with a record: code objects, classes and
 //! threads are interned once in the [`registry::Registry`] and records carry small integer ids.
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod fork;
+pub mod hot;
 pub mod ids;
 pub mod record;
 pub mod registry;

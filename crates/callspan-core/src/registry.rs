@@ -28,6 +28,14 @@ pub fn intern(s: &str) -> Interned {
     leaked
 }
 
+/// The process's intern tables: the one registry every entry point and the exporter share.
+/// Separate from the exporter's pipeline so that decorating functions (at import) reads no
+/// configuration: `callspan.configure()` in `main()` still applies in full, queue size included.
+pub fn global() -> &'static Registry {
+    static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(Registry::new)
+}
+
 /// A static attribute value given to `@callspan.trace(attributes=...)`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttributeValue {

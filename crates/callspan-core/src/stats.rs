@@ -30,10 +30,6 @@ pub struct Stats {
     pub dropped_shutdown: AtomicU64,
     /// Export requests that failed (after the exporter's own retries).
     pub export_errors: AtomicU64,
-    /// Calls the sampler kept but `CALLSPAN_MAX_SPANS_PER_SECOND` refused.
-    pub spans_rate_limited: AtomicU64,
-    /// Sampled spans shorter than `CALLSPAN_MIN_DURATION`, not exported.
-    pub spans_below_min_duration: AtomicU64,
     /// Export requests that succeeded.
     pub export_batches: AtomicU64,
 }
@@ -57,9 +53,10 @@ pub struct StatsSnapshot {
     pub dropped_shutdown: u64,
     /// See [`Stats::export_errors`].
     pub export_errors: u64,
-    /// See [`Stats::spans_rate_limited`].
+    /// Calls the sampler kept but `CALLSPAN_MAX_SPANS_PER_SECOND` refused ([`count_rate_limited`]).
     pub spans_rate_limited: u64,
-    /// See [`Stats::spans_below_min_duration`].
+    /// Sampled spans shorter than `CALLSPAN_MIN_DURATION`, not exported
+    /// ([`count_below_min_duration`]).
     pub spans_below_min_duration: u64,
     /// See [`Stats::export_batches`].
     pub export_batches: u64,
@@ -84,8 +81,8 @@ impl Stats {
             &self.dropped_shutdown,
             &self.export_errors,
             &self.export_batches,
-            &self.spans_rate_limited,
-            &self.spans_below_min_duration,
+            &RATE_LIMITED,
+            &BELOW_MIN_DURATION,
         ] {
             c.store(0, Relaxed);
         }
@@ -106,8 +103,8 @@ impl Stats {
             dropped_export_failed: failed,
             dropped_shutdown: shutdown,
             export_errors: self.export_errors.load(Relaxed),
-            spans_rate_limited: self.spans_rate_limited.load(Relaxed),
-            spans_below_min_duration: self.spans_below_min_duration.load(Relaxed),
+            spans_rate_limited: RATE_LIMITED.load(Relaxed),
+            spans_below_min_duration: BELOW_MIN_DURATION.load(Relaxed),
             export_batches: self.export_batches.load(Relaxed),
             queue_len: queue_len as u64,
         }
@@ -232,6 +229,26 @@ fn for_each_slot(mut f: impl FnMut(&Slot)) {
         f(slot);
         cursor = slot.next.load(Relaxed);
     }
+}
+
+/// Sampled calls refused by the rate limit, and sampled calls too short to export: counted by
+/// the span lifecycle before any exporter exists, so process-wide like the call counts (rare
+/// events: a shared atomic add is fine).
+static RATE_LIMITED: AtomicU64 = AtomicU64::new(0);
+static BELOW_MIN_DURATION: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one call the sampler kept but `CALLSPAN_MAX_SPANS_PER_SECOND` refused.
+#[inline]
+pub fn count_rate_limited() {
+    RATE_LIMITED.fetch_add(1, Relaxed);
+}
+
+/// Counts one sampled span dropped for being shorter than `CALLSPAN_MIN_DURATION` (it was
+/// sampled, so it counts there too).
+#[inline]
+pub fn count_below_min_duration() {
+    count_sampled();
+    BELOW_MIN_DURATION.fetch_add(1, Relaxed);
 }
 
 /// Counts one call of a traced function (sampled or not).

@@ -71,17 +71,19 @@ pub(crate) fn check_frame_layout(py: Python<'_>) {
     }
 }
 
-/// Where the current traced call came from; all zeros when no Python frame called it.
+/// Where a call made from `frame` came from: the frame's code, its current line, and the class
+/// of its `self`/`cls` when `with_class`. All zeros when frame reading is disabled.
 #[inline]
-pub(crate) fn current_site(py: Python<'_>, registry: &Registry, with_class: bool) -> CallerSite {
+pub(crate) fn site_of(
+    py: Python<'_>,
+    frame: &CallerFrame<'_>,
+    registry: &Registry,
+    with_class: bool,
+) -> CallerSite {
     if FRAME_READING_DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
         return CallerSite::default();
     }
-    // SAFETY: GIL held; the frame stays alive for the duration of this call.
-    let Some(frame) = (unsafe { python_frame::caller_frame(py) }) else {
-        return CallerSite::default();
-    };
-    let entry = site_entry(py, &frame, registry);
+    let entry = site_entry(py, frame, registry);
     let class = if entry.has_self && with_class {
         // SAFETY: `has_self` is the cached parameter-name check for this code object.
         match unsafe { frame.first_arg_slot() } {
@@ -99,20 +101,19 @@ pub(crate) fn current_site(py: Python<'_>, registry: &Registry, with_class: bool
     }
 }
 
-/// The `depth` frames beyond the caller, innermost first, for `code.stacktrace`.
+/// The `depth` frames beyond `frame` (the caller), innermost first, for `code.stacktrace`.
 pub(crate) fn outer_stack(
     py: Python<'_>,
+    frame: &CallerFrame<'_>,
     registry: &Registry,
     depth: usize,
 ) -> Option<Box<[CallerSite]>> {
     if FRAME_READING_DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
         return None;
     }
-    // SAFETY: GIL held; frames stay alive for the duration of this call.
-    let caller = unsafe { python_frame::caller_frame(py) }?;
     let mut frames = Vec::with_capacity(depth);
-    let mut frame = caller.back();
-    while let Some(f) = frame {
+    let mut next = frame.back();
+    while let Some(f) = next {
         if frames.len() == depth {
             break;
         }
@@ -122,7 +123,7 @@ pub(crate) fn outer_stack(
             line: entry.line,
             class: 0,
         });
-        frame = f.back();
+        next = f.back();
     }
     (!frames.is_empty()).then(|| frames.into_boxed_slice())
 }

@@ -16,7 +16,8 @@ pub(crate) fn capture_current(py: Python<'_>) -> ExceptionInfo {
     info
 }
 
-fn describe(py: Python<'_>, err: &PyErr) -> ExceptionInfo {
+/// Describes `err` (not necessarily the exception currently set).
+pub(crate) fn describe(py: Python<'_>, err: &PyErr) -> ExceptionInfo {
     let ty: Bound<'_, PyType> = err.get_type(py);
     let type_name = crate::caller::class_name(&ty).to_string();
     let value = err.value(py);

@@ -1,7 +1,9 @@
 //! The PyO3 binding: converts between Python objects and callspan's Rust core, nothing more.
 //!
-//! `traced` is the C-level callable (the hot path); `caller`, `python_frame`, `thread` and
-//! `exception` read interpreter state for it; `diagnostics` forwards the exporter's warnings to
+//! `span` is the span lifecycle every entry point shares (decide, caller, start, finish);
+//! `traced` is the decorator's C-level callable and `steps` its coroutine and generator
+//! wrappers; `caller`, `python_frame`, `thread`, `exception`, `task_context` and `otel` read
+//! interpreter state for them; `diagnostics` forwards the exporter's warnings to
 //! Python `logging`. The functions below are the private `callspan._callspan` module that
 //! `python/callspan/__init__.py` wraps; `_callspan.pyi` documents them.
 
@@ -10,7 +12,9 @@ mod diagnostics;
 mod exception;
 mod otel;
 mod python_frame;
+mod span;
 mod steps;
+mod task_context;
 mod thread;
 mod traced;
 
@@ -58,7 +62,7 @@ fn make_traced<'py>(
         line,
         attributes: attrs,
     };
-    let registry = pipeline::registry();
+    let registry = callspan_core::registry::global();
     let id = registry.add_function(info);
     // `file` is only given for Python functions, whose `__code__` is a plain attribute.
     if let Some(file) = file {
@@ -179,7 +183,7 @@ fn effective_config() -> Vec<(String, String, String)> {
 /// The current span as `(trace_id, span_id, sampled)`, or None outside any traced call.
 #[pyfunction]
 fn current_span(py: Python<'_>) -> Option<(u128, u64, bool)> {
-    steps::current_parent(py)
+    span::current_parent(py)
         .filter(|p| p.span_id != 0)
         .map(|p| (p.trace_id, p.span_id, p.sampled))
 }
@@ -203,13 +207,13 @@ fn set_remote_parent<'py>(
         sampled,
         remote: true,
     };
-    steps::set_context_parent(py, parent)
+    task_context::publish(py, parent)
 }
 
 /// Undoes `set_remote_parent`.
 #[pyfunction]
 fn reset_remote_parent(py: Python<'_>, token: &Bound<'_, PyAny>) -> PyResult<()> {
-    steps::reset_context_parent(py, token)
+    task_context::reset(py, token)
 }
 
 /// Forwards pending exporter diagnostics to the `callspan` logger now.

@@ -11,17 +11,15 @@
 //! another thread with the context (`asyncio.to_thread`, `contextvars.copy_context().run`)
 //! still finds its parent.
 
-use crate::{exception, thread};
-use callspan_core::clock::now_unix_ns;
-use callspan_core::context::{self, ParentSpan};
-use callspan_core::record::{CallerSite, ExceptionInfo, FunctionId, SpanRecord, ThreadKey};
-use callspan_otlp::pipeline;
+use crate::exception;
+use crate::span::{self, Decision, OpenSpan};
+use callspan_core::context::ParentSpan;
+use callspan_core::hot;
+use callspan_core::record::ExceptionInfo;
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyGeneratorExit, PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyTuple, PyType};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// What a traced function returns when called.
@@ -48,128 +46,40 @@ impl Kind {
     }
 }
 
-/// Set once any coroutine span exists: until then root calls need not look at the ContextVar.
-static CONTEXT_VAR_USED: AtomicBool = AtomicBool::new(false);
-
-fn context_var(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static VAR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    VAR.get_or_try_init(py, || {
-        Ok(py
-            .import("contextvars")?
-            .getattr("ContextVar")?
-            .call1(("callspan_current_span",))?
-            .unbind())
-    })
-    .map(|v| v.bind(py))
-}
-
-/// The span published in the current context by a coroutine step, for a root call on a thread
-/// whose own stack is empty (e.g. inside `asyncio.to_thread`).
-#[inline]
-pub(crate) fn context_parent(py: Python<'_>) -> Option<ParentSpan> {
-    if !CONTEXT_VAR_USED.load(Ordering::Relaxed) {
-        return None;
-    }
-    let var = context_var(py).ok()?;
-    let value = var.call_method1("get", (py.None(),)).ok()?;
-    let (trace_id, span_id, sampled, remote): (u128, u64, bool, bool) = value.extract().ok()?;
-    Some(ParentSpan {
-        trace_id,
-        span_id,
-        sampled,
-        remote,
-    })
-}
-
-/// Makes `parent` the current span of this context (task) until the returned token is reset:
-/// used for remote parents (W3C `traceparent`), which must follow the task, not the thread.
-pub(crate) fn set_context_parent<'py>(
-    py: Python<'py>,
-    parent: ParentSpan,
-) -> PyResult<Bound<'py, PyAny>> {
-    CONTEXT_VAR_USED.store(true, Ordering::Relaxed);
-    context_var(py)?.call_method1("set", (as_tuple(parent),))
-}
-
-/// Undoes [`set_context_parent`].
-pub(crate) fn reset_context_parent(py: Python<'_>, token: &Bound<'_, PyAny>) -> PyResult<()> {
-    context_var(py)?.call_method1("reset", (token,)).map(drop)
-}
-
-/// The innermost span on this thread, else the one published in this context.
-pub(crate) fn current_parent(py: Python<'_>) -> Option<ParentSpan> {
-    context::current()
-        .or_else(|| context_parent(py))
-        .or_else(|| crate::otel::current_parent(py))
-}
-
-fn as_tuple(p: ParentSpan) -> (u128, u64, bool, bool) {
-    (p.trace_id, p.span_id, p.sampled, p.remote)
-}
-
 /// The span of one call of a coroutine, generator or async generator.
 #[derive(Debug)]
 struct StepSpan {
-    trace_id: u128,
-    span_id: u64,
-    parent: Option<ParentSpan>,
-    sampled: bool,
-    function: FunctionId,
-    caller: CallerSite,
-    omitted: u8,
-    stack: Option<Box<[CallerSite]>>,
-    thread: ThreadKey,
-    /// Start time; 0 until the first step for generators.
-    start_unix_ns: u64,
+    /// What each step makes current: the span, or the unsampled marker its children inherit.
+    current: ParentSpan,
+    /// The span while it is open; None when the call is not sampled or the span has ended.
+    open: Option<OpenSpan>,
+    /// The object finished (or was abandoned): later steps are not part of the span.
     done: bool,
+    /// Coroutines and async generators publish the span in the task's context too.
     publish_in_context: bool,
 }
 
 type Shared = Arc<Mutex<StepSpan>>;
 
-impl StepSpan {
-    fn as_parent(&self) -> ParentSpan {
-        ParentSpan {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            sampled: self.sampled,
-            remote: false,
-        }
-    }
-
-    fn finish(&mut self, error: Option<ExceptionInfo>) {
-        if self.done {
+/// Ends the span of `shared` (once), describing the error only if the span is kept. The lock is
+/// not held while the span is finished: finishing may run Python code (diagnostics).
+fn end(py: Python<'_>, shared: &Shared, error: impl FnOnce() -> Option<ExceptionInfo>) {
+    let open = {
+        let mut s = shared.lock();
+        if s.done {
             return;
         }
-        self.done = true;
-        if !self.sampled {
-            return;
-        }
-        let end = now_unix_ns();
-        let start = if self.start_unix_ns == 0 {
-            end
-        } else {
-            self.start_unix_ns
-        };
-        let p = pipeline::global();
-        if end.saturating_sub(start) < p.min_duration_ns() {
-            p.count_below_min_duration();
-            return;
-        }
-        p.submit(SpanRecord {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            parent_span_id: self.parent.map_or(0, |p| p.span_id),
-            parent_is_remote: self.parent.is_some_and(|p| p.remote),
-            start_unix_ns: start,
-            end_unix_ns: end,
-            function: self.function,
-            caller: self.caller,
-            thread: self.thread,
-            error: error.map(Box::new),
-            omitted: self.omitted,
-            stack: self.stack.take(),
-        });
+        s.done = true;
+        s.open.take()
+    };
+    if let Some(open) = open {
+        span::finish(
+            py,
+            hot::state(),
+            open,
+            callspan_core::clock::now_unix_ns(),
+            error,
+        );
     }
 }
 
@@ -226,60 +136,38 @@ fn async_close_outcome(e: &PyErr, py: Python<'_>) -> Outcome {
 /// the object.
 fn step<'py>(
     py: Python<'py>,
-    span: &Shared,
+    shared: &Shared,
     classify: Classify,
     call: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (parent, publish) = {
-        let mut s = span.lock();
+    let (current, publish) = {
+        let mut s = shared.lock();
         if s.done {
             // Resuming a finished object: let the inner object raise what it raises.
             drop(s);
             return call();
         }
-        if s.start_unix_ns == 0 {
-            s.start_unix_ns = now_unix_ns();
+        if let Some(open) = s.open.as_mut() {
+            open.start_clock();
         }
-        (s.as_parent(), s.publish_in_context)
+        (s.current, s.publish_in_context)
     };
-    context::push(parent);
-    let token = if publish {
-        context_var(py)
-            .and_then(|var| var.call_method1("set", (as_tuple(parent),)))
-            .ok()
-    } else {
-        None
-    };
+    let active = span::enter(py, hot::state(), current, publish);
     let result = call();
-    if let Some(token) = token {
-        if let Ok(var) = context_var(py) {
-            // Keep a pending exception out of the way of the reset.
-            let pending = PyErr::take(py);
-            let _ = var.call_method1("reset", (token,));
-            if let Some(e) = pending {
-                e.restore(py);
-            }
-        }
-    }
-    context::pop();
+    active.exit(py);
     if let Err(err) = &result {
         match classify(err, py) {
             Outcome::Continue => {}
-            Outcome::EndOk => span.lock().finish(None),
-            Outcome::EndError => {
-                let info = describe(py, err);
-                span.lock().finish(Some(info));
-            }
+            Outcome::EndOk => end(py, shared, || None),
+            Outcome::EndError => end(py, shared, || Some(describe(py, err))),
         }
     }
     result
 }
 
+/// An exception that ended a step's object; a cancelled coroutine says so.
 fn describe(py: Python<'_>, err: &PyErr) -> ExceptionInfo {
-    let err = err.clone_ref(py);
-    err.restore(py);
-    let mut info = exception::capture_current(py);
-    let _ = PyErr::take(py);
+    let mut info = exception::describe(py, err);
     if info.type_name.ends_with("CancelledError") {
         info.message = if info.message.is_empty() {
             "cancelled".to_owned()
@@ -324,14 +212,19 @@ fn one<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> Bound<'py, PyTuple> {
     PyTuple::new(py, [value]).expect("a tuple of one object")
 }
 
-/// Ends the span of an object dropped before it finished (a generator abandoned mid-way).
-fn finish_abandoned(span: &Shared) {
-    let mut s = span.lock();
-    if s.start_unix_ns != 0 {
-        s.finish(None);
-    } else {
-        // Never started: no span (nothing ran). Mark done so nothing is counted twice.
+/// Ends the span of an object dropped or closed before it finished (a generator abandoned
+/// mid-way). One that never ran has no span: nothing ran.
+fn finish_abandoned(py: Python<'_>, shared: &Shared) {
+    let never_ran = {
+        let s = shared.lock();
+        s.open.as_ref().is_some_and(|open| !open.started())
+    };
+    if never_ran {
+        let mut s = shared.lock();
         s.done = true;
+        s.open = None;
+    } else {
+        end(py, shared, || None);
     }
 }
 
@@ -375,7 +268,7 @@ impl TracedCoroutine {
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let result = self.inner.bind(py).call_method0("close");
-        self.span.lock().finish(None);
+        end(py, &self.span, || None);
         result.map(drop)
     }
 
@@ -411,7 +304,9 @@ impl TracedCoroutine {
 
 impl Drop for TracedCoroutine {
     fn drop(&mut self) {
-        finish_abandoned(&self.span);
+        // SAFETY: a pyclass is dropped by its tp_dealloc, which runs with the GIL held.
+        let py = unsafe { Python::assume_attached() };
+        finish_abandoned(py, &self.span);
     }
 }
 
@@ -471,7 +366,7 @@ impl TracedGenerator {
             inner.call_method0("close")
         });
         // A generator closed before its first step never ran: no span.
-        finish_abandoned(&self.span);
+        finish_abandoned(py, &self.span);
         result.map(drop)
     }
 
@@ -483,7 +378,9 @@ impl TracedGenerator {
 
 impl Drop for TracedGenerator {
     fn drop(&mut self) {
-        finish_abandoned(&self.span);
+        // SAFETY: a pyclass is dropped by its tp_dealloc, which runs with the GIL held.
+        let py = unsafe { Python::assume_attached() };
+        finish_abandoned(py, &self.span);
     }
 }
 
@@ -546,7 +443,9 @@ impl TracedAsyncGenerator {
 
 impl Drop for TracedAsyncGenerator {
     fn drop(&mut self) {
-        finish_abandoned(&self.span);
+        // SAFETY: a pyclass is dropped by its tp_dealloc, which runs with the GIL held.
+        let py = unsafe { Python::assume_attached() };
+        finish_abandoned(py, &self.span);
     }
 }
 
@@ -619,67 +518,36 @@ impl TracedAsyncStep {
     }
 }
 
-/// What the hot path decided for one call of a coroutine or generator function.
-#[derive(Debug)]
-pub(crate) struct StepCall {
-    pub(crate) trace_id: u128,
-    pub(crate) span_id: u64,
-    pub(crate) parent: Option<ParentSpan>,
-    pub(crate) sampled: bool,
-    pub(crate) function: FunctionId,
-    pub(crate) caller: CallerSite,
-    pub(crate) omitted: u8,
-    pub(crate) stack: Option<Box<[CallerSite]>>,
-}
-
 /// Called by the hot path for a non-plain traced function, with the object calling `func`
-/// created: wraps it with its span.
+/// created: wraps it with its span (`span`: the open span when the call is sampled).
 pub(crate) fn wrap<'py>(
     py: Python<'py>,
     kind: Kind,
     created: Bound<'py, PyAny>,
-    call: StepCall,
+    decision: Decision,
+    mut span: Option<OpenSpan>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let registry = pipeline::registry();
-    let thread = if call.omitted & callspan_core::config::Capture::THREAD != 0 {
-        0
-    } else {
-        thread::current_key(py, registry)
+    let current = match (&span, decision) {
+        (Some(open), _) => open.as_parent(),
+        (None, Decision::Unsampled { trace_id } | Decision::Sampled { trace_id, .. }) => {
+            Decision::unsampled_marker(trace_id)
+        }
     };
-    let StepCall {
-        trace_id,
-        span_id,
-        parent,
-        sampled,
-        function,
-        caller,
-        omitted,
-        stack,
-    } = call;
-    let span = Arc::new(Mutex::new(StepSpan {
-        trace_id,
-        span_id,
-        parent,
-        sampled,
-        function,
-        caller,
-        omitted,
-        stack,
-        thread,
-        // A coroutine's span covers its awaited lifetime from the call; a generator's starts
-        // with the first iteration.
-        start_unix_ns: if kind == Kind::Coroutine {
-            now_unix_ns()
-        } else {
-            0
-        },
+    // A coroutine's span covers its awaited lifetime from the call; a generator's starts with
+    // the first iteration.
+    if kind == Kind::Coroutine {
+        if let Some(open) = span.as_mut() {
+            open.start_clock();
+        }
+    }
+    let shared = Arc::new(Mutex::new(StepSpan {
+        current,
+        open: span,
         done: false,
         publish_in_context: kind != Kind::Generator,
     }));
-    if kind != Kind::Generator {
-        CONTEXT_VAR_USED.store(true, Ordering::Relaxed);
-    }
     let inner = created.unbind();
+    let span = shared;
     let obj: Bound<'py, PyAny> = match kind {
         Kind::Coroutine => Bound::new(py, TracedCoroutine { inner, span })?.into_any(),
         Kind::Generator => Bound::new(py, TracedGenerator { inner, span })?.into_any(),

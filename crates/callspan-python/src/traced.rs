@@ -12,16 +12,17 @@
 //! Instances carry a `__dict__` so that `functools.update_wrapper` can give them the wrapped
 //! function's `__name__`, `__qualname__`, `__doc__`, `__module__` and `__wrapped__`.
 
+use crate::exception;
+use crate::python_frame;
+use crate::span::{self, Decision, OpenSpan};
 use crate::steps::{self, Kind};
-use crate::{caller, exception, otel, thread};
 use callspan_core::clock::now_unix_ns;
-use callspan_core::context::{self, ParentSpan};
-use callspan_core::ids;
-use callspan_core::record::{CallerSite, FunctionId, SpanRecord};
-use callspan_otlp::pipeline::{self, Pipeline};
+use callspan_core::context;
+use callspan_core::hot::{self, FunctionRate, HotState, Mode};
+use callspan_core::record::FunctionId;
+use callspan_core::registry;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::mem::offset_of;
 use std::ptr;
@@ -44,90 +45,8 @@ struct TracedObject {
     function_id: FunctionId,
     /// What calling `func` returns (a [`steps::Kind`] as u8).
     kind: u8,
-    /// `@callspan.trace(sample_rate=...)`; NaN: none given (CALLSPAN_SAMPLE decides).
-    decorator_rate: Cell<f64>,
-    /// The configuration epoch `rate_threshold` was computed for.
-    rate_epoch: Cell<u32>,
-    /// This function's sampling rate as a threshold for a random u64; u64::MAX: always.
-    rate_threshold: Cell<u64>,
-}
-
-impl TracedObject {
-    /// The per-function sampling draw (`sample_rate=` or `CALLSPAN_SAMPLE`), decided once per
-    /// function and configuration: no string matching per call.
-    #[inline]
-    fn rate_admits(&self, p: &Pipeline) -> bool {
-        let epoch = p.config_epoch();
-        if self.rate_epoch.get() != epoch {
-            self.refresh_rate(p, epoch);
-        }
-        let threshold = self.rate_threshold.get();
-        threshold == u64::MAX || ids::random_u64() < threshold
-    }
-
-    #[cold]
-    fn refresh_rate(&self, p: &Pipeline, epoch: u32) {
-        let decorator = self.decorator_rate.get();
-        let rate = if decorator.is_nan() {
-            let name = p
-                .registry()
-                .view()
-                .function(self.function_id)
-                .map(|f| f.function_name);
-            name.map_or(1.0, |n| p.sample_rate_for(n))
-        } else {
-            decorator
-        };
-        let threshold = if rate >= 1.0 {
-            u64::MAX
-        } else {
-            (rate.max(0.0) * u64::MAX as f64) as u64
-        };
-        self.rate_threshold.set(threshold);
-        self.rate_epoch.set(epoch);
-    }
-}
-
-/// Whether a call with this parent decision is recorded: the sampler, then the function's own
-/// rate, then the process-wide rate limit.
-#[inline]
-fn decide(p: &Pipeline, this: &TracedObject, parent: Option<ParentSpan>, trace_id: u128) -> bool {
-    p.sampling_rule()
-        .should_sample(parent.map(|p| p.sampled), trace_id)
-        && this.rate_admits(p)
-        && p.admit(now_unix_ns)
-}
-
-/// The caller attributes and stack the configuration asks for.
-#[inline]
-fn read_caller(
-    py: Python<'_>,
-    p: &Pipeline,
-    omitted: u8,
-) -> (
-    CallerSite,
-    callspan_core::record::ThreadKey,
-    Option<Box<[CallerSite]>>,
-) {
-    use callspan_core::config::Capture;
-    let frame_bits = Capture::FUNCTION | Capture::FILE | Capture::LINE | Capture::CLASS;
-    let site = if omitted & frame_bits == frame_bits {
-        CallerSite::default()
-    } else {
-        caller::current_site(py, p.registry(), omitted & Capture::CLASS == 0)
-    };
-    let thread = if omitted & Capture::THREAD != 0 {
-        0
-    } else {
-        thread::current_key(py, p.registry())
-    };
-    let depth = p.stack_depth();
-    let stack = if depth > 0 {
-        caller::outer_stack(py, p.registry(), depth)
-    } else {
-        None
-    };
-    (site, thread, stack)
+    /// `@callspan.trace(sample_rate=...)` or `CALLSPAN_SAMPLE`, decided once per configuration.
+    rate: FunctionRate,
 }
 
 extern "C" {
@@ -137,17 +56,6 @@ extern "C" {
 
 static TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
 
-/// Pops the context stack even if the call unwinds.
-struct OpenSpan;
-
-impl Drop for OpenSpan {
-    #[inline]
-    fn drop(&mut self) {
-        context::pop();
-    }
-}
-
-/// The hot path: one traced call.
 /// Calls `func` as an unsampled call of trace `trace_id`: a context entry still marks "inside
 /// an unsampled call" (`current_span()` is None there) so that its children inherit the
 /// decision.
@@ -162,17 +70,23 @@ unsafe fn call_unsampled(
     nargsf: usize,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    context::push(ParentSpan {
-        trace_id,
-        span_id: 0,
-        sampled: false,
-        remote: false,
-    });
-    let _open = OpenSpan;
+    context::push(Decision::unsampled_marker(trace_id));
+    let _pop = PopOnDrop;
     // SAFETY: the caller's contract.
     unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) }
 }
 
+/// Pops the context stack even if the call unwinds.
+struct PopOnDrop;
+
+impl Drop for PopOnDrop {
+    #[inline]
+    fn drop(&mut self) {
+        context::pop();
+    }
+}
+
+/// The hot path: one call of a traced function.
 unsafe extern "C" fn traced_vectorcall(
     callable: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -192,92 +106,48 @@ unsafe extern "C" fn traced_vectorcall(
         }
         return ptr::null_mut();
     }
-    let p = pipeline::global();
-    if p.disabled() {
+    let hot = hot::state();
+    match hot.mode() {
+        Mode::Enabled => {}
         // SAFETY: forwarding our caller's arguments unchanged.
-        return unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
+        Mode::Disabled => return unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) },
+        Mode::Unconfigured => {
+            // The first traced call of the process reads the configuration.
+            callspan_otlp::pipeline::global();
+            if hot.mode() == Mode::Disabled {
+                // SAFETY: as above.
+                return unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
+            }
+        }
     }
-    p.count_started();
-
-    let kind = Kind::from_u8(this.kind);
-    if kind == Kind::Plain && p.sampling_rule().never_samples() {
-        // always_off (or a ratio of 0): no parent can change this decision, so none is looked
-        // up and no trace id is drawn. Trace id 0 makes a child start its own trace should
-        // the sampler be reconfigured meanwhile.
-        // SAFETY: forwarding our caller's arguments unchanged.
-        return unsafe { call_unsampled(0, func, args, nargsf, kwnames) };
-    }
-
+    callspan_core::stats::count_started();
     // SAFETY: the GIL is held for the whole call.
     let py = unsafe { Python::assume_attached() };
-    let parent = steps::current_parent(py);
-    let trace_id = match parent {
-        // Trace id 0: the parent is an always_off call, which belongs to no trace.
-        Some(parent) if parent.trace_id != 0 => parent.trace_id,
-        _ => ids::trace_id(),
-    };
+    let decision = span::decide(py, hot, this.function_id, &this.rate);
+    let kind = Kind::from_u8(this.kind);
     if kind != Kind::Plain {
         // SAFETY: GIL held; forwarding our caller's arguments unchanged.
-        return unsafe { call_stepped(py, this, kind, parent, trace_id, args, nargsf, kwnames) };
+        return unsafe { call_stepped(py, hot, this, kind, decision, args, nargsf, kwnames) };
     }
-    if !decide(p, this, parent, trace_id) {
+    let (trace_id, parent) = match decision {
         // SAFETY: as above.
-        return unsafe { call_unsampled(trace_id, func, args, nargsf, kwnames) };
-    }
-
-    let span_id = ids::span_id();
-    let omitted = p.omitted();
-    let (site, thread, stack) = read_caller(py, p, omitted);
-    context::push(ParentSpan {
-        trace_id,
-        span_id,
-        sampled: true,
-        remote: false,
-    });
-    let open = OpenSpan;
-    let otel_token = if p.otel_context() {
-        otel::attach(py, trace_id, span_id)
-    } else {
-        None
+        Decision::Unsampled { trace_id } => {
+            return unsafe { call_unsampled(trace_id, func, args, nargsf, kwnames) }
+        }
+        Decision::Sampled { trace_id, parent } => (trace_id, parent),
     };
-    let start_unix_ns = now_unix_ns();
+    // SAFETY: GIL held; the frame current now is our caller's (no frame of ours exists).
+    let caller = span::read_caller(py, hot, unsafe { python_frame::caller_frame(py) });
+    let mut open = OpenSpan::new(trace_id, parent, this.function_id, caller);
+    let active = span::enter(py, hot, open.as_parent(), false);
+    open.start_clock();
     // SAFETY: as above.
     let result = unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
     let end_unix_ns = now_unix_ns();
-    if let Some(token) = otel_token {
-        otel::detach(py, token);
-    }
-    drop(open);
-
-    if end_unix_ns.saturating_sub(start_unix_ns) < p.min_duration_ns() {
-        p.count_below_min_duration();
-    } else {
-        let error = if result.is_null() {
-            Some(Box::new(exception::capture_current(py)))
-        } else {
-            None
-        };
-        submit(
-            p,
-            SpanRecord {
-                trace_id,
-                span_id,
-                parent_span_id: parent.map_or(0, |p| p.span_id),
-                parent_is_remote: parent.is_some_and(|p| p.remote),
-                start_unix_ns,
-                end_unix_ns,
-                function: this.function_id,
-                caller: site,
-                thread,
-                error,
-                omitted,
-                stack,
-            },
-        );
-    }
-    if callspan_otlp::diagnostic::pending() {
-        crate::diagnostics::forward_keeping_error(py);
-    }
+    active.exit(py);
+    span::finish(py, hot, open, end_unix_ns, || {
+        result.is_null().then(|| exception::capture_current(py))
+    });
     result
 }
 
@@ -287,21 +157,21 @@ unsafe extern "C" fn traced_vectorcall(
 #[allow(clippy::too_many_arguments)]
 unsafe fn call_stepped(
     py: Python<'_>,
+    hot: &HotState,
     this: &TracedObject,
     kind: Kind,
-    parent: Option<ParentSpan>,
-    trace_id: u128,
+    decision: Decision,
     args: *const *mut ffi::PyObject,
     nargsf: usize,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    let p = pipeline::global();
-    let sampled = decide(p, this, parent, trace_id);
-    let omitted = p.omitted();
-    let (site, _, stack) = if sampled {
-        read_caller(py, p, omitted)
-    } else {
-        Default::default()
+    let span = match decision {
+        Decision::Unsampled { .. } => None,
+        Decision::Sampled { trace_id, parent } => {
+            // SAFETY: GIL held; the frame current now is our caller's.
+            let caller = span::read_caller(py, hot, unsafe { python_frame::caller_frame(py) });
+            Some(OpenSpan::new(trace_id, parent, this.function_id, caller))
+        }
     };
     // SAFETY: forwarding our caller's arguments unchanged, GIL held.
     let created = unsafe { ffi::PyObject_Vectorcall(this.func, args, nargsf, kwnames) };
@@ -310,28 +180,13 @@ unsafe fn call_stepped(
     }
     // SAFETY: a new reference from the call above.
     let created = unsafe { Bound::from_owned_ptr(py, created) };
-    let span = steps::StepCall {
-        trace_id,
-        span_id: ids::span_id(),
-        parent,
-        sampled,
-        function: this.function_id,
-        caller: site,
-        omitted,
-        stack,
-    };
-    match steps::wrap(py, kind, created, span) {
+    match steps::wrap(py, kind, created, decision, span) {
         Ok(obj) => obj.into_ptr(),
         Err(e) => {
             e.restore(py);
             ptr::null_mut()
         }
     }
-}
-
-#[inline]
-fn submit(p: &'static Pipeline, record: SpanRecord) {
-    p.submit(record);
 }
 
 /// `tp_descr_get`: binds like a function (`obj.f` is a bound method; `Class.f` is `f`).
@@ -405,7 +260,7 @@ unsafe extern "C" fn traced_repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject 
     unsafe {
         let this = &*slf.cast::<TracedObject>();
         let py = Python::assume_attached();
-        let name = callspan_otlp::pipeline::registry()
+        let name = registry::global()
             .view()
             .function(this.function_id)
             .map(|f| f.function_name.to_string())
@@ -555,10 +410,8 @@ pub(crate) fn new_traced<'py>(
         this.func = func.clone().into_ptr();
         this.function_id = function_id;
         this.kind = kind as u8;
-        // The allocation is zeroed; Cells of plain numbers are valid as written.
-        this.decorator_rate = Cell::new(sample_rate.unwrap_or(f64::NAN));
-        this.rate_epoch = Cell::new(u32::MAX);
-        this.rate_threshold = Cell::new(u64::MAX);
+        // The allocation is zeroed memory, not a FunctionRate: write it without reading.
+        ptr::addr_of_mut!(this.rate).write(FunctionRate::new(sample_rate));
         Ok(Bound::from_owned_ptr(py, obj))
     }
 }

@@ -1,0 +1,310 @@
+//! The span lifecycle: the one sequence every entry point follows to turn a call into a span.
+//!
+//! 1. [`decide`]: find the parent (this thread's open call, else the task's published span, else
+//!    the current OpenTelemetry span), take its trace or draw a new one, and ask
+//!    [`callspan_core::hot::HotState::decide`] (sampler → the function's own rate → rate limit).
+//! 2. [`read_caller`]: the caller's code, call line and class from a given frame (the decorator
+//!    passes the frame current when it is called, which is the caller's; a profile hook passes
+//!    the callee frame's `f_back`), the thread, and the outer stack if configured.
+//! 3. [`OpenSpan::new`] draws the span id; [`enter`] makes the span current while its code runs
+//!    (the thread's context stack, the task's `ContextVar` for coroutines, the OpenTelemetry
+//!    context with `CALLSPAN_OTEL_CONTEXT`) and [`Active::exit`] undoes it. A plain call enters
+//!    once; a coroutine or generator enters around each step and exits when the step suspends.
+//! 4. [`finish`]: end time, `CALLSPAN_MIN_DURATION`, the exception, submit; then diagnostics.
+//!
+//! The decorator's vectorcall (`traced`), the coroutine and generator wrappers (`steps`) and the
+//! profile hook all use these functions; none of them repeats a step.
+
+use crate::python_frame::CallerFrame;
+use crate::{caller, diagnostics, otel, task_context, thread};
+use callspan_core::clock::now_unix_ns;
+use callspan_core::config::Capture;
+use callspan_core::context::{self, ParentSpan};
+use callspan_core::hot::{FunctionRate, HotState};
+use callspan_core::record::{CallerSite, ExceptionInfo, FunctionId, SpanRecord, ThreadKey};
+use callspan_core::{ids, registry, stats};
+use callspan_otlp::pipeline;
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+/// The innermost span on this thread, else the one published in this task's context, else the
+/// current OpenTelemetry span.
+#[inline]
+pub(crate) fn current_parent(py: Python<'_>) -> Option<ParentSpan> {
+    context::current()
+        .or_else(|| task_context::parent(py))
+        .or_else(|| otel::current_parent(py))
+}
+
+/// What [`decide`] found for one call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Decision {
+    /// Not recorded. Its children inherit `trace_id` and "not sampled"; 0 means the call belongs
+    /// to no trace (the sampler never samples), so a child starts its own trace should the
+    /// sampler be reconfigured meanwhile.
+    Unsampled { trace_id: u128 },
+    /// Recorded, in `trace_id`, as a child of `parent`.
+    Sampled {
+        trace_id: u128,
+        parent: Option<ParentSpan>,
+    },
+}
+
+impl Decision {
+    /// The context entry of an unsampled call, which makes its children inherit the decision.
+    #[inline]
+    pub(crate) fn unsampled_marker(trace_id: u128) -> ParentSpan {
+        ParentSpan {
+            trace_id,
+            span_id: 0,
+            sampled: false,
+            remote: false,
+        }
+    }
+}
+
+/// Step 1: whether this call of `function` becomes a span.
+#[inline]
+pub(crate) fn decide(
+    py: Python<'_>,
+    hot: &HotState,
+    function: FunctionId,
+    rate: &FunctionRate,
+) -> Decision {
+    let rule = hot.sampling_rule();
+    if rule.never_samples() {
+        // always_off (or a ratio of 0): no parent can change this decision, so none is looked
+        // up and no trace id is drawn.
+        return Decision::Unsampled { trace_id: 0 };
+    }
+    let parent = current_parent(py);
+    let trace_id = match parent {
+        // Trace id 0: the parent is an always_off call, which belongs to no trace.
+        Some(parent) if parent.trace_id != 0 => parent.trace_id,
+        _ => ids::trace_id(),
+    };
+    if hot.decide(
+        rule,
+        parent.map(|p| p.sampled),
+        trace_id,
+        rate,
+        function,
+        now_unix_ns,
+    ) {
+        Decision::Sampled { trace_id, parent }
+    } else {
+        Decision::Unsampled { trace_id }
+    }
+}
+
+/// Who called, as the configuration asks to capture it.
+#[derive(Debug, Default)]
+pub(crate) struct Caller {
+    site: CallerSite,
+    thread: ThreadKey,
+    stack: Option<Box<[CallerSite]>>,
+    /// `CALLSPAN_CAPTURE` bits not captured.
+    omitted: u8,
+}
+
+/// Step 2: the caller attributes of a call made from `frame` (None: called from C).
+#[inline]
+pub(crate) fn read_caller(
+    py: Python<'_>,
+    hot: &HotState,
+    frame: Option<CallerFrame<'_>>,
+) -> Caller {
+    let omitted = hot.omitted();
+    let registry = registry::global();
+    let frame_bits = Capture::FUNCTION | Capture::FILE | Capture::LINE | Capture::CLASS;
+    let site = match frame {
+        Some(frame) if omitted & frame_bits != frame_bits => {
+            caller::site_of(py, &frame, registry, omitted & Capture::CLASS == 0)
+        }
+        _ => CallerSite::default(),
+    };
+    let depth = hot.stack_depth();
+    let stack = match frame {
+        Some(frame) if depth > 0 => caller::outer_stack(py, &frame, registry, depth),
+        _ => None,
+    };
+    // Last: a thread's first look-up runs `threading`'s Python code (the frame is not read
+    // after it).
+    let thread = if omitted & Capture::THREAD != 0 {
+        0
+    } else {
+        thread::current_key(py, registry)
+    };
+    Caller {
+        site,
+        thread,
+        stack,
+        omitted,
+    }
+}
+
+/// A sampled call between its start and its end.
+#[derive(Debug)]
+pub(crate) struct OpenSpan {
+    trace_id: u128,
+    span_id: u64,
+    parent: Option<ParentSpan>,
+    function: FunctionId,
+    caller: Caller,
+    /// 0 until the span's code first runs (a generator starts at its first step).
+    start_unix_ns: u64,
+}
+
+impl OpenSpan {
+    /// Step 3a: a new span of `function` in `trace_id` under `parent`, called by `caller`.
+    #[inline]
+    pub(crate) fn new(
+        trace_id: u128,
+        parent: Option<ParentSpan>,
+        function: FunctionId,
+        caller: Caller,
+    ) -> OpenSpan {
+        OpenSpan {
+            trace_id,
+            span_id: ids::span_id(),
+            parent,
+            function,
+            caller,
+            start_unix_ns: 0,
+        }
+    }
+
+    /// This span as the parent of calls made while it runs.
+    #[inline]
+    pub(crate) fn as_parent(&self) -> ParentSpan {
+        ParentSpan {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            sampled: true,
+            remote: false,
+        }
+    }
+
+    /// Starts the clock unless it runs already.
+    #[inline]
+    pub(crate) fn start_clock(&mut self) {
+        if self.start_unix_ns == 0 {
+            self.start_unix_ns = now_unix_ns();
+        }
+    }
+
+    /// Whether the span's code has run at all.
+    pub(crate) fn started(&self) -> bool {
+        self.start_unix_ns != 0
+    }
+}
+
+/// A span made current by [`enter`]; [`Active::exit`] makes it not current again. Dropped
+/// without `exit` (an unwind), it still pops the thread's context stack.
+#[must_use]
+pub(crate) struct Active {
+    otel_token: Option<Py<PyAny>>,
+    task_token: Option<Py<PyAny>>,
+}
+
+/// Step 3b: makes `span` the current span while its code runs: on the thread's context stack,
+/// published in the task's context when `publish` (coroutines and async generators, whose work
+/// may leave the thread with the context), and, for a sampled span under
+/// `CALLSPAN_OTEL_CONTEXT`, as the current OpenTelemetry span.
+#[inline]
+pub(crate) fn enter(py: Python<'_>, hot: &HotState, span: ParentSpan, publish: bool) -> Active {
+    context::push(span);
+    let task_token = if publish {
+        task_context::publish(py, span).ok().map(Bound::unbind)
+    } else {
+        None
+    };
+    let otel_token = if span.sampled && hot.otel_context() {
+        otel::attach(py, span.trace_id, span.span_id)
+    } else {
+        None
+    };
+    Active {
+        otel_token,
+        task_token,
+    }
+}
+
+impl Active {
+    /// Undoes [`enter`], keeping an exception the span's code raised.
+    #[inline]
+    pub(crate) fn exit(mut self, py: Python<'_>) {
+        let otel_token = self.otel_token.take();
+        let task_token = self.task_token.take();
+        if otel_token.is_some() || task_token.is_some() {
+            keeping_error(py, || {
+                if let Some(token) = otel_token {
+                    otel::detach(py, token);
+                }
+                if let Some(token) = task_token {
+                    let _ = task_context::reset(py, token.bind(py));
+                }
+            });
+        }
+        // Drop pops the context stack.
+    }
+}
+
+impl Drop for Active {
+    #[inline]
+    fn drop(&mut self) {
+        context::pop();
+    }
+}
+
+/// Runs `f` (which calls Python) with any pending exception set aside and restored after.
+fn keeping_error(py: Python<'_>, f: impl FnOnce()) {
+    // SAFETY: GIL held.
+    if unsafe { ffi::PyErr_Occurred() }.is_null() {
+        return f();
+    }
+    let pending = PyErr::take(py);
+    f();
+    if let Some(e) = pending {
+        e.restore(py);
+    }
+}
+
+/// Step 4: ends `span` now; `error` describes the exception that ended it, if any (asked only
+/// when the span is kept). Submits it unless shorter than `CALLSPAN_MIN_DURATION`, then
+/// forwards pending diagnostics to Python `logging` (keeping a pending exception).
+#[inline]
+pub(crate) fn finish(
+    py: Python<'_>,
+    hot: &HotState,
+    span: OpenSpan,
+    end_unix_ns: u64,
+    error: impl FnOnce() -> Option<ExceptionInfo>,
+) {
+    let start_unix_ns = if span.started() {
+        span.start_unix_ns
+    } else {
+        end_unix_ns
+    };
+    if end_unix_ns.saturating_sub(start_unix_ns) < hot.min_duration_ns() {
+        stats::count_below_min_duration();
+    } else {
+        pipeline::global().submit(SpanRecord {
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            parent_span_id: span.parent.map_or(0, |p| p.span_id),
+            parent_is_remote: span.parent.is_some_and(|p| p.remote),
+            start_unix_ns,
+            end_unix_ns,
+            function: span.function,
+            caller: span.caller.site,
+            thread: span.caller.thread,
+            error: error().map(Box::new),
+            omitted: span.caller.omitted,
+            stack: span.caller.stack,
+        });
+    }
+    if callspan_otlp::diagnostic::pending() {
+        diagnostics::forward_keeping_error(py);
+    }
+}
