@@ -45,7 +45,7 @@ def _view(args) -> int:
         print(line)
     print(
         f"wrote {target.resolve()} ({data['span_count']} spans, "
-        f"{len(data['functions'])} traced functions): open it in a browser"
+        f"{len(data['functions'])} traced function(s)): open it in a browser"
     )
     return 0
 
