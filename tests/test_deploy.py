@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_support import SCRIPTS_DIR, describe, marker_line
+from e2e_support import SCRIPTS_DIR, describe, marker_line, run_python_script
 from rotel import RotelAgent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,3 +203,31 @@ def test_agent_and_gateway_hops_deliver_spans_intact(receiver, run_script):
     for span in loads:  # parent links survive both hops
         parent = by_id[span.parent_span_id]
         assert parent.name == "load" and parent.trace_id == span.trace_id
+
+
+def test_send_file_replays_a_file_exporter_file_over_otlp_http(receiver, tmp_path):
+    """deploy/send-file.sh: the way to load a file-exporter file into any OTLP/HTTP backend."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed: apt-get install curl")
+    spans_file = tmp_path / "spans.jsonl"
+    run_python_script(
+        SCRIPTS_DIR / "view_callers.py",
+        "http://127.0.0.1:9",
+        env={"CALLSPAN_EXPORTER": "file", "CALLSPAN_FILE": str(spans_file)},
+        workdir=tmp_path,
+    )
+    with RotelAgent(exporter="otlp", exporter_endpoint=receiver.endpoint) as collector:
+        completed = subprocess.run(
+            [str(DEPLOY / "send-file.sh"), str(spans_file), f"{collector.http_endpoint}/v1/traces"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert completed.returncode == 0, completed.stderr
+        assert f"from {spans_file}" in completed.stdout
+        spans = receiver.wait_for_spans(100, timeout=30)
+    assert len(spans) == 100
+    assert {s.attributes["caller.function.name"] for s in spans} >= {
+        "__main__.Resizer.resize",
+        "__main__.Cropper.crop",
+    }
