@@ -153,3 +153,18 @@ def test_report_data_edges_feed_the_same_shape():
     assert caller["mean_ns"] == 4_500 and caller["slowest"] == [] and caller["sites"] == []
     assert histogram_quantile(bounds, [150, 47, 3, 0], 0.5) == 1_000
     assert histogram_quantile(bounds, [0, 0, 0, 5], 0.99) == 100_000  # overflow: last bound
+
+
+def test_console_script_runs_the_same_command(span_file, tmp_path):
+    script = Path(sys.executable).with_name("callspan")
+    assert script.is_file(), "the package installs a `callspan` console script"
+    out = tmp_path / "from-script.html"
+    completed = subprocess.run(
+        [str(script), "view", str(span_file), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert f"wrote {out}" in completed.stdout
+    assert page_data(out.read_text())["span_count"] == 100

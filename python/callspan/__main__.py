@@ -53,7 +53,10 @@ def _view(args) -> int:
 def parser() -> argparse.ArgumentParser:
     from ._view import DEFAULT_INPUT
 
-    top = argparse.ArgumentParser(prog="callspan", description=__doc__.splitlines()[0])
+    top = argparse.ArgumentParser(
+        prog="callspan",
+        description="callspan: one OpenTelemetry span per call, tagged with its caller.",
+    )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     config = commands.add_parser("config", help="print the effective configuration")
     config.set_defaults(run=_config)
