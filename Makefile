@@ -21,21 +21,20 @@ $(VENV)/.deps: requirements-dev.txt
 # download cannot work here), docker-compose (a compose implementation) to check deploy/.
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -y -qq
 $(VENV)/.system-deps: | $(VENV)/.deps
-	@need=""; \
-	[ -x /usr/bin/chromium ] || need="$$need chromium"; \
-	command -v docker-compose >/dev/null || need="$$need docker-compose"; \
-	if [ -n "$$need" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing$$need (apt-get)"; \
-	    $(APT_GET) update >/dev/null; \
-	    if [ -n "$$(echo $$need | grep -w chromium)" ]; then $(APT_GET) install chromium >/dev/null; fi; \
-	    if [ -n "$$(echo $$need | grep -w docker-compose)" ]; then \
-	      $(APT_GET) install --no-install-recommends docker-compose >/dev/null; fi; \
-	  else \
-	    echo "not root: cannot apt-get install$$need; the tests that need them will skip"; exit 0; \
-	  fi; \
+	@missing() { [ -x /usr/bin/chromium ] || echo chromium; \
+	  command -v docker-compose >/dev/null || echo docker-compose; }; \
+	need=$$(missing | tr '\n' ' '); \
+	if [ -n "$$need" ] && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing $$need(apt-get)"; \
+	  $(APT_GET) update >/dev/null && \
+	  { [ -x /usr/bin/chromium ] || $(APT_GET) install chromium >/dev/null; } && \
+	  { command -v docker-compose >/dev/null || \
+	    $(APT_GET) install --no-install-recommends docker-compose >/dev/null; }; \
+	  need=$$(missing | tr '\n' ' '); \
 	fi; \
-	touch $@
+	if [ -n "$$need" ]; then \
+	  echo "could not install $$(echo $$need) (needs root and Debian's apt): the tests that use them skip"; \
+	else touch $@; fi
 
 system-deps: $(VENV)/.system-deps ## apt-get install chromium and docker-compose when missing
 
