@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from browser import browser_page
+from callspan._view import render_html
+from callspan._view_data import CallerEdge, view_data
 from e2e_support import marker_line
 from test_view import SCRIPT, page, span_file  # noqa: F401  (the fixtures: spans, then page)
 
@@ -46,3 +48,41 @@ def test_clicking_a_caller_shows_its_slowest_calls_with_call_sites(page, tmp_pat
         assert tab.errors == []
         assert all(url.startswith("file://") for url in tab.requests), tab.requests
     assert Path(tmp_path / "view.png").stat().st_size > 10_000
+
+
+def test_report_data_renders_with_estimated_p99_and_no_span_list(tmp_path):
+    # Aggregated report data (no individual spans) through the same page.
+    edges = [
+        CallerEdge(
+            "imgpipe.Transformer.apply_transform",
+            "imgpipe.Rotator.rotate_image",
+            calls=300,
+            errors=2,
+            total_ns=3_000_000,
+            bounds_ns=(1_000, 10_000, 100_000),
+            counts=[100, 190, 10, 0],
+        ),
+        CallerEdge(
+            "imgpipe.Transformer.apply_transform",
+            "imgpipe.Scaler.scale_image",
+            calls=10,
+            errors=0,
+            total_ns=90_000,
+            bounds_ns=(1_000, 10_000, 100_000),
+            counts=[0, 10, 0, 0],
+        ),
+    ]
+    html_path = tmp_path / "report.html"
+    html_path.write_text(render_html(view_data(edges, source="report data")))
+    with browser_page() as tab:
+        tab.goto(html_path.as_uri())
+        rows = tab.locator("tr.caller")
+        assert rows.count() == 2
+        first = rows.nth(0)
+        assert first.get_attribute("data-caller") == "imgpipe.Rotator.rotate_image"
+        assert first.locator("td").nth(4).inner_text() == "≤ 100.0 µs"
+        first.click()
+        detail = tab.locator("tr.detail").inner_text()
+        assert "No individual spans in this input" in detail
+        assert "Latency histogram" in detail
+        assert tab.errors == []
