@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install example test test-rust test-python test-pythons lint fmt clean
+.PHONY: help venv install example test test-rust test-python test-pythons lint fmt clean system-deps view-png
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -15,6 +15,28 @@ $(VENV)/.deps: requirements-dev.txt
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements-dev.txt
 	touch $@
+
+# System packages the tests use, from Debian, installed when missing (as root: CI and the dev
+# machines): chromium for the caller view's browser tests (Playwright drives it; its own browser
+# download cannot work here), docker-compose (a compose implementation) to check deploy/.
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -y -qq
+$(VENV)/.system-deps: | $(VENV)/.deps
+	@missing() { [ -x /usr/bin/chromium ] || echo chromium; \
+	  command -v docker-compose >/dev/null || echo docker-compose; }; \
+	need=$$(missing | tr '\n' ' '); \
+	if [ -n "$$need" ] && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing $$need(apt-get)"; \
+	  $(APT_GET) update >/dev/null && \
+	  { [ -x /usr/bin/chromium ] || $(APT_GET) install chromium >/dev/null; } && \
+	  { command -v docker-compose >/dev/null || \
+	    $(APT_GET) install --no-install-recommends docker-compose >/dev/null; }; \
+	  need=$$(missing | tr '\n' ' '); \
+	fi; \
+	if [ -n "$$need" ]; then \
+	  echo "could not install $$(echo $$need) (needs root and Debian's apt): the tests that use them skip"; \
+	else touch $@; fi
+
+system-deps: $(VENV)/.system-deps ## apt-get install chromium and docker-compose when missing
 
 venv: $(VENV)/.deps ## create .venv with the build and test dependencies
 
@@ -27,7 +49,7 @@ example: install ## install, then run examples/image_pipeline.py
 test-rust: ## Rust unit tests (the binding crate is tested through Python)
 	cargo test --workspace --exclude callspan-python
 
-test-python: install ## Python end-to-end tests against real OTLP receivers and rotel
+test-python: install $(VENV)/.system-deps ## Python end-to-end tests against real OTLP receivers and rotel
 	$(PY) -m pytest tests -q
 
 test: test-rust test-python ## every test: Rust and Python
@@ -58,10 +80,10 @@ fmt: venv ## format Rust and Python
 	$(VENV)/bin/ruff check --fix python tests examples
 
 clean: ## remove build outputs and the venvs
-	rm -rf target $(VENV) .venv-3.* callspan-spans.jsonl
+	rm -rf target $(VENV) .venv-3.* callspan-spans.jsonl callspan-spans.html
 
 # -- benchmarks (docs/performance.md) ------------------------------------------------------------
-.PHONY: bench-deps bench bench-smoke bench-versions bench-versions-core
+.PHONY: bench-deps bench bench-smoke bench-versions bench-versions-core bench-view
 BENCH_OUT ?= bench-results
 
 # The benchmarks' OpenTelemetry SDK pins need Python >= 3.10; on 3.9 the smoke test skips.
@@ -97,3 +119,10 @@ bench-smoke: install bench-deps ## every benchmark in seconds-long smoke mode (p
 
 bench-versions: ## the Python benchmarks on CPython 3.12 and 3.13 from pyenv (.venv-3.12, .venv-3.13)
 	benches/run_all_versions.sh
+
+# -- the caller view (docs/view.md) ----------------------------------------------------------------
+view-png: install $(VENV)/.system-deps ## redraw docs/view.png: the quickstart's page in headless Chromium
+	$(PY) benches/view.py --screenshot docs/view.png
+
+bench-view: install $(VENV)/.system-deps ## time `callspan view` and the page's load on 100,000 spans
+	$(PY) benches/view.py --json $(BENCH_OUT)/view.json

@@ -1,16 +1,21 @@
-"""``python -m callspan config``: print the effective configuration, each value with its source."""
+"""The ``callspan`` command (also ``python -m callspan``).
+
+* ``callspan config``: print the effective configuration, each value with its source.
+* ``callspan view [FILE] [-o OUT.html]``: write a self-contained HTML page of the callers of
+  each traced function from an OTLP JSON file (default: the file exporter's
+  ``callspan-spans.jsonl``) and say where it is.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
-from . import _callspan
 
+def _config(_args) -> int:
+    from . import _callspan
 
-def main(argv: list[str]) -> int:
-    if argv != ["config"]:
-        print("usage: python -m callspan config", file=sys.stderr)
-        return 2
     rows = _callspan.effective_config()
     width = max(len(name) for name, _, _ in rows)
     for name, value, source in rows:
@@ -19,5 +24,67 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def _view(args) -> int:
+    from ._otlp_json import OtlpJsonError
+    from ._view import summary_lines, write_view
+
+    source = Path(args.file)
+    if not source.is_file():
+        print(
+            f"callspan view: {source} does not exist. Write spans to it first with the file "
+            "exporter (CALLSPAN_EXPORTER=file, CALLSPAN_FILE=path), or name an OTLP JSON file.",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        target, data = write_view(source, args.output)
+    except (OtlpJsonError, UnicodeDecodeError) as error:
+        print(f"callspan view: {error}", file=sys.stderr)
+        return 1
+    for line in summary_lines(data):
+        print(line)
+    print(
+        f"wrote {target.resolve()} ({data['span_count']} spans, "
+        f"{len(data['functions'])} traced function(s)): open it in a browser"
+    )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    from ._view import DEFAULT_INPUT
+
+    top = argparse.ArgumentParser(
+        prog="callspan",
+        description="callspan: one OpenTelemetry span per call, tagged with its caller.",
+    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config = commands.add_parser("config", help="print the effective configuration")
+    config.set_defaults(run=_config)
+    view = commands.add_parser(
+        "view", help="write an HTML page of the callers of each traced function"
+    )
+    view.add_argument(
+        "file",
+        nargs="?",
+        default=DEFAULT_INPUT,
+        help=f"OTLP JSON (lines) file of spans (default: {DEFAULT_INPUT})",
+    )
+    view.add_argument(
+        "-o", "--output", help="the HTML file to write (default: FILE with suffix .html)"
+    )
+    view.set_defaults(run=_view)
+    return top
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+def cli() -> None:
+    """Entry point of the ``callspan`` console script."""
     sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    cli()
