@@ -57,9 +57,11 @@ def main(scenario):
             never_recorded(i)
             apply_transform(i)
     elif scenario == "durations":
+        # Far apart (0 vs 60 ms around a 50 ms bound), so that a loaded machine's scheduling
+        # delays cannot move a call across the bound.
         for _ in range(5):
             nap(0)
-            nap(0.005)
+            nap(0.06)
     elif scenario == "frames":
         outer_frame()
     elif scenario == "limits":

@@ -17,7 +17,6 @@ use crate::python_frame;
 use crate::span::{self, Decision, OpenSpan};
 use crate::steps::{self, Kind};
 use callspan_core::clock::now_unix_ns;
-use callspan_core::context;
 use callspan_core::hot::{self, FunctionRate, HotState, Mode};
 use callspan_core::record::FunctionId;
 use callspan_core::registry;
@@ -63,27 +62,21 @@ static TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
 /// # Safety
 /// The GIL is held; `args`, `nargsf` and `kwnames` are a valid vectorcall for `func`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn call_unsampled(
+    py: Python<'_>,
+    hot: &HotState,
     trace_id: u128,
     func: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargsf: usize,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    context::push(Decision::unsampled_marker(trace_id));
-    let _pop = PopOnDrop;
+    let active = span::enter(py, hot, Decision::unsampled_marker(trace_id), false);
     // SAFETY: the caller's contract.
-    unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) }
-}
-
-/// Pops the context stack even if the call unwinds.
-struct PopOnDrop;
-
-impl Drop for PopOnDrop {
-    #[inline]
-    fn drop(&mut self) {
-        context::pop();
-    }
+    let result = unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
+    active.exit(py);
+    result
 }
 
 /// The hot path: one call of a traced function.
@@ -132,7 +125,7 @@ unsafe extern "C" fn traced_vectorcall(
     let (trace_id, parent) = match decision {
         // SAFETY: as above.
         Decision::Unsampled { trace_id } => {
-            return unsafe { call_unsampled(trace_id, func, args, nargsf, kwnames) }
+            return unsafe { call_unsampled(py, hot, trace_id, func, args, nargsf, kwnames) }
         }
         Decision::Sampled { trace_id, parent } => (trace_id, parent),
     };
