@@ -182,18 +182,26 @@ impl AttributeBudget {
     }
 
     /// Appends a fragment of `count` encoded attributes, or as many of its first ones as fit.
-    #[inline]
+    #[inline(always)]
     fn put(&mut self, out: &mut Vec<u8>, fragment: &[u8], count: usize) {
         if count <= self.room {
             out.extend_from_slice(fragment);
             self.room -= count;
         } else {
-            out.extend_from_slice(&fragment[..first_fields_len(fragment, self.room)]);
-            self.dropped = self
-                .dropped
-                .saturating_add(u32::try_from(count - self.room).unwrap_or(u32::MAX));
-            self.room = 0;
+            self.put_cut(out, fragment, count);
         }
+    }
+
+    /// [`Self::put`] when the fragment does not fit whole (only with a low
+    /// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`).
+    #[cold]
+    #[inline(never)]
+    fn put_cut(&mut self, out: &mut Vec<u8>, fragment: &[u8], count: usize) {
+        out.extend_from_slice(&fragment[..first_fields_len(fragment, self.room)]);
+        self.dropped = self
+            .dropped
+            .saturating_add(u32::try_from(count - self.room).unwrap_or(u32::MAX));
+        self.room = 0;
     }
 
     /// Makes room for one attribute the caller then writes; false (and counted) if none is left.
@@ -575,7 +583,7 @@ fn function_fragments(function: &FunctionInfo, limits: &Limits) -> FunctionFragm
 /// the `AnyValue` of `any_len` bytes that `write_any` appends. Lengths are known up front, so
 /// nothing is allocated. An empty key is left out, as prost leaves out empty strings; a oneof
 /// value is always written, even when it is a default (`""`, `0`, `false`).
-#[inline]
+#[inline(always)]
 fn put_key_value(
     out: &mut Vec<u8>,
     number: u32,
