@@ -640,7 +640,7 @@ fn string_attribute(key: &str, value: &str, limits: &Limits) -> Box<[u8]> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::resource::{int_value, scope, string_value};
     use callspan_core::registry::{intern, CodeInfo, Registry, ThreadInfo};
@@ -650,15 +650,17 @@ mod tests {
         span, status, ResourceSpans, ScopeSpans, Span, Status,
     };
 
-    struct Fixture {
-        registry: Registry,
-        resource: Resource,
-        records: Vec<SpanRecord>,
+    pub(crate) struct Fixture {
+        pub(crate) registry: Registry,
+        pub(crate) resource: Resource,
+        /// Plain; decorated with a remote parent; no caller or thread; caller function and
+        /// line left out; no file or class; failed (twice); with a stack; failed with a stack.
+        pub(crate) records: Vec<SpanRecord>,
     }
 
     /// A registry with two functions (one with static attributes of every kind), a caller,
     /// a class, a thread, and records covering every part of the contract.
-    fn fixture() -> Fixture {
+    pub(crate) fn fixture() -> Fixture {
         let registry = Registry::new();
         let plain = registry.add_function(FunctionInfo {
             span_name: intern("Transformer.apply_transform"),
@@ -947,7 +949,7 @@ mod tests {
         }
     }
 
-    fn encode_all(
+    pub(crate) fn encode_all(
         f: &Fixture,
         records: &[SpanRecord],
         limits: Limits,

@@ -100,7 +100,7 @@ mod tests {
     fn service_name_precedence() {
         let mut c = Config::defaults();
         c.resource_attributes = vec![
-            ("service.name".into(), "from-attrs".into()),
+            (semconv::SERVICE_NAME.into(), "from-attrs".into()),
             ("team".into(), "img".into()),
             ("team".into(), "imaging".into()),
         ];

@@ -195,10 +195,9 @@ pub fn console_line(span: &Span) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::{Limits, RequestEncoder};
+    use crate::encode::tests::{encode_all, fixture};
+    use crate::encode::Limits;
     use crate::tls::tests::{Scratch, CA_PEM};
-    use callspan_core::record::{CallerSite, ExceptionInfo, SpanRecord};
-    use callspan_core::registry::{intern, CodeInfo, FunctionInfo, Registry, ThreadInfo};
 
     #[test]
     fn otlp_transports_build_for_both_protocols_and_tls() {
@@ -234,66 +233,19 @@ mod tests {
         }
     }
 
-    /// One encoded request of two spans, the second failed, as the network would send it.
-    fn encoded() -> (EncodedRequest, Vec<u8>) {
-        let registry = Registry::new();
-        let function = registry.add_function(FunctionInfo {
-            span_name: intern("apply_transform"),
-            function_name: intern("imgpipe.apply_transform"),
-            file: Some(intern("/app/imgpipe.py")),
-            line: 3,
-            attributes: vec![],
-        });
-        let code = registry.add_code(
-            1,
-            CodeInfo {
-                function_name: intern("imgpipe.Rotator.rotate_image"),
-                file: intern("/app/imgpipe.py"),
-            },
-        );
-        let class = registry.add_class(2, intern("imgpipe.Rotator"));
-        let thread = registry.add_thread(ThreadInfo {
-            id: 7,
-            name: intern("MainThread"),
-        });
-        let ok = SpanRecord {
-            trace_id: 0xab,
-            span_id: 0xcd,
-            start_unix_ns: 1_000,
-            end_unix_ns: 13_500,
-            function,
-            caller: CallerSite {
-                code,
-                line: 31,
-                class,
-            },
-            thread,
-            ..Default::default()
-        };
-        let failed = SpanRecord {
-            span_id: 0xce,
-            parent_span_id: 0xcd,
-            error: Some(Box::new(ExceptionInfo {
-                type_name: "ValueError".into(),
-                message: "bad pixel".into(),
-                stacktrace: String::new(),
-            })),
-            ..ok.clone()
-        };
-        let resource = crate::resource::build_resource(&Config::defaults());
-        let mut encoder = RequestEncoder::new(&resource, Limits::default(), usize::MAX);
-        let view = registry.view();
-        assert!(encoder.add(&ok, &view) && encoder.add(&failed, &view));
-        let request = encoder.finish().pop().unwrap();
-        let body = request.body.clone();
-        (request, body)
+    /// One encoded request of every kind of span, as the network would send it.
+    fn encoded() -> EncodedRequest {
+        let f = fixture();
+        encode_all(&f, &f.records, Limits::default(), usize::MAX)
+            .pop()
+            .unwrap()
     }
 
     #[test]
     fn the_file_holds_the_sent_request_as_otlp_json() {
         let scratch = Scratch::new("file");
         let path = scratch.file("spans.jsonl", "");
-        let (request, body) = encoded();
+        let request = encoded();
         let mut output = LocalOutput::File {
             file: std::fs::OpenOptions::new()
                 .append(true)
@@ -308,16 +260,16 @@ mod tests {
         assert_eq!(lines.len(), 2);
         // The JSON parses back to the very request the network sends.
         let parsed: ExportTraceServiceRequest = serde_json::from_str(lines[0]).unwrap();
-        assert_eq!(parsed.encode_to_vec(), body);
+        assert_eq!(parsed.encode_to_vec(), request.body);
         // OTLP JSON, not protobuf's canonical JSON: hex ids, integer enums, camelCase keys.
         let json: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
-        let span = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][1];
-        assert_eq!(span["traceId"], "000000000000000000000000000000ab");
-        assert_eq!(span["spanId"], "00000000000000ce");
-        assert_eq!(span["parentSpanId"], "00000000000000cd");
-        assert_eq!(span["kind"], 1);
-        assert_eq!(span["status"]["code"], 2);
-        assert_eq!(span["events"][0]["name"], semconv::EXCEPTION_EVENT);
+        let spans = &json["resourceSpans"][0]["scopeSpans"][0]["spans"];
+        assert_eq!(spans[1]["traceId"], "0123456789abcdef0011223344556677");
+        assert_eq!(spans[1]["spanId"], "1122334455667788");
+        assert_eq!(spans[1]["parentSpanId"], "0000000000000099");
+        assert_eq!(spans[1]["kind"], 1);
+        assert_eq!(spans[5]["status"]["code"], 2);
+        assert_eq!(spans[5]["events"][0]["name"], semconv::EXCEPTION_EVENT);
         assert_eq!(
             json["resourceSpans"][0]["scopeSpans"][0]["scope"]["name"],
             semconv::SCOPE_NAME
@@ -326,7 +278,7 @@ mod tests {
 
     #[test]
     fn the_console_shows_each_sent_span_on_a_line() {
-        let (request, _) = encoded();
+        let request = encoded();
         let spans = ExportTraceServiceRequest::decode(request.body.as_slice())
             .unwrap()
             .resource_spans
@@ -336,14 +288,19 @@ mod tests {
             .spans;
         assert_eq!(
             console_line(&spans[0]),
-            "callspan: apply_transform 12.5µs <- imgpipe.Rotator.rotate_image (imgpipe.py:31) \
-             [imgpipe.Rotator] thread=MainThread trace=000000000000000000000000000000ab \
-             span=00000000000000cd"
+            "callspan: Transformer.apply_transform 12.5µs <- imgpipe.Rotator.rotate_image \
+             (imgpipe.py:31) [imgpipe.Rotator] thread=MainThread \
+             trace=0123456789abcdef0011223344556677 span=1122334455667788"
+        );
+        assert_eq!(
+            console_line(&spans[2]),
+            "callspan: Transformer.apply_transform 12.5µs trace=0123456789abcdef0011223344556677 \
+             span=1122334455667788"
         );
         assert!(
-            console_line(&spans[1]).contains(" ERROR ValueError: bad pixel trace="),
+            console_line(&spans[5]).contains(" ERROR ValueError: bad pixel trace="),
             "{}",
-            console_line(&spans[1])
+            console_line(&spans[5])
         );
         assert!(LocalOutput::Console.write(&request).is_ok());
         assert!(LocalOutput::Discard.write(&request).is_ok());

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use callspan_core::config::Config;
 use callspan_otlp::otlp_client::{Accepted, ExportErrorKind, OtlpClient};
 use callspan_otlp::resource::{build_resource, scope};
+use callspan_otlp::semconv;
 use callspan_otlp::signal::Signal;
 use http_body_util::{BodyExt, Full};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
@@ -187,8 +188,11 @@ fn metrics_request() -> ExportMetricsServiceRequest {
     };
     let point = NumberDataPoint {
         attributes: vec![
-            text("code.function.name", "imgpipe.apply_transform"),
-            text("caller.function.name", "imgpipe.Rotator.rotate_image"),
+            text(semconv::CODE_FUNCTION_NAME, "imgpipe.apply_transform"),
+            text(
+                semconv::CALLER_FUNCTION_NAME,
+                "imgpipe.Rotator.rotate_image",
+            ),
         ],
         start_time_unix_nano: 1_700_000_000_000_000_000,
         time_unix_nano: 1_700_000_060_000_000_000,
