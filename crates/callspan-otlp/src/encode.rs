@@ -236,6 +236,8 @@ pub struct RequestEncoder {
     span_count: u64,
     /// One span's body while it is encoded.
     scratch: Vec<u8>,
+    /// One span's `code.stacktrace` while it is written.
+    stack_text: String,
     done: Vec<EncodedRequest>,
 }
 
@@ -255,6 +257,7 @@ impl RequestEncoder {
             spans: Vec::new(),
             span_count: 0,
             scratch: Vec::new(),
+            stack_text: String::new(),
             done: Vec::new(),
         }
     }
@@ -415,11 +418,14 @@ impl RequestEncoder {
         }
         if let Some(frames) = &record.stack {
             if budget.take_one() {
+                let text = &mut self.stack_text;
+                text.clear();
+                write_stacktrace(text, view, frames);
                 put_string_attribute(
                     out,
                     field::SPAN_ATTRIBUTES,
                     semconv::CODE_STACKTRACE,
-                    &limits.truncate_str(&stacktrace(view, frames)),
+                    &limits.truncate_str(text),
                 );
             }
         }
@@ -459,20 +465,35 @@ impl RequestEncoder {
 }
 
 /// `code.stacktrace`: the frames beyond the caller, most recent call last, the way Python
-/// prints a traceback.
-fn stacktrace(view: &RegistryView<'_>, frames: &[CallerSite]) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
+/// prints a traceback, appended to `out` (pieces pushed, not formatted: this runs per frame).
+fn write_stacktrace(out: &mut String, view: &RegistryView<'_>, frames: &[CallerSite]) {
     for site in frames.iter().rev() {
         if let Some(code) = view.code(site.code) {
-            let _ = writeln!(
-                out,
-                "  File \"{}\", line {}, in {}",
-                code.file, site.line, code.function_name
-            );
+            out.push_str("  File \"");
+            out.push_str(code.file);
+            out.push_str("\", line ");
+            push_decimal(out, site.line);
+            out.push_str(", in ");
+            out.push_str(code.function_name);
+            out.push('\n');
         }
     }
-    out
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 /// The `exception` event (OpenTelemetry's exception semantic conventions) at the span's end.
@@ -1092,11 +1113,18 @@ pub(crate) mod tests {
         let f = fixture();
         let view = f.registry.view();
         let frames = f.records[7].stack.as_deref().unwrap();
+        let mut text = String::new();
+        write_stacktrace(&mut text, &view, frames);
         assert_eq!(
-            stacktrace(&view, frames),
+            text,
             "  File \"/app/imgpipe.py\", line 31, in imgpipe.Rotator.rotate_image\n  \
              File \"/app/main.py\", line 12, in imgpipe.main\n"
         );
+        for n in [0, 7, 10, 4_294_967_295] {
+            let mut decimal = String::new();
+            push_decimal(&mut decimal, n);
+            assert_eq!(decimal, n.to_string());
+        }
         let cut = Limits {
             value_length: Some(4),
             ..Limits::default()

@@ -73,7 +73,7 @@ pub enum OtlpClient {
 
 impl OtlpClient {
     /// The client of `signal` the configuration asks for, with its TLS material loaded for an
-    /// `https://` endpoint (problems are logged and worked around, see [`TlsSetup`]). Must run
+    /// `https://` endpoint (problems are logged and worked around, see `tls.rs`). Must run
     /// inside a tokio runtime (connections are made lazily on it).
     pub fn build(config: &Config, signal: Signal) -> Result<OtlpClient, String> {
         let tls = config
