@@ -6,10 +6,10 @@
 //! it hands the request to a tokio runtime with one I/O thread (`callspan-export-io`), then
 //! goes on draining and encoding while up to [`MAX_IN_FLIGHT`] requests are on the wire:
 //! encoding the next batch overlaps the round trip of the last one. A file or the console is
-//! written on this thread (`transport.rs`). Every export is bounded by `OTEL_BSP_EXPORT_TIMEOUT`. A failed
-//! export is logged through `tracing` (rate-limited on its way to Python) and its spans are
-//! counted as dropped; the application never sees it. Neither thread holds the GIL or touches
-//! a Python object.
+//! written on this thread (`transport.rs`). Every export is bounded by
+//! `OTEL_BSP_EXPORT_TIMEOUT`. A failed export is logged through `tracing` (rate-limited on its
+//! way to Python) and its spans are counted as dropped; the application never sees it. Neither
+//! thread holds the GIL or touches a Python object.
 
 use crate::encode::{EncodedRequest, Limits, RequestEncoder};
 use crate::otlp_client::OtlpClient;

@@ -2,10 +2,11 @@
 //! receiver: over gRPC with tonic, or over HTTP/protobuf with reqwest, with the spec's retry
 //! rules (`retry.rs`).
 //!
-//! The bodies come already serialized (`encode.rs` for spans); gRPC sends them through a codec
-//! that copies bytes instead of encoding a prost message, to the signal's service. Every request carries exactly callspan's
-//! configuration: its endpoint, headers (as gRPC metadata or HTTP headers), gzip or not, TLS
-//! (`tls.rs`), and the OTLP timeout, which bounds all attempts of one export together.
+//! The bodies come already serialized (`encode.rs` for spans); gRPC sends them to the signal's
+//! service through a codec that copies bytes instead of encoding a prost message. Every request
+//! carries exactly callspan's configuration: its endpoint, headers (as gRPC metadata or HTTP
+//! headers), gzip or not, TLS (`tls.rs`), and the OTLP timeout, which bounds all attempts of
+//! one export together.
 //!
 //! The response's `partial_success` is read: items the receiver says it rejected are reported
 //! and counted by the caller, never retried (the spec forbids it). A receiver that has no
