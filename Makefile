@@ -106,13 +106,13 @@ bench-versions-core: install ## callspan vs cProfile on each CPython 3.9-3.13 (b
 bench-deps: $(VENV)/.bench-deps ## install the benchmark dependencies (OTel SDK, yappi) into .venv
 
 bench: install bench-deps ## full benchmarks: Rust micro, overhead, throughput, memory (minutes)
-	cargo bench -p callspan-core
+	cargo bench -p callspan-core -p callspan-otlp
 	$(PY) benches/overhead.py --json $(BENCH_OUT)/overhead.json
 	$(PY) benches/throughput.py --json $(BENCH_OUT)/throughput.json
 	$(PY) benches/memory.py --json $(BENCH_OUT)/memory.json
 
 bench-smoke: install bench-deps ## every benchmark in seconds-long smoke mode (proves they run)
-	cargo bench -p callspan-core -- --test
+	cargo bench -p callspan-core -p callspan-otlp -- --test
 	$(PY) benches/overhead.py --smoke --json $(BENCH_OUT)/smoke/overhead.json
 	$(PY) benches/throughput.py --smoke --json $(BENCH_OUT)/smoke/throughput.json
 	$(PY) benches/memory.py --smoke --json $(BENCH_OUT)/smoke/memory.json

@@ -1,40 +1,39 @@
 //! Span records straight to OTLP protobuf: the bytes of `ExportTraceServiceRequest`s, without
-//! building `SpanData` or prost structs on the way.
+//! building `SpanData` or prost structs on the way. Every output takes these bytes: the network
+//! sends them, the file and the console decode them (`transport.rs`).
 //!
 //! Converting each record to `SpanData` and then to opentelemetry-proto's prost messages costs
 //! about twenty allocations per span and was most of the exporter's ~1.5 µs per span. Here
 //! everything a span repeats from call to call — its name and callee attributes, the caller's
 //! function and file, the class, the thread — is encoded once per registry id and kept as a
 //! ready-made byte fragment; a span is then its ids, times and line number around a few
-//! `memcpy`s. Spans that carry rarer parts (an exception event, a stack, more attributes than
-//! `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT` keeps) take the reference path instead: `convert.rs` to
-//! `SpanData`, opentelemetry-proto's conversion and prost. Both paths must produce the same
-//! message; the tests decode both and compare.
+//! `memcpy`s. The rarer parts are written per span on the same path: the exception event and
+//! error status, `code.stacktrace`, and the span limits (`OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`
+//! keeps the first attributes and counts the rest in `dropped_attributes_count`,
+//! `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` cuts strings, `OTEL_SPAN_EVENT_COUNT_LIMIT` drops the
+//! exception event). The output is byte for byte what prost writes for the same message; the
+//! tests build that message field by field and compare.
 //!
-//! Requests hold at most one batch and stay under [`MAX_REQUEST_BYTES`]
-//! (`crate::exporter::MAX_REQUEST_BYTES`), the receiver's 4 MiB limit less headroom.
+//! Requests hold at most one batch and stay under `max_request_bytes`
+//! (`crate::exporter::MAX_REQUEST_BYTES`, the receiver's 4 MiB limit less headroom).
 
-use crate::convert::{to_span_data_limited, Limits};
 use crate::protowire::{
-    field_len, put_bytes, put_fixed32, put_fixed64, put_key, put_len_prefix, put_varint,
-    put_varint_field, FIXED64, VARINT,
+    field_len, first_fields_len, put_bytes, put_fixed32, put_fixed64, put_key, put_len_prefix,
+    put_varint, put_varint_field, varint_len, FIXED64, VARINT,
 };
+use crate::semconv;
 use callspan_core::config::Capture;
-use callspan_core::record::SpanRecord;
-use callspan_core::registry::{AttributeValue, RegistryView};
-use opentelemetry::InstrumentationScope;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope as ProtoScope;
-use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
-use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
-use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use callspan_core::record::{CallerSite, ExceptionInfo, SpanRecord};
+use callspan_core::registry::{AttributeValue, FunctionInfo, RegistryView};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
+use std::borrow::Cow;
 
 /// OTLP field numbers used here (opentelemetry-proto's `trace.proto`, `common.proto`).
 mod field {
     pub(super) const REQUEST_RESOURCE_SPANS: u32 = 1;
     pub(super) const RESOURCE_SPANS_RESOURCE: u32 = 1;
     pub(super) const RESOURCE_SPANS_SCOPE_SPANS: u32 = 2;
-    pub(super) const RESOURCE_SPANS_SCHEMA_URL: u32 = 3;
     pub(super) const SCOPE_SPANS_SCOPE: u32 = 1;
     pub(super) const SCOPE_SPANS_SPANS: u32 = 2;
     pub(super) const SPAN_TRACE_ID: u32 = 1;
@@ -45,8 +44,17 @@ mod field {
     pub(super) const SPAN_START: u32 = 7;
     pub(super) const SPAN_END: u32 = 8;
     pub(super) const SPAN_ATTRIBUTES: u32 = 9;
+    pub(super) const SPAN_DROPPED_ATTRIBUTES_COUNT: u32 = 10;
+    pub(super) const SPAN_EVENTS: u32 = 11;
+    pub(super) const SPAN_DROPPED_EVENTS_COUNT: u32 = 12;
     pub(super) const SPAN_STATUS: u32 = 15;
     pub(super) const SPAN_FLAGS: u32 = 16;
+    pub(super) const EVENT_TIME: u32 = 1;
+    pub(super) const EVENT_NAME: u32 = 2;
+    pub(super) const EVENT_ATTRIBUTES: u32 = 3;
+    pub(super) const EVENT_DROPPED_ATTRIBUTES_COUNT: u32 = 4;
+    pub(super) const STATUS_MESSAGE: u32 = 2;
+    pub(super) const STATUS_CODE: u32 = 3;
     pub(super) const KEY_VALUE_KEY: u32 = 1;
     pub(super) const KEY_VALUE_VALUE: u32 = 2;
     pub(super) const ANY_STRING: u32 = 1;
@@ -57,10 +65,53 @@ mod field {
 
 /// `SPAN_KIND_INTERNAL`.
 const KIND_INTERNAL: u64 = 1;
+/// `STATUS_CODE_ERROR`.
+const STATUS_ERROR: u64 = 2;
 /// Trace flags `sampled`, plus `SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK`.
 const FLAGS_LOCAL_PARENT: u32 = 0x01 | 0x100;
 /// `SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK`.
 const FLAG_REMOTE_PARENT: u32 = 0x200;
+
+/// The OpenTelemetry span limits (`OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`,
+/// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest string value kept, in characters; `None`: no limit.
+    pub value_length: Option<usize>,
+    /// Attributes kept per span (and per event).
+    pub attribute_count: usize,
+    /// Events kept per span.
+    pub event_count: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            value_length: None,
+            attribute_count: 128,
+            event_count: 128,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits a configuration asks for.
+    pub fn from_config(config: &callspan_core::config::Config) -> Limits {
+        Limits {
+            value_length: config.attribute_value_length_limit,
+            attribute_count: config.span_attribute_count_limit,
+            event_count: config.span_event_count_limit,
+        }
+    }
+
+    /// `text` cut to the value length limit (in characters).
+    pub(crate) fn truncate_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match self.value_length {
+            Some(max) if text.chars().count() > max => Cow::Owned(text.chars().take(max).collect()),
+            _ => Cow::Borrowed(text),
+        }
+    }
+}
 
 /// One encoded request body, ready to send.
 #[derive(Debug)]
@@ -114,18 +165,67 @@ impl<T> Default for Fragments<T> {
     }
 }
 
+/// How many more attributes a span or event may carry, and how many it has dropped: applies
+/// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT` to fragments that hold one or several attributes.
+#[derive(Debug)]
+struct AttributeBudget {
+    room: usize,
+    dropped: u32,
+}
+
+impl AttributeBudget {
+    fn new(limits: &Limits) -> AttributeBudget {
+        AttributeBudget {
+            room: limits.attribute_count,
+            dropped: 0,
+        }
+    }
+
+    /// Appends a fragment of `count` encoded attributes, or as many of its first ones as fit.
+    #[inline(always)]
+    fn put(&mut self, out: &mut Vec<u8>, fragment: &[u8], count: usize) {
+        if count <= self.room {
+            out.extend_from_slice(fragment);
+            self.room -= count;
+        } else {
+            self.put_cut(out, fragment, count);
+        }
+    }
+
+    /// [`Self::put`] when the fragment does not fit whole (only with a low
+    /// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`).
+    #[cold]
+    #[inline(never)]
+    fn put_cut(&mut self, out: &mut Vec<u8>, fragment: &[u8], count: usize) {
+        out.extend_from_slice(&fragment[..first_fields_len(fragment, self.room)]);
+        self.dropped = self
+            .dropped
+            .saturating_add(u32::try_from(count - self.room).unwrap_or(u32::MAX));
+        self.room = 0;
+    }
+
+    /// Makes room for one attribute the caller then writes; false (and counted) if none is left.
+    #[inline]
+    fn take_one(&mut self) -> bool {
+        if self.room > 0 {
+            self.room -= 1;
+            true
+        } else {
+            self.dropped = self.dropped.saturating_add(1);
+            false
+        }
+    }
+}
+
 /// Turns span records into OTLP request bodies. Lives on the exporter thread; its caches grow
 /// with the registry and are never invalidated (registry entries never change).
 #[derive(Debug)]
 pub struct RequestEncoder {
     limits: Limits,
-    scope: InstrumentationScope,
     /// `ResourceSpans.resource`, encoded.
     resource: Vec<u8>,
-    /// `ResourceSpans.schema_url`.
-    resource_schema_url: String,
     /// `ScopeSpans.scope`, encoded.
-    scope_bytes: Vec<u8>,
+    scope: Vec<u8>,
     max_request_bytes: usize,
     functions: Fragments<FunctionFragments>,
     codes: Fragments<CodeFragments>,
@@ -136,32 +236,19 @@ pub struct RequestEncoder {
     span_count: u64,
     /// One span's body while it is encoded.
     scratch: Vec<u8>,
+    /// One span's `code.stacktrace` while it is written.
+    stack_text: String,
     done: Vec<EncodedRequest>,
 }
 
 impl RequestEncoder {
     /// An encoder for spans of `resource` under callspan's scope, with `limits` applied and
     /// requests kept under `max_request_bytes`.
-    pub fn new(
-        resource: &opentelemetry_sdk::Resource,
-        limits: Limits,
-        max_request_bytes: usize,
-    ) -> RequestEncoder {
-        let scope = crate::resource::scope();
-        let with_schema = ResourceAttributesWithSchema::from(resource);
-        let resource_bytes = ProtoResource {
-            attributes: with_schema.attributes.0.clone(),
-            dropped_attributes_count: 0,
-            entity_refs: vec![],
-        }
-        .encode_to_vec();
-        let scope_bytes = ProtoScope::from((&scope, None)).encode_to_vec();
+    pub fn new(resource: &Resource, limits: Limits, max_request_bytes: usize) -> RequestEncoder {
         RequestEncoder {
             limits,
-            scope,
-            resource: resource_bytes,
-            resource_schema_url: with_schema.schema_url.unwrap_or_default(),
-            scope_bytes,
+            resource: resource.encode_to_vec(),
+            scope: crate::resource::scope().encode_to_vec(),
             max_request_bytes,
             functions: Fragments::default(),
             codes: Fragments::default(),
@@ -170,24 +257,16 @@ impl RequestEncoder {
             spans: Vec::new(),
             span_count: 0,
             scratch: Vec::new(),
+            stack_text: String::new(),
             done: Vec::new(),
         }
     }
 
     /// Adds one span to the pending request (starting a new one first if it would outgrow the
     /// size limit). False if the record names a function the registry does not know.
-    pub fn add(&mut self, record: SpanRecord, view: &RegistryView<'_>) -> bool {
+    pub fn add(&mut self, record: &SpanRecord, view: &RegistryView<'_>) -> bool {
         self.scratch.clear();
-        let encoded = if record.error.is_some() || record.stack.is_some() {
-            self.encode_reference(record, view)
-        } else {
-            match self.encode_fast(&record, view) {
-                Some(true) => true,
-                Some(false) => self.encode_reference(record, view),
-                None => false,
-            }
-        };
-        if !encoded {
+        if !self.encode_span(record, view) {
             return false;
         }
         let size = field_len(field::SCOPE_SPANS_SPANS, self.scratch.len());
@@ -216,21 +295,15 @@ impl RequestEncoder {
 
     /// Bytes the envelope around the spans can take, at most.
     fn envelope_bound(&self) -> usize {
-        // Keys and lengths of the five envelope fields (≤ 6 bytes each), the resource, the scope.
-        5 * 6 + self.resource.len() + self.scope_bytes.len() + self.resource_schema_url.len() + 6
+        // Keys and lengths of the four envelope fields (≤ 6 bytes each), the resource, the scope.
+        4 * 6 + self.resource.len() + self.scope.len()
     }
 
     fn finish_request(&mut self) {
         let scope_spans_len =
-            field_len(field::SCOPE_SPANS_SCOPE, self.scope_bytes.len()) + self.spans.len();
-        let mut resource_spans_len = field_len(field::RESOURCE_SPANS_RESOURCE, self.resource.len())
+            field_len(field::SCOPE_SPANS_SCOPE, self.scope.len()) + self.spans.len();
+        let resource_spans_len = field_len(field::RESOURCE_SPANS_RESOURCE, self.resource.len())
             + field_len(field::RESOURCE_SPANS_SCOPE_SPANS, scope_spans_len);
-        if !self.resource_schema_url.is_empty() {
-            resource_spans_len += field_len(
-                field::RESOURCE_SPANS_SCHEMA_URL,
-                self.resource_schema_url.len(),
-            );
-        }
         let mut body =
             Vec::with_capacity(field_len(field::REQUEST_RESOURCE_SPANS, resource_spans_len));
         put_len_prefix(&mut body, field::REQUEST_RESOURCE_SPANS, resource_spans_len);
@@ -240,15 +313,8 @@ impl RequestEncoder {
             field::RESOURCE_SPANS_SCOPE_SPANS,
             scope_spans_len,
         );
-        put_bytes(&mut body, field::SCOPE_SPANS_SCOPE, &self.scope_bytes);
+        put_bytes(&mut body, field::SCOPE_SPANS_SCOPE, &self.scope);
         body.extend_from_slice(&self.spans);
-        if !self.resource_schema_url.is_empty() {
-            put_bytes(
-                &mut body,
-                field::RESOURCE_SPANS_SCHEMA_URL,
-                self.resource_schema_url.as_bytes(),
-            );
-        }
         self.spans.clear();
         self.done.push(EncodedRequest {
             body,
@@ -256,22 +322,28 @@ impl RequestEncoder {
         });
     }
 
-    /// The common span from cached fragments into `scratch`. `None`: unknown function;
-    /// `Some(false)`: the span needs the reference path (too many attributes).
-    fn encode_fast(&mut self, record: &SpanRecord, view: &RegistryView<'_>) -> Option<bool> {
+    /// One span into `scratch`: cached fragments, then the per-span parts. False: unknown
+    /// function.
+    fn encode_span(&mut self, record: &SpanRecord, view: &RegistryView<'_>) -> bool {
         let limits = self.limits;
-        let function = self.functions.get_or_insert(record.function, || {
+        let Some(function) = self.functions.get_or_insert(record.function, || {
             view.function(record.function)
                 .map(|f| function_fragments(f, &limits))
-        })?;
+        }) else {
+            return false;
+        };
         let captured = |bit: u8| record.omitted & bit == 0;
         let code = if record.caller.code == 0 {
             None
         } else {
             self.codes.get_or_insert(record.caller.code, || {
                 view.code(record.caller.code).map(|c| CodeFragments {
-                    function: string_attribute("caller.function.name", c.function_name, &limits),
-                    file: string_attribute("caller.file.path", c.file, &limits),
+                    function: string_attribute(
+                        semconv::CALLER_FUNCTION_NAME,
+                        c.function_name,
+                        &limits,
+                    ),
+                    file: string_attribute(semconv::CALLER_FILE_PATH, c.file, &limits),
                 })
             })
         };
@@ -280,7 +352,7 @@ impl RequestEncoder {
         } else {
             self.classes.get_or_insert(record.caller.class, || {
                 view.class(record.caller.class)
-                    .map(|name| string_attribute("caller.class.name", name, &limits))
+                    .map(|name| string_attribute(semconv::CALLER_CLASS_NAME, name, &limits))
             })
         };
         let thread = if record.thread == 0 {
@@ -288,26 +360,24 @@ impl RequestEncoder {
         } else {
             self.threads.get_or_insert(record.thread, || {
                 view.thread(record.thread).map(|t| {
-                    let mut out = int_attribute("thread.id", t.id as i64).into_vec();
-                    out.extend_from_slice(&string_attribute("thread.name", t.name, &limits));
+                    let mut out = Vec::new();
+                    // Thread idents are pthread_t values; OTLP ints are signed: keep the bits.
+                    put_int_attribute(
+                        &mut out,
+                        field::SPAN_ATTRIBUTES,
+                        semconv::THREAD_ID,
+                        t.id as i64,
+                    );
+                    put_string_attribute(
+                        &mut out,
+                        field::SPAN_ATTRIBUTES,
+                        semconv::THREAD_NAME,
+                        &limits.truncate_str(t.name),
+                    );
                     out.into_boxed_slice()
                 })
             })
         };
-
-        let caller_count = code.map_or(0, |_| {
-            usize::from(captured(Capture::FUNCTION))
-                + usize::from(captured(Capture::FILE))
-                + usize::from(captured(Capture::LINE))
-        });
-        let count = function.head_count
-            + caller_count
-            + usize::from(class.is_some())
-            + 2 * usize::from(thread.is_some())
-            + function.tail_count;
-        if count > limits.attribute_count {
-            return Some(false);
-        }
 
         let out = &mut self.scratch;
         put_bytes(out, field::SPAN_TRACE_ID, &record.trace_id.to_be_bytes());
@@ -323,27 +393,66 @@ impl RequestEncoder {
         put_varint_field(out, field::SPAN_KIND, KIND_INTERNAL);
         put_fixed64(out, field::SPAN_START, record.start_unix_ns);
         put_fixed64(out, field::SPAN_END, record.end_unix_ns);
-        out.extend_from_slice(&function.head);
+
+        // The span contract's order: callee, caller, class, stack, thread, static attributes.
+        let mut budget = AttributeBudget::new(&limits);
+        budget.put(out, &function.head, function.head_count);
         if let Some(code) = code {
             if captured(Capture::FUNCTION) {
-                out.extend_from_slice(&code.function);
+                budget.put(out, &code.function, 1);
             }
             if captured(Capture::FILE) {
-                out.extend_from_slice(&code.file);
+                budget.put(out, &code.file, 1);
             }
-            if captured(Capture::LINE) {
-                put_int_attribute(out, "caller.line.number", i64::from(record.caller.line));
+            if captured(Capture::LINE) && budget.take_one() {
+                put_int_attribute(
+                    out,
+                    field::SPAN_ATTRIBUTES,
+                    semconv::CALLER_LINE_NUMBER,
+                    i64::from(record.caller.line),
+                );
             }
         }
         if let Some(class) = class {
-            out.extend_from_slice(class);
+            budget.put(out, class, 1);
+        }
+        if let Some(frames) = &record.stack {
+            if budget.take_one() {
+                let text = &mut self.stack_text;
+                text.clear();
+                write_stacktrace(text, view, frames);
+                put_string_attribute(
+                    out,
+                    field::SPAN_ATTRIBUTES,
+                    semconv::CODE_STACKTRACE,
+                    &limits.truncate_str(text),
+                );
+            }
         }
         if let Some(thread) = thread {
-            out.extend_from_slice(thread);
+            budget.put(out, thread, 2);
         }
-        out.extend_from_slice(&function.tail);
-        // Status UNSET with no message: an empty message, as opentelemetry-proto sends it.
-        put_len_prefix(out, field::SPAN_STATUS, 0);
+        budget.put(out, &function.tail, function.tail_count);
+        if budget.dropped > 0 {
+            put_varint_field(
+                out,
+                field::SPAN_DROPPED_ATTRIBUTES_COUNT,
+                u64::from(budget.dropped),
+            );
+        }
+
+        match &record.error {
+            // Status UNSET with no message: an empty message, as opentelemetry-proto sends it.
+            None => put_len_prefix(out, field::SPAN_STATUS, 0),
+            Some(error) => {
+                if limits.event_count > 0 {
+                    put_exception_event(out, record.end_unix_ns, error, &limits);
+                } else {
+                    put_varint_field(out, field::SPAN_DROPPED_EVENTS_COUNT, 1);
+                }
+                put_error_status(out, error);
+            }
+        }
         let flags = FLAGS_LOCAL_PARENT
             | if record.parent_is_remote {
                 FLAG_REMOTE_PARENT
@@ -351,53 +460,132 @@ impl RequestEncoder {
                 0
             };
         put_fixed32(out, field::SPAN_FLAGS, flags);
-        Some(true)
-    }
-
-    /// Any span, through `SpanData` and opentelemetry-proto's prost messages, into `scratch`.
-    fn encode_reference(&mut self, record: SpanRecord, view: &RegistryView<'_>) -> bool {
-        let Some(data) = to_span_data_limited(record, view, &self.scope, &self.limits) else {
-            return false;
-        };
-        self.scratch.clear();
-        ProtoSpan::from(data)
-            .encode(&mut self.scratch)
-            .expect("a Vec grows as needed");
         true
     }
 }
 
-fn function_fragments(
-    function: &callspan_core::registry::FunctionInfo,
+/// `code.stacktrace`: the frames beyond the caller, most recent call last, the way Python
+/// prints a traceback, appended to `out` (pieces pushed, not formatted: this runs per frame).
+fn write_stacktrace(out: &mut String, view: &RegistryView<'_>, frames: &[CallerSite]) {
+    for site in frames.iter().rev() {
+        if let Some(code) = view.code(site.code) {
+            out.push_str("  File \"");
+            out.push_str(code.file);
+            out.push_str("\", line ");
+            push_decimal(out, site.line);
+            out.push_str(", in ");
+            out.push_str(code.function_name);
+            out.push('\n');
+        }
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+}
+
+/// The `exception` event (OpenTelemetry's exception semantic conventions) at the span's end.
+fn put_exception_event(
+    out: &mut Vec<u8>,
+    time_unix_ns: u64,
+    error: &ExceptionInfo,
     limits: &Limits,
-) -> FunctionFragments {
+) {
+    let mut event = Vec::with_capacity(
+        64 + error.type_name.len() + error.message.len() + error.stacktrace.len(),
+    );
+    put_fixed64(&mut event, field::EVENT_TIME, time_unix_ns);
+    put_bytes(
+        &mut event,
+        field::EVENT_NAME,
+        semconv::EXCEPTION_EVENT.as_bytes(),
+    );
+    let mut budget = AttributeBudget::new(limits);
+    for (key, value) in [
+        (semconv::EXCEPTION_TYPE, &error.type_name),
+        (semconv::EXCEPTION_MESSAGE, &error.message),
+        (semconv::EXCEPTION_STACKTRACE, &error.stacktrace),
+    ] {
+        if budget.take_one() {
+            put_string_attribute(
+                &mut event,
+                field::EVENT_ATTRIBUTES,
+                key,
+                &limits.truncate_str(value),
+            );
+        }
+    }
+    if budget.dropped > 0 {
+        put_varint_field(
+            &mut event,
+            field::EVENT_DROPPED_ATTRIBUTES_COUNT,
+            u64::from(budget.dropped),
+        );
+    }
+    put_bytes(out, field::SPAN_EVENTS, &event);
+}
+
+/// `STATUS_CODE_ERROR` with `Type: message` (or `Type` when the message is empty).
+fn put_error_status(out: &mut Vec<u8>, error: &ExceptionInfo) {
+    let separator = if error.message.is_empty() { "" } else { ": " };
+    let message_len = error.type_name.len() + separator.len() + error.message.len();
+    let status_len = field_len(field::STATUS_MESSAGE, message_len) + 1 + varint_len(STATUS_ERROR);
+    put_len_prefix(out, field::SPAN_STATUS, status_len);
+    put_len_prefix(out, field::STATUS_MESSAGE, message_len);
+    out.extend_from_slice(error.type_name.as_bytes());
+    out.extend_from_slice(separator.as_bytes());
+    out.extend_from_slice(error.message.as_bytes());
+    put_varint_field(out, field::STATUS_CODE, STATUS_ERROR);
+}
+
+fn function_fragments(function: &FunctionInfo, limits: &Limits) -> FunctionFragments {
     let mut name = Vec::new();
     put_bytes(&mut name, field::SPAN_NAME, function.span_name.as_bytes());
     let mut head = Vec::new();
     let mut head_count = 1;
     head.extend_from_slice(&string_attribute(
-        "code.function.name",
+        semconv::CODE_FUNCTION_NAME,
         function.function_name,
         limits,
     ));
     if let Some(file) = function.file {
-        head.extend_from_slice(&string_attribute("code.file.path", file, limits));
+        head.extend_from_slice(&string_attribute(semconv::CODE_FILE_PATH, file, limits));
         head_count += 1;
     }
     if function.line > 0 {
-        put_int_attribute(&mut head, "code.line.number", i64::from(function.line));
+        put_int_attribute(
+            &mut head,
+            field::SPAN_ATTRIBUTES,
+            semconv::CODE_LINE_NUMBER,
+            i64::from(function.line),
+        );
         head_count += 1;
     }
     let mut tail = Vec::new();
     for (key, value) in &function.attributes {
+        let attributes = field::SPAN_ATTRIBUTES;
         match value {
-            AttributeValue::Str(s) => tail.extend_from_slice(&string_attribute(key, s, limits)),
-            AttributeValue::Int(i) => put_int_attribute(&mut tail, key, *i),
-            AttributeValue::Float(f) => put_attribute(&mut tail, key, |v| {
+            AttributeValue::Str(s) => {
+                put_string_attribute(&mut tail, attributes, key, &limits.truncate_str(s));
+            }
+            AttributeValue::Int(i) => put_int_attribute(&mut tail, attributes, key, *i),
+            AttributeValue::Float(f) => put_key_value(&mut tail, attributes, key, 1 + 8, |v| {
                 put_key(v, field::ANY_DOUBLE, FIXED64);
                 v.extend_from_slice(&f.to_bits().to_le_bytes());
             }),
-            AttributeValue::Bool(b) => put_attribute(&mut tail, key, |v| {
+            AttributeValue::Bool(b) => put_key_value(&mut tail, attributes, key, 1 + 1, |v| {
                 put_key(v, field::ANY_BOOL, VARINT);
                 put_varint(v, u64::from(*b));
             }),
@@ -412,67 +600,88 @@ fn function_fragments(
     }
 }
 
-/// Appends a `Span.attributes` field: `key` and the `AnyValue` that `value` writes.
-fn put_attribute(out: &mut Vec<u8>, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
-    let mut any = Vec::with_capacity(16);
-    value(&mut any);
-    let mut kv = Vec::with_capacity(key.len() + any.len() + 8);
+/// Appends a `KeyValue` as field `number` (`Span.attributes`, `Event.attributes`): `key` and
+/// the `AnyValue` of `any_len` bytes that `write_any` appends. Lengths are known up front, so
+/// nothing is allocated. An empty key is left out, as prost leaves out empty strings; a oneof
+/// value is always written, even when it is a default (`""`, `0`, `false`).
+#[inline(always)]
+fn put_key_value(
+    out: &mut Vec<u8>,
+    number: u32,
+    key: &str,
+    any_len: usize,
+    write_any: impl FnOnce(&mut Vec<u8>),
+) {
+    let key_len = if key.is_empty() {
+        0
+    } else {
+        field_len(field::KEY_VALUE_KEY, key.len())
+    };
+    put_len_prefix(
+        out,
+        number,
+        key_len + field_len(field::KEY_VALUE_VALUE, any_len),
+    );
     if !key.is_empty() {
-        put_bytes(&mut kv, field::KEY_VALUE_KEY, key.as_bytes());
+        put_bytes(out, field::KEY_VALUE_KEY, key.as_bytes());
     }
-    put_bytes(&mut kv, field::KEY_VALUE_VALUE, &any);
-    put_bytes(out, field::SPAN_ATTRIBUTES, &kv);
-}
-
-/// A string attribute, its value cut to the length limit.
-fn string_attribute(key: &str, value: &str, limits: &Limits) -> Box<[u8]> {
-    let value = limits.truncate_str(value);
-    let mut out = Vec::new();
-    put_attribute(&mut out, key, |v| {
-        put_bytes(v, field::ANY_STRING, value.as_bytes())
-    });
-    out.into_boxed_slice()
-}
-
-/// An int attribute (int64 as its two's-complement bits, as protobuf writes it).
-fn int_attribute(key: &str, value: i64) -> Box<[u8]> {
-    let mut out = Vec::new();
-    put_int_attribute(&mut out, key, value);
-    out.into_boxed_slice()
-}
-
-/// Appends an int attribute without allocating: its lengths are known up front.
-#[inline]
-fn put_int_attribute(out: &mut Vec<u8>, key: &str, value: i64) {
-    let bits = value as u64;
-    let any_len = 1 + crate::protowire::varint_len(bits);
-    let kv_len =
-        field_len(field::KEY_VALUE_KEY, key.len()) + field_len(field::KEY_VALUE_VALUE, any_len);
-    put_len_prefix(out, field::SPAN_ATTRIBUTES, kv_len);
-    put_bytes(out, field::KEY_VALUE_KEY, key.as_bytes());
     put_len_prefix(out, field::KEY_VALUE_VALUE, any_len);
-    put_key(out, field::ANY_INT, VARINT);
-    put_varint(out, bits);
+    write_any(out);
+}
+
+/// Appends a string attribute (already cut to the length limit).
+#[inline]
+fn put_string_attribute(out: &mut Vec<u8>, number: u32, key: &str, value: &str) {
+    let any_len = field_len(field::ANY_STRING, value.len());
+    put_key_value(out, number, key, any_len, |v| {
+        put_bytes(v, field::ANY_STRING, value.as_bytes());
+    });
+}
+
+/// Appends an int attribute (int64 as its two's-complement bits, as protobuf writes it).
+#[inline]
+fn put_int_attribute(out: &mut Vec<u8>, number: u32, key: &str, value: i64) {
+    let bits = value as u64;
+    put_key_value(out, number, key, 1 + varint_len(bits), |v| {
+        put_key(v, field::ANY_INT, VARINT);
+        put_varint(v, bits);
+    });
+}
+
+/// A span string attribute, its value cut to the length limit, as a fragment.
+fn string_attribute(key: &str, value: &str, limits: &Limits) -> Box<[u8]> {
+    let mut out = Vec::new();
+    put_string_attribute(
+        &mut out,
+        field::SPAN_ATTRIBUTES,
+        key,
+        &limits.truncate_str(value),
+    );
+    out.into_boxed_slice()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::convert::to_span_data_limited;
-    use callspan_core::record::{CallerSite, ExceptionInfo};
-    use callspan_core::registry::{intern, CodeInfo, FunctionInfo, Registry, ThreadInfo};
+    use crate::resource::{int_value, scope, string_value};
+    use callspan_core::registry::{intern, CodeInfo, Registry, ThreadInfo};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{
+        span, status, ResourceSpans, ScopeSpans, Span, Status,
+    };
 
-    struct Fixture {
-        registry: Registry,
-        resource: opentelemetry_sdk::Resource,
-        records: Vec<SpanRecord>,
+    pub(crate) struct Fixture {
+        pub(crate) registry: Registry,
+        pub(crate) resource: Resource,
+        /// Plain; decorated with a remote parent; no caller or thread; caller function and
+        /// line left out; no file or class; failed (twice); with a stack; failed with a stack.
+        pub(crate) records: Vec<SpanRecord>,
     }
 
     /// A registry with two functions (one with static attributes of every kind), a caller,
     /// a class, a thread, and records covering every part of the contract.
-    fn fixture() -> Fixture {
+    pub(crate) fn fixture() -> Fixture {
         let registry = Registry::new();
         let plain = registry.add_function(FunctionInfo {
             span_name: intern("Transformer.apply_transform"),
@@ -493,6 +702,7 @@ mod tests {
                 (intern("hot"), AttributeValue::Bool(true)),
                 (intern("cold"), AttributeValue::Bool(false)),
                 (intern("empty"), AttributeValue::Str(intern(""))),
+                (intern(""), AttributeValue::Int(0)),
             ],
         });
         let code = registry.add_code(
@@ -500,6 +710,13 @@ mod tests {
             CodeInfo {
                 function_name: intern("imgpipe.Rotator.rotate_image"),
                 file: intern("/app/imgpipe.py"),
+            },
+        );
+        let outer = registry.add_code(
+            3,
+            CodeInfo {
+                function_name: intern("imgpipe.main"),
+                file: intern("/app/main.py"),
             },
         );
         let class = registry.add_class(2, intern("imgpipe.Rotator"));
@@ -525,6 +742,13 @@ mod tests {
             error: None,
             omitted: 0,
             stack: None,
+        };
+        let error = |message: &str| {
+            Some(Box::new(ExceptionInfo {
+                type_name: "ValueError".into(),
+                message: message.into(),
+                stacktrace: "Traceback (most recent call last):\n  ...".into(),
+            }))
         };
         let records = vec![
             base.clone(),
@@ -553,24 +777,43 @@ mod tests {
                 ..base.clone()
             },
             SpanRecord {
-                error: Some(Box::new(ExceptionInfo {
-                    type_name: "ValueError".into(),
-                    message: "bad pixel".into(),
-                    stacktrace: "Traceback ...".into(),
-                })),
+                error: error("bad pixel"),
                 ..base.clone()
             },
             SpanRecord {
-                stack: Some(vec![base.caller, base.caller].into_boxed_slice()),
+                error: error(""),
+                function: decorated,
+                ..base.clone()
+            },
+            SpanRecord {
+                stack: Some(
+                    vec![
+                        CallerSite {
+                            code: outer,
+                            line: 12,
+                            class: 0,
+                        },
+                        base.caller,
+                    ]
+                    .into_boxed_slice(),
+                ),
+                ..base.clone()
+            },
+            SpanRecord {
+                stack: Some(Box::new([])),
+                error: error("both"),
+                function: decorated,
                 ..base.clone()
             },
         ];
-        let resource = opentelemetry_sdk::Resource::builder_empty()
-            .with_attributes([
-                opentelemetry::KeyValue::new("service.name", "imgpipe"),
-                opentelemetry::KeyValue::new("process.pid", 42i64),
-            ])
-            .build();
+        let resource = Resource {
+            attributes: vec![
+                string_value(semconv::SERVICE_NAME, "imgpipe"),
+                int_value(semconv::PROCESS_PID, 42),
+            ],
+            dropped_attributes_count: 0,
+            entity_refs: vec![],
+        };
         Fixture {
             registry,
             resource,
@@ -578,24 +821,156 @@ mod tests {
         }
     }
 
-    /// What opentelemetry-otlp would send for `records`: SpanData and opentelemetry-proto.
+    fn any(value: any_value::Value) -> Option<AnyValue> {
+        Some(AnyValue { value: Some(value) })
+    }
+
+    /// The span contract of DESIGN.md written out as opentelemetry-proto's message, field by
+    /// field: what the encoder must produce.
+    fn reference_span(r: &SpanRecord, view: &RegistryView<'_>, limits: &Limits) -> Span {
+        let text = |key: &str, value: &str| string_value(key, limits.truncate_str(value));
+        let captured = |bit: u8| r.omitted & bit == 0;
+        let function = view.function(r.function).unwrap();
+        let mut attributes = vec![text(semconv::CODE_FUNCTION_NAME, function.function_name)];
+        if let Some(file) = function.file {
+            attributes.push(text(semconv::CODE_FILE_PATH, file));
+        }
+        if function.line > 0 {
+            attributes.push(int_value(
+                semconv::CODE_LINE_NUMBER,
+                i64::from(function.line),
+            ));
+        }
+        if let Some(code) = view.code(r.caller.code) {
+            if captured(Capture::FUNCTION) {
+                attributes.push(text(semconv::CALLER_FUNCTION_NAME, code.function_name));
+            }
+            if captured(Capture::FILE) {
+                attributes.push(text(semconv::CALLER_FILE_PATH, code.file));
+            }
+            if captured(Capture::LINE) {
+                attributes.push(int_value(
+                    semconv::CALLER_LINE_NUMBER,
+                    i64::from(r.caller.line),
+                ));
+            }
+        }
+        if let Some(class) = view.class(r.caller.class) {
+            attributes.push(text(semconv::CALLER_CLASS_NAME, class));
+        }
+        if let Some(frames) = &r.stack {
+            let mut trace = String::new();
+            for site in frames.iter().rev() {
+                let code = view.code(site.code).unwrap();
+                trace += &format!(
+                    "  File \"{}\", line {}, in {}\n",
+                    code.file, site.line, code.function_name
+                );
+            }
+            attributes.push(text(semconv::CODE_STACKTRACE, &trace));
+        }
+        if let Some(thread) = view.thread(r.thread) {
+            attributes.push(int_value(semconv::THREAD_ID, thread.id as i64));
+            attributes.push(text(semconv::THREAD_NAME, thread.name));
+        }
+        for (key, value) in &function.attributes {
+            attributes.push(match value {
+                AttributeValue::Str(s) => text(key, s),
+                AttributeValue::Int(i) => int_value(key, *i),
+                AttributeValue::Float(f) => KeyValue {
+                    key: key.to_string(),
+                    key_strindex: 0,
+                    value: any(any_value::Value::DoubleValue(*f)),
+                },
+                AttributeValue::Bool(b) => KeyValue {
+                    key: key.to_string(),
+                    key_strindex: 0,
+                    value: any(any_value::Value::BoolValue(*b)),
+                },
+            });
+        }
+        let dropped_attributes_count = attributes.len().saturating_sub(limits.attribute_count);
+        attributes.truncate(limits.attribute_count);
+
+        let (mut events, status) = match &r.error {
+            None => (vec![], Status::default()),
+            Some(e) => {
+                let mut event_attributes = vec![
+                    text(semconv::EXCEPTION_TYPE, &e.type_name),
+                    text(semconv::EXCEPTION_MESSAGE, &e.message),
+                    text(semconv::EXCEPTION_STACKTRACE, &e.stacktrace),
+                ];
+                let dropped = event_attributes
+                    .len()
+                    .saturating_sub(limits.attribute_count);
+                event_attributes.truncate(limits.attribute_count);
+                let event = span::Event {
+                    time_unix_nano: r.end_unix_ns,
+                    name: semconv::EXCEPTION_EVENT.into(),
+                    attributes: event_attributes,
+                    dropped_attributes_count: dropped as u32,
+                };
+                let message = if e.message.is_empty() {
+                    e.type_name.clone()
+                } else {
+                    format!("{}: {}", e.type_name, e.message)
+                };
+                let status = Status {
+                    message,
+                    code: status::StatusCode::Error as i32,
+                };
+                (vec![event], status)
+            }
+        };
+        let dropped_events_count = events.len().saturating_sub(limits.event_count) as u32;
+        events.truncate(limits.event_count);
+        Span {
+            trace_id: r.trace_id.to_be_bytes().to_vec(),
+            span_id: r.span_id.to_be_bytes().to_vec(),
+            trace_state: String::new(),
+            parent_span_id: if r.parent_span_id == 0 {
+                vec![]
+            } else {
+                r.parent_span_id.to_be_bytes().to_vec()
+            },
+            flags: 0x101 | if r.parent_is_remote { 0x200 } else { 0 },
+            name: function.span_name.to_owned(),
+            kind: span::SpanKind::Internal as i32,
+            start_time_unix_nano: r.start_unix_ns,
+            end_time_unix_nano: r.end_unix_ns,
+            attributes,
+            dropped_attributes_count: dropped_attributes_count as u32,
+            events,
+            dropped_events_count,
+            links: vec![],
+            dropped_links_count: 0,
+            status: Some(status),
+        }
+    }
+
     fn reference(
         f: &Fixture,
         records: &[SpanRecord],
         limits: &Limits,
     ) -> ExportTraceServiceRequest {
         let view = f.registry.view();
-        let scope = crate::resource::scope();
-        let spans = records
-            .iter()
-            .map(|r| to_span_data_limited(r.clone(), &view, &scope, limits).unwrap())
-            .collect();
         ExportTraceServiceRequest {
-            resource_spans: group_spans_by_resource_and_scope(spans, &(&f.resource).into()),
+            resource_spans: vec![ResourceSpans {
+                resource: Some(f.resource.clone()),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(scope()),
+                    spans: records
+                        .iter()
+                        .map(|r| reference_span(r, &view, limits))
+                        .collect(),
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
         }
     }
 
-    fn encode_all(
+    pub(crate) fn encode_all(
         f: &Fixture,
         records: &[SpanRecord],
         limits: Limits,
@@ -604,45 +979,75 @@ mod tests {
         let mut encoder = RequestEncoder::new(&f.resource, limits, max);
         let view = f.registry.view();
         for r in records {
-            assert!(encoder.add(r.clone(), &view));
+            assert!(encoder.add(r, &view));
         }
         encoder.finish()
     }
 
     #[test]
-    fn every_kind_of_span_decodes_to_what_the_reference_path_sends() {
+    fn every_kind_of_span_is_byte_for_byte_what_prost_writes() {
+        // Not only equal once decoded: the same bytes, so receivers see nothing unusual.
         let f = fixture();
         for limits in [
             Limits::default(),
-            // Cuts every string attribute, the fragments' included.
+            // Cuts every string attribute, the fragments' and the exception's included.
             Limits {
                 value_length: Some(5),
                 ..Limits::default()
             },
-            // Pushes the spans with many attributes onto the reference path.
+            // Cuts inside the thread fragment and the static attributes.
             Limits {
-                attribute_count: 6,
+                attribute_count: 8,
                 ..Limits::default()
             },
+            // Cuts inside the function's fragment; the exception event keeps two attributes.
+            Limits {
+                attribute_count: 2,
+                ..Limits::default()
+            },
+            Limits {
+                attribute_count: 0,
+                event_count: 0,
+                value_length: Some(0),
+            },
         ] {
+            for (i, record) in f.records.iter().enumerate() {
+                let requests = encode_all(&f, std::slice::from_ref(record), limits, usize::MAX);
+                let expected = reference(&f, std::slice::from_ref(record), &limits);
+                let decoded =
+                    ExportTraceServiceRequest::decode(requests[0].body.as_slice()).unwrap();
+                assert_eq!(decoded, expected, "record {i}, {limits:?}");
+                assert_eq!(
+                    requests[0].body,
+                    expected.encode_to_vec(),
+                    "record {i}, {limits:?}"
+                );
+            }
             let requests = encode_all(&f, &f.records, limits, usize::MAX);
             assert_eq!(requests.len(), 1);
             assert_eq!(requests[0].spans, f.records.len() as u64);
-            let decoded = ExportTraceServiceRequest::decode(requests[0].body.as_slice()).unwrap();
-            assert_eq!(decoded, reference(&f, &f.records, &limits), "{limits:?}");
+            assert_eq!(
+                requests[0].body,
+                reference(&f, &f.records, &limits).encode_to_vec(),
+                "{limits:?}"
+            );
         }
     }
 
     #[test]
-    fn the_fast_path_is_byte_for_byte_prost() {
-        // Not only equal once decoded: the same bytes, so receivers see nothing unusual.
+    fn the_encoder_is_reused_across_batches_with_the_same_result() {
         let f = fixture();
-        let common = &f.records[..5];
-        let requests = encode_all(&f, common, Limits::default(), usize::MAX);
-        assert_eq!(
-            requests[0].body,
-            reference(&f, common, &Limits::default()).encode_to_vec()
-        );
+        let mut encoder = RequestEncoder::new(&f.resource, Limits::default(), usize::MAX);
+        let view = f.registry.view();
+        let expected = reference(&f, &f.records, &Limits::default()).encode_to_vec();
+        for _ in 0..3 {
+            for r in &f.records {
+                assert!(encoder.add(r, &view));
+            }
+            let requests = encoder.finish();
+            assert_eq!(requests.len(), 1);
+            assert_eq!(requests[0].body, expected);
+        }
     }
 
     #[test]
@@ -687,22 +1092,43 @@ mod tests {
         let f = fixture();
         let mut encoder = RequestEncoder::new(&f.resource, Limits::default(), usize::MAX);
         let view = f.registry.view();
-        assert!(encoder.add(f.records[0].clone(), &view));
+        assert!(encoder.add(&f.records[0], &view));
         let unknown = SpanRecord {
             function: 99,
             ..f.records[0].clone()
         };
-        assert!(!encoder.add(unknown.clone(), &view));
-        assert!(!encoder.add(
-            SpanRecord {
-                stack: Some(Box::new([])),
-                ..unknown
-            },
-            &view
-        ));
+        assert!(!encoder.add(&unknown, &view));
         let requests = encoder.finish();
         assert_eq!(requests.len(), 1);
         assert_eq!(requests[0].spans, 1);
+        assert_eq!(
+            requests[0].body,
+            reference(&f, &f.records[..1], &Limits::default()).encode_to_vec()
+        );
         assert!(encoder.finish().is_empty());
+    }
+
+    #[test]
+    fn the_stack_reads_like_a_python_traceback() {
+        let f = fixture();
+        let view = f.registry.view();
+        let frames = f.records[7].stack.as_deref().unwrap();
+        let mut text = String::new();
+        write_stacktrace(&mut text, &view, frames);
+        assert_eq!(
+            text,
+            "  File \"/app/imgpipe.py\", line 31, in imgpipe.Rotator.rotate_image\n  \
+             File \"/app/main.py\", line 12, in imgpipe.main\n"
+        );
+        for n in [0, 7, 10, 4_294_967_295] {
+            let mut decimal = String::new();
+            push_decimal(&mut decimal, n);
+            assert_eq!(decimal, n.to_string());
+        }
+        let cut = Limits {
+            value_length: Some(4),
+            ..Limits::default()
+        };
+        assert_eq!(cut.truncate_str("résumé"), "résu");
     }
 }

@@ -2,24 +2,24 @@
 //!
 //! It wakes when the queue holds a full batch (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`), when the
 //! schedule delay (`OTEL_BSP_SCHEDULE_DELAY`) has passed, or when asked to flush or shut down.
-//! For OTLP it encodes each batch straight to protobuf (`encode.rs`) and hands the request to a
-//! tokio runtime with one I/O thread (`callspan-export-io`), then goes on draining and encoding
-//! while up to [`MAX_IN_FLIGHT`] requests are on the wire: encoding the next batch overlaps the
-//! round trip of the last one. Every export is bounded by `OTEL_BSP_EXPORT_TIMEOUT`. A failed
-//! export is logged through `tracing` (rate-limited on its way to Python) and its spans are
-//! counted as dropped; the application never sees it. Neither thread holds the GIL or touches
-//! a Python object.
+//! It encodes each batch straight to OTLP protobuf (`encode.rs`), whatever the output. For OTLP
+//! it hands the request to a tokio runtime with one I/O thread (`callspan-export-io`), then
+//! goes on draining and encoding while up to [`MAX_IN_FLIGHT`] requests are on the wire:
+//! encoding the next batch overlaps the round trip of the last one. A file or the console is
+//! written on this thread (`transport.rs`). Every export is bounded by
+//! `OTEL_BSP_EXPORT_TIMEOUT`. A failed export is logged through `tracing` (rate-limited on its
+//! way to Python) and its spans are counted as dropped; the application never sees it. Neither
+//! thread holds the GIL or touches a Python object.
 
-use crate::convert::{to_span_data_limited, Limits};
-use crate::encode::{EncodedRequest, RequestEncoder};
+use crate::encode::{EncodedRequest, Limits, RequestEncoder};
 use crate::otlp_client::OtlpClient;
-use crate::transport::Transport;
+use crate::transport::{LocalOutput, Transport};
 use callspan_core::config::Config;
 use callspan_core::registry::Registry;
 use callspan_core::sink::SpanSink;
 use callspan_core::stats::Stats;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use opentelemetry_sdk::Resource;
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use std::collections::VecDeque;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -94,24 +94,21 @@ impl BatchExporter {
                         return;
                     }
                 };
-                let transport = runtime.block_on(async { Transport::build(&config, &resource) });
+                let transport = runtime.block_on(async { Transport::build(&config) });
                 let _ = ready_tx.send(match &transport {
                     Ok(t) => Ok(t.describe()),
                     Err(e) => Err(e.clone()),
                 });
                 let limits = Limits::from_config(&config);
-                let encoder = matches!(transport, Ok(Transport::Otlp(_)))
-                    .then(|| RequestEncoder::new(&resource, limits, MAX_REQUEST_BYTES));
                 let mut worker = Worker {
                     runtime,
                     transport: transport.ok(),
-                    encoder,
+                    encoder: RequestEncoder::new(&resource, limits, MAX_REQUEST_BYTES),
                     in_flight: VecDeque::new(),
                     all_ok: true,
                     sink,
                     registry,
                     batching,
-                    limits,
                 };
                 worker.run(&control_rx);
                 // The caller may be joining this thread: never wait here for leftovers on the
@@ -204,8 +201,7 @@ impl Flusher {
 struct Worker {
     runtime: tokio::runtime::Runtime,
     transport: Option<Transport>,
-    /// Set for OTLP transports.
-    encoder: Option<RequestEncoder>,
+    encoder: RequestEncoder,
     /// OTLP requests sent and not yet answered, oldest first, with their span counts; each
     /// task tells whether it succeeded.
     in_flight: VecDeque<(tokio::task::JoinHandle<bool>, u64)>,
@@ -214,7 +210,6 @@ struct Worker {
     sink: &'static SpanSink,
     registry: &'static Registry,
     batching: Batching,
-    limits: Limits,
 }
 
 impl Worker {
@@ -295,51 +290,30 @@ impl Worker {
             return dropped == 0;
         };
         let mut unresolved = 0u64;
-        let requests = if let Some(encoder) = self.encoder.as_mut() {
-            let view = self.registry.view();
-            for _ in 0..n {
-                let Some(record) = self.sink.pop() else { break };
-                if !encoder.add(record, &view) {
-                    unresolved += 1;
-                }
+        let view = self.registry.view();
+        for _ in 0..n {
+            let Some(record) = self.sink.pop() else { break };
+            if !self.encoder.add(&record, &view) {
+                unresolved += 1;
             }
-            drop(view);
-            encoder.finish()
-        } else {
-            let scope = crate::resource::scope();
-            let mut batch = Vec::with_capacity(n);
-            {
-                let view = self.registry.view();
-                for _ in 0..n {
-                    let Some(record) = self.sink.pop() else { break };
-                    match to_span_data_limited(record, &view, &scope, &self.limits) {
-                        Some(span) => batch.push(span),
-                        None => unresolved += 1,
-                    }
-                }
-            }
-            let mut ok = true;
-            if !batch.is_empty() {
-                let exported = batch.len() as u64;
-                match transport.write(batch) {
-                    Ok(()) => {
-                        Stats::add(&stats.spans_exported, exported);
-                        Stats::add(&stats.export_batches, 1);
-                    }
-                    Err(e) => {
-                        tracing::warn!("{e}; {exported} spans dropped");
-                        Stats::add(&stats.dropped_export_failed, exported);
-                        Stats::add(&stats.export_errors, 1);
-                        ok = false;
-                    }
-                }
-            }
-            return self.unresolved(unresolved) & ok;
-        };
-        for request in requests {
-            self.dispatch(request);
         }
-        self.unresolved(unresolved)
+        drop(view);
+        let requests = self.encoder.finish();
+        let mut ok = true;
+        match transport {
+            Transport::Local(output) => {
+                for request in &requests {
+                    ok &= write_local(output, request, stats);
+                }
+            }
+            Transport::Otlp(client) => {
+                let client = OtlpClient::clone(client);
+                for request in requests {
+                    self.dispatch(client.clone(), request);
+                }
+            }
+        }
+        self.unresolved(unresolved) & ok
     }
 
     /// Counts and reports records that named an unregistered function (a bug); true if none.
@@ -353,20 +327,13 @@ impl Worker {
 
     /// Puts one OTLP request on the wire, first waiting for the oldest one in flight if
     /// [`MAX_IN_FLIGHT`] are.
-    fn dispatch(&mut self, request: EncodedRequest) {
+    fn dispatch(&mut self, client: OtlpClient, request: EncodedRequest) {
         while self.in_flight.front().is_some_and(|(h, _)| h.is_finished())
             || self.in_flight.len() >= MAX_IN_FLIGHT
         {
             self.reap_oldest();
         }
         let stats: &'static Stats = &self.sink.stats;
-        let Some(Transport::Otlp(client)) = &self.transport else {
-            // Only OTLP transports have an encoder; counted all the same.
-            Stats::add(&stats.dropped_export_failed, request.spans);
-            self.all_ok = false;
-            return;
-        };
-        let client = OtlpClient::clone(client);
         let timeout = self.batching.export_timeout;
         let spans = request.spans;
         let handle = self.runtime.spawn(send(client, request, stats, timeout));
@@ -383,6 +350,23 @@ impl Worker {
                 false
             });
             self.all_ok &= ok;
+        }
+    }
+}
+
+/// Writes one request to a local output and counts the outcome; true if it was written.
+fn write_local(output: &mut LocalOutput, request: &EncodedRequest, stats: &Stats) -> bool {
+    match output.write(request) {
+        Ok(()) => {
+            Stats::add(&stats.spans_exported, request.spans);
+            Stats::add(&stats.export_batches, 1);
+            true
+        }
+        Err(e) => {
+            tracing::warn!("{e}; {} spans dropped", request.spans);
+            Stats::add(&stats.dropped_export_failed, request.spans);
+            Stats::add(&stats.export_errors, 1);
+            false
         }
     }
 }

@@ -4,13 +4,13 @@
 //! bounded [`callspan_core::sink::SpanSink`], starts the [`exporter::BatchExporter`] thread
 //! lazily (and afresh in a forked child), and answers flush, shutdown and stats. The exporter
 //! thread, named `callspan-export`, owns its own tokio runtime, batches records by count and time,
-//! encodes them straight to OTLP protobuf ([`encode`]) and sends them with [`otlp_client`]
-//! (gRPC on tonic, or HTTP/protobuf on reqwest, with the OTLP [`retry`] rules and [`tls`]); the
-//! file and console [`transport`]s go through `SpanData` ([`convert`]). It never touches a
-//! Python object. [`diagnostic`] collects its warnings, rate-limited, for the binding
-//! to forward to Python's `logging`.
+//! encodes them straight to OTLP protobuf ([`encode`], attribute names from [`semconv`]) and
+//! sends them with [`otlp_client`] (gRPC on tonic, or HTTP/protobuf on reqwest, with the OTLP
+//! [`retry`] rules and [`tls`]; one client for every [`signal`]); the file and console
+//! [`transport`]s decode and render those same bytes. It never touches a Python object.
+//! [`diagnostic`] collects its warnings, rate-limited, for the binding to forward to Python's
+//! `logging`.
 
-pub mod convert;
 pub mod diagnostic;
 pub mod encode;
 pub mod exporter;
@@ -19,6 +19,8 @@ pub mod pipeline;
 pub mod protowire;
 pub mod resource;
 pub mod retry;
+pub mod semconv;
+pub mod signal;
 pub mod tls;
 pub mod transport;
 

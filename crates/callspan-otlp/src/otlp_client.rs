@@ -1,49 +1,67 @@
-//! Sends encoded `ExportTraceServiceRequest` bodies to an OTLP receiver: over gRPC with tonic,
-//! or over HTTP/protobuf with reqwest, with the spec's retry rules (`retry.rs`).
+//! Sends encoded OTLP export requests of one signal (`signal.rs`: traces, metrics) to a
+//! receiver: over gRPC with tonic, or over HTTP/protobuf with reqwest, with the spec's retry
+//! rules (`retry.rs`).
 //!
-//! The bodies come from `encode.rs`, already serialized; gRPC sends them through a codec that
-//! copies bytes instead of encoding a prost message. Every request carries exactly callspan's
-//! configuration: its endpoint, headers (as gRPC metadata or HTTP headers), gzip or not, TLS
-//! (`tls.rs`), and the OTLP timeout, which bounds all attempts of one export together.
+//! The bodies come already serialized (`encode.rs` for spans); gRPC sends them to the signal's
+//! service through a codec that copies bytes instead of encoding a prost message. Every request
+//! carries exactly callspan's configuration: its endpoint, headers (as gRPC metadata or HTTP
+//! headers), gzip or not, TLS (`tls.rs`), and the OTLP timeout, which bounds all attempts of
+//! one export together.
 //!
-//! The response's `partial_success` is read: spans the receiver says it rejected are reported
-//! and counted by the exporter, never retried (the spec forbids it).
+//! The response's `partial_success` is read: items the receiver says it rejected are reported
+//! and counted by the caller, never retried (the spec forbids it). A receiver that has no
+//! service for the signal (gRPC `UNIMPLEMENTED`, HTTP 404) fails with its own
+//! [`ExportErrorKind::NoService`], not retried either.
 
 use crate::retry::{grpc_verdict, http_verdict, with_retry, RetryPolicy};
+use crate::signal::{OtlpService, Signal};
 use crate::tls::TlsSetup;
-use bytes::{BufMut, Bytes};
+use bytes::{Buf, BufMut, Bytes};
 use callspan_core::config::Config;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-/// The gRPC method OTLP trace exports call.
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 /// Largest OTLP/HTTP response body read (the spec's responses are tiny).
 const MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
 
 /// What a receiver accepted.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Accepted {
-    /// Spans the receiver said it rejected (`partial_success.rejected_spans`).
+    /// Items the receiver said it rejected (`partial_success.rejected_spans`,
+    /// `rejected_data_points`).
     pub rejected: u64,
     /// The receiver's explanation, if it gave one.
     pub message: String,
 }
 
-impl From<ExportTraceServiceResponse> for Accepted {
-    fn from(response: ExportTraceServiceResponse) -> Accepted {
-        response
-            .partial_success
-            .map(|p| Accepted {
-                rejected: u64::try_from(p.rejected_spans).unwrap_or(0),
-                message: p.error_message,
-            })
-            .unwrap_or_default()
+/// Why an export failed, as far as the caller acts on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportErrorKind {
+    /// The receiver has no service for this signal (gRPC `UNIMPLEMENTED`, HTTP 404): sending
+    /// more of it is pointless until it is reconfigured.
+    NoService,
+    /// Anything else: this request is lost, the next may go through.
+    Failed,
+}
+
+/// A failed export: its kind, and a message naming the destination, the cause and the retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportError {
+    /// What the caller should make of it.
+    pub kind: ExportErrorKind,
+    /// For the log.
+    pub message: String,
+}
+
+impl std::fmt::Display for ExportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
+
+impl std::error::Error for ExportError {}
 
 /// An OTLP exporter's connection, cheap to clone (clones share the connection).
 #[derive(Clone, Debug)]
@@ -55,16 +73,38 @@ pub enum OtlpClient {
 }
 
 impl OtlpClient {
-    /// The client the configuration asks for. Must run inside a tokio runtime (connections are
-    /// made lazily on it).
-    pub(crate) fn build(config: &Config, tls: Option<&TlsSetup>) -> Result<OtlpClient, String> {
+    /// The client of `signal` the configuration asks for, with its TLS material loaded for an
+    /// `https://` endpoint (problems are logged and worked around, see `tls.rs`). Must run
+    /// inside a tokio runtime (connections are made lazily on it).
+    pub fn build(config: &Config, signal: Signal) -> Result<OtlpClient, String> {
+        let tls = config
+            .endpoint
+            .starts_with("https://")
+            .then(|| TlsSetup::load(config));
+        OtlpClient::with_tls(config, signal, tls.as_ref())
+    }
+
+    /// [`OtlpClient::build`] with the TLS material given.
+    fn with_tls(
+        config: &Config,
+        signal: Signal,
+        tls: Option<&TlsSetup>,
+    ) -> Result<OtlpClient, String> {
         match config.protocol {
             callspan_core::config::Protocol::Grpc => {
-                GrpcClient::new(config, tls).map(OtlpClient::Grpc)
+                GrpcClient::new(config, signal, tls).map(OtlpClient::Grpc)
             }
             callspan_core::config::Protocol::HttpProtobuf => {
-                HttpClient::new(config, tls).map(OtlpClient::Http)
+                HttpClient::new(config, signal, tls).map(OtlpClient::Http)
             }
+        }
+    }
+
+    /// The signal this client sends.
+    pub fn signal(&self) -> Signal {
+        match self {
+            OtlpClient::Grpc(c) => c.signal,
+            OtlpClient::Http(c) => c.signal,
         }
     }
 
@@ -76,10 +116,15 @@ impl OtlpClient {
         }
     }
 
-    /// Sends one request body, retrying transient failures within the OTLP timeout. The error
-    /// names the destination, the cause, and the retries made.
-    pub async fn export(&self, body: Bytes) -> Result<Accepted, String> {
+    /// Sends one encoded request of the client's signal, retrying transient failures within
+    /// the OTLP timeout. The error names the destination, the cause, and the retries made.
+    pub async fn export(&self, body: Bytes) -> Result<Accepted, ExportError> {
         let policy = RetryPolicy::default();
+        let signal = self.signal();
+        let fail = |kind, cause: &str, retries| ExportError {
+            kind,
+            message: failure(&self.describe(), signal, kind, cause, retries),
+        };
         match self {
             OtlpClient::Grpc(c) => {
                 let deadline = Instant::now() + c.timeout;
@@ -88,12 +133,23 @@ impl OtlpClient {
                 })
                 .await
                 .map_err(|(status, retries)| {
-                    failure(&self.describe(), &describe_status(&status), retries)
+                    let kind = if status.code() == tonic::Code::Unimplemented {
+                        ExportErrorKind::NoService
+                    } else {
+                        ExportErrorKind::Failed
+                    };
+                    fail(kind, &describe_status(&status), retries)
                 })
             }
             OtlpClient::Http(c) => {
                 let body = if c.gzip {
-                    gzip(&body).map_err(|e| format!("cannot gzip the request: {e}"))?
+                    gzip(&body).map_err(|e| {
+                        fail(
+                            ExportErrorKind::Failed,
+                            &format!("cannot gzip the request: {e}"),
+                            0,
+                        )
+                    })?
                 } else {
                     body
                 };
@@ -105,23 +161,46 @@ impl OtlpClient {
                     |left| c.attempt(body.clone(), left),
                 )
                 .await
-                .map_err(|(f, retries)| failure(&self.describe(), &f.message, retries))
+                .map_err(|(f, retries)| {
+                    let kind = if f.status == 404 {
+                        ExportErrorKind::NoService
+                    } else {
+                        ExportErrorKind::Failed
+                    };
+                    fail(kind, &f.message, retries)
+                })
             }
         }
     }
 }
 
-fn failure(destination: &str, cause: &str, retries: u32) -> String {
-    match retries {
+fn failure(
+    destination: &str,
+    signal: Signal,
+    kind: ExportErrorKind,
+    cause: &str,
+    retries: u32,
+) -> String {
+    let mut out = match retries {
         0 => format!("{destination} failed: {cause}"),
         1 => format!("{destination} failed after 1 retry: {cause}"),
         n => format!("{destination} failed after {n} retries: {cause}"),
+    };
+    if kind == ExportErrorKind::NoService {
+        out.push_str(&format!(
+            " (the receiver has no OTLP {} service: {} over gRPC, {} over HTTP)",
+            signal.name(),
+            signal.service_name(),
+            signal.http_path()
+        ));
     }
+    out
 }
 
 /// OTLP/gRPC over a tonic channel.
 #[derive(Clone, Debug)]
 pub struct GrpcClient {
+    signal: Signal,
     grpc: tonic::client::Grpc<tonic::transport::Channel>,
     metadata: tonic::metadata::MetadataMap,
     endpoint: String,
@@ -129,7 +208,7 @@ pub struct GrpcClient {
 }
 
 impl GrpcClient {
-    fn new(config: &Config, tls: Option<&TlsSetup>) -> Result<GrpcClient, String> {
+    fn new(config: &Config, signal: Signal, tls: Option<&TlsSetup>) -> Result<GrpcClient, String> {
         let bad = |e: tonic::transport::Error| {
             format!(
                 "cannot use {} as an OTLP/gRPC endpoint: {}",
@@ -151,6 +230,7 @@ impl GrpcClient {
             grpc = grpc.send_compressed(Gzip).accept_compressed(Gzip);
         }
         Ok(GrpcClient {
+            signal,
             grpc,
             metadata: grpc_metadata(&config.headers),
             endpoint: config.endpoint.clone(),
@@ -168,11 +248,15 @@ impl GrpcClient {
             let mut request = tonic::Request::new(body);
             *request.metadata_mut() = self.metadata.clone();
             request.set_timeout(left);
-            let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+            let path = http::uri::PathAndQuery::from_static(self.signal.grpc_path());
             grpc.unary(request, path, PreEncoded).await
         };
         match tokio::time::timeout(left, call).await {
-            Ok(result) => result.map(|response| response.into_inner().into()),
+            Ok(result) => result.and_then(|response| {
+                self.signal
+                    .accepted(&response.into_inner())
+                    .map_err(|e| tonic::Status::internal(format!("undecodable response: {e}")))
+            }),
             Err(_) => Err(tonic::Status::deadline_exceeded(format!(
                 "no answer within {left:?} (OTEL_EXPORTER_OTLP_TIMEOUT)"
             ))),
@@ -222,14 +306,14 @@ fn grpc_metadata(headers: &[(String, String)]) -> tonic::metadata::MetadataMap {
     metadata
 }
 
-/// The gRPC codec of pre-encoded requests: the body's bytes go out as they are; the response
-/// is decoded with prost.
+/// The gRPC codec of pre-encoded requests: the body's bytes go out as they are, and the
+/// response's come back as they are (the signal decodes them).
 #[derive(Clone, Copy, Debug, Default)]
 struct PreEncoded;
 
 impl tonic::codec::Codec for PreEncoded {
     type Encode = Bytes;
-    type Decode = ExportTraceServiceResponse;
+    type Decode = Bytes;
     type Encoder = PreEncoded;
     type Decoder = PreEncoded;
 
@@ -257,22 +341,21 @@ impl tonic::codec::Encoder for PreEncoded {
 }
 
 impl tonic::codec::Decoder for PreEncoded {
-    type Item = ExportTraceServiceResponse;
+    type Item = Bytes;
     type Error = tonic::Status;
 
     fn decode(
         &mut self,
         src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
-        ExportTraceServiceResponse::decode(src)
-            .map(Some)
-            .map_err(|e| tonic::Status::internal(format!("undecodable response: {e}")))
+    ) -> Result<Option<Bytes>, tonic::Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 
 /// OTLP/HTTP with protobuf bodies: reqwest's async client on the exporter's tokio runtime.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
+    signal: Signal,
     client: reqwest::Client,
     url: String,
     headers: HeaderMap,
@@ -290,7 +373,7 @@ struct HttpFailure {
 }
 
 impl HttpClient {
-    fn new(config: &Config, tls: Option<&TlsSetup>) -> Result<HttpClient, String> {
+    fn new(config: &Config, signal: Signal, tls: Option<&TlsSetup>) -> Result<HttpClient, String> {
         let mut headers = HeaderMap::new();
         for (k, v) in &config.headers {
             match (
@@ -324,6 +407,7 @@ impl HttpClient {
             .build()
             .map_err(|e| format!("cannot build the HTTP client for {}: {e}", config.endpoint))?;
         Ok(HttpClient {
+            signal,
             client,
             url: config.endpoint.clone(),
             headers,
@@ -371,9 +455,7 @@ impl HttpClient {
         if status.is_success() {
             // An empty body is a full success; a body that is not a response is one too (the
             // spec's server MUST send one, but the spans were accepted either way).
-            return Ok(ExportTraceServiceResponse::decode(body.as_slice())
-                .map(Accepted::from)
-                .unwrap_or_default());
+            return Ok(self.signal.accepted(&body).unwrap_or_default());
         }
         let mut message = format!("HTTP {status}");
         // OTLP/HTTP error bodies are a google.rpc.Status.
@@ -415,19 +497,6 @@ fn gzip(body: &[u8]) -> std::io::Result<Bytes> {
     Ok(encoder.finish()?.into())
 }
 
-/// Reads a whole `Buf` (test helper for encoded bodies).
-#[cfg(test)]
-fn to_vec(mut buf: impl bytes::Buf) -> Vec<u8> {
-    let mut out = Vec::new();
-    while buf.has_remaining() {
-        let chunk = buf.chunk();
-        out.extend_from_slice(chunk);
-        let n = chunk.len();
-        buf.advance(n);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,7 +523,7 @@ mod tests {
                 ("headers", "x-tenant=imaging,authorization=Bearer%20t"),
             ],
         );
-        let OtlpClient::Http(client) = OtlpClient::build(&plain, None).unwrap() else {
+        let OtlpClient::Http(client) = OtlpClient::build(&plain, Signal::Traces).unwrap() else {
             panic!("not HTTP");
         };
         let request = client
@@ -474,7 +543,7 @@ mod tests {
 
         let mut gzipped = plain.clone();
         gzipped.gzip = true;
-        let OtlpClient::Http(client) = OtlpClient::build(&gzipped, None).unwrap() else {
+        let OtlpClient::Http(client) = OtlpClient::build(&gzipped, Signal::Traces).unwrap() else {
             panic!("not HTTP");
         };
         let request = client
@@ -504,42 +573,37 @@ mod tests {
     }
 
     #[test]
-    fn pre_encoded_bodies_go_out_unchanged_and_responses_decode() {
-        use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
-        use tonic::codec::Codec;
-        let _ = PreEncoded.encoder();
-        let response = ExportTraceServiceResponse {
-            partial_success: Some(ExportTracePartialSuccess {
-                rejected_spans: 3,
-                error_message: "too old".into(),
-            }),
-        };
-        let bytes = response.encode_to_vec();
-        assert_eq!(to_vec(bytes.as_slice()), bytes);
-        let decoded = ExportTraceServiceResponse::decode(bytes.as_slice()).unwrap();
-        assert_eq!(
-            Accepted::from(decoded),
-            Accepted {
-                rejected: 3,
-                message: "too old".into()
-            }
-        );
-        assert_eq!(
-            Accepted::from(ExportTraceServiceResponse::default()),
-            Accepted::default()
-        );
-        let _ = PreEncoded.decoder();
-    }
-
-    #[test]
     fn failures_name_the_destination_the_cause_and_the_retries() {
         assert_eq!(
-            failure("OTLP/gRPC to http://x:4317", "Unavailable: down", 0),
+            failure(
+                "OTLP/gRPC to http://x:4317",
+                Signal::Traces,
+                ExportErrorKind::Failed,
+                "Unavailable: down",
+                0
+            ),
             "OTLP/gRPC to http://x:4317 failed: Unavailable: down"
         );
         assert_eq!(
-            failure("OTLP/HTTP to http://x/v1/traces", "HTTP 503", 3),
+            failure(
+                "OTLP/HTTP to http://x/v1/traces",
+                Signal::Traces,
+                ExportErrorKind::Failed,
+                "HTTP 503",
+                3
+            ),
             "OTLP/HTTP to http://x/v1/traces failed after 3 retries: HTTP 503"
+        );
+        assert_eq!(
+            failure(
+                "OTLP/HTTP to http://x/v1/metrics",
+                Signal::Metrics,
+                ExportErrorKind::NoService,
+                "HTTP 404 Not Found",
+                0
+            ),
+            "OTLP/HTTP to http://x/v1/metrics failed: HTTP 404 Not Found (the receiver has no \
+             OTLP metrics service: MetricsService over gRPC, /v1/metrics over HTTP)"
         );
         assert_eq!(
             describe_status(&tonic::Status::unavailable("tcp connect error")),
@@ -576,7 +640,9 @@ mod tests {
                 ],
             );
             assert_eq!(
-                OtlpClient::build(&config, None).unwrap().describe(),
+                OtlpClient::build(&config, Signal::Traces)
+                    .unwrap()
+                    .describe(),
                 described
             );
         }
@@ -612,15 +678,16 @@ mod tests {
             let started = Instant::now();
             let error = runtime
                 .block_on(async {
-                    OtlpClient::build(&config, None)
+                    OtlpClient::build(&config, Signal::Traces)
                         .unwrap()
                         .export(Bytes::new())
                         .await
                 })
                 .unwrap_err();
             let took = started.elapsed();
+            assert_eq!(error.kind, ExportErrorKind::Failed);
             assert!(
-                error.contains(&endpoint) && error.contains("failed after"),
+                error.message.contains(&endpoint) && error.message.contains("failed after"),
                 "{error}"
             );
             assert!(took < Duration::from_millis(2500), "{took:?}");

@@ -79,6 +79,36 @@ pub fn field_len(number: u32, len: usize) -> usize {
     varint_len(u64::from(number << 3)) + varint_len(len as u64) + len
 }
 
+/// Reads a varint at the start of `bytes`: its value and length. `None` if `bytes` ends first.
+#[inline]
+fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// Bytes the first `n` fields of `bytes` take, where `bytes` is a run of length-delimited
+/// fields this module wrote (the encoder cuts attribute fragments to a count limit with it).
+/// Stops at the end of `bytes` if it holds fewer than `n`.
+pub fn first_fields_len(bytes: &[u8], n: usize) -> usize {
+    let mut at = 0;
+    for _ in 0..n {
+        let Some((_key, key_len)) = read_varint(&bytes[at..]) else {
+            break;
+        };
+        let Some((len, len_len)) = read_varint(&bytes[at + key_len..]) else {
+            break;
+        };
+        at = (at + key_len + len_len + len as usize).min(bytes.len());
+    }
+    at
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +164,20 @@ mod tests {
         );
         assert_eq!(decoded.encoded_len(), out.len());
         assert_eq!(field_len(1, 6), 8);
+    }
+
+    #[test]
+    fn the_first_fields_of_a_run_are_found_by_their_lengths() {
+        let mut run = Vec::new();
+        put_bytes(&mut run, 9, b"ab");
+        let first = run.len();
+        put_bytes(&mut run, 9, &[7u8; 200]); // a two-byte length
+        let second = run.len();
+        put_bytes(&mut run, 9, b"");
+        assert_eq!(first_fields_len(&run, 0), 0);
+        assert_eq!(first_fields_len(&run, 1), first);
+        assert_eq!(first_fields_len(&run, 2), second);
+        assert_eq!(first_fields_len(&run, 3), run.len());
+        assert_eq!(first_fields_len(&run, 9), run.len());
     }
 }

@@ -1,43 +1,51 @@
-//! Where batches go: an OTLP receiver (gRPC or HTTP/protobuf, see `otlp_client.rs`), an
-//! OTLP-JSON-lines file, the console, or nowhere.
+//! Where batches go: an OTLP receiver (gRPC or HTTP/protobuf, see `otlp_client.rs`), or a local
+//! output — an OTLP-JSON-lines file, the console, or nowhere.
 //!
-//! OTLP takes request bodies encoded straight from span records (`encode.rs`); the file and
-//! the console take `SpanData` (`convert.rs`), which is slower and fine for them. Every setting
-//! comes from `callspan_core::config`, which has already resolved (and warned about) the
-//! `OTEL_*` variables: nothing here reads the environment, so a value callspan resolved is the
-//! value used. TLS material is loaded once (`tls.rs`).
+//! Every output takes the same encoded `ExportTraceServiceRequest` (`encode.rs`): the network
+//! sends its bytes; the file and the console decode them with prost into opentelemetry-proto's
+//! messages, so what they show is exactly what a receiver would have received, and the file
+//! writes those messages in the OTLP JSON encoding (opentelemetry-proto's serde: ids as hex,
+//! enums as integers, 64-bit integers as strings). Every setting comes from
+//! `callspan_core::config`, which has already resolved (and warned about) the `OTEL_*`
+//! variables: nothing here reads the environment.
 
+use crate::encode::EncodedRequest;
 use crate::otlp_client::OtlpClient;
-use crate::tls::TlsSetup;
+use crate::semconv;
+use crate::signal::Signal;
 use callspan_core::config::{Config, ExporterKind};
-use opentelemetry::Value;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
-use opentelemetry_sdk::trace::SpanData;
-use opentelemetry_sdk::Resource;
-use std::io::Write;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
+use prost::Message;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
 /// A configured destination for span batches.
+#[derive(Debug)]
 pub enum Transport {
-    /// OTLP over gRPC or HTTP/protobuf: takes encoded requests.
+    /// OTLP over gRPC or HTTP/protobuf, sent on the exporter's tokio runtime.
     Otlp(Box<OtlpClient>),
+    /// Written on the exporter thread itself.
+    Local(LocalOutput),
+}
+
+/// An output on this machine, written synchronously.
+pub enum LocalOutput {
     /// One `ExportTraceServiceRequest` per line, OTLP JSON encoding.
     File {
         /// The open file, appended to.
         file: std::fs::File,
         /// Its path, for messages.
         path: String,
-        /// The resource written with every request.
-        resource: ResourceAttributesWithSchema,
     },
     /// A readable line per span on stderr.
     Console,
     /// Spans are discarded (counted as exported: nothing failed).
-    None,
+    Discard,
 }
 
-impl std::fmt::Debug for Transport {
+impl std::fmt::Debug for LocalOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
     }
@@ -46,29 +54,24 @@ impl std::fmt::Debug for Transport {
 impl Transport {
     /// Builds the transport the configuration asks for. Must run inside the exporter's tokio
     /// runtime: the gRPC channel and the HTTP client connect lazily on it. Problems with TLS
-    /// files are logged and worked around (see [`TlsSetup`]); an error means no transport.
-    pub fn build(config: &Config, resource: &Resource) -> Result<Transport, String> {
+    /// files are logged and worked around (see `tls.rs`); an error means no transport.
+    pub fn build(config: &Config) -> Result<Transport, String> {
         match config.exporter {
-            ExporterKind::None => Ok(Transport::None),
-            ExporterKind::Console => Ok(Transport::Console),
+            ExporterKind::None => Ok(Transport::Local(LocalOutput::Discard)),
+            ExporterKind::Console => Ok(Transport::Local(LocalOutput::Console)),
             ExporterKind::File => {
                 let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(&config.file)
                     .map_err(|e| format!("cannot open {} for spans: {e}", config.file))?;
-                Ok(Transport::File {
+                Ok(Transport::Local(LocalOutput::File {
                     file,
                     path: config.file.clone(),
-                    resource: resource.into(),
-                })
+                }))
             }
             ExporterKind::Otlp => {
-                let tls = config
-                    .endpoint
-                    .starts_with("https://")
-                    .then(|| TlsSetup::load(config));
-                OtlpClient::build(config, tls.as_ref()).map(|c| Transport::Otlp(Box::new(c)))
+                OtlpClient::build(config, Signal::Traces).map(|c| Transport::Otlp(Box::new(c)))
             }
         }
     }
@@ -77,94 +80,123 @@ impl Transport {
     pub fn describe(&self) -> String {
         match self {
             Transport::Otlp(client) => client.describe(),
-            Transport::File { path, .. } => format!("OTLP JSON lines in {path}"),
-            Transport::Console => "the console (stderr)".into(),
-            Transport::None => "nowhere (exporter none)".into(),
+            Transport::Local(output) => output.describe(),
+        }
+    }
+}
+
+impl LocalOutput {
+    /// Where spans go, for humans.
+    pub fn describe(&self) -> String {
+        match self {
+            LocalOutput::File { path, .. } => format!("OTLP JSON lines in {path}"),
+            LocalOutput::Console => "the console (stderr)".into(),
+            LocalOutput::Discard => "nowhere (exporter none)".into(),
         }
     }
 
-    /// Writes one batch to a file, the console or nowhere (OTLP takes encoded requests).
-    pub fn write(&mut self, batch: Vec<SpanData>) -> Result<(), String> {
+    /// Writes one encoded request.
+    pub fn write(&mut self, request: &EncodedRequest) -> Result<(), String> {
+        let decode = || {
+            ExportTraceServiceRequest::decode(request.body.as_slice())
+                .map_err(|e| format!("cannot decode an encoded request (a bug): {e}"))
+        };
         match self {
-            Transport::Otlp(client) => Err(format!(
-                "{} takes encoded requests, not SpanData (a bug)",
-                client.describe()
-            )),
-            Transport::File {
-                file,
-                path,
-                resource,
-            } => {
-                let request = ExportTraceServiceRequest {
-                    resource_spans: group_spans_by_resource_and_scope(batch, resource),
-                };
-                let mut line = serde_json::to_vec(&request)
+            LocalOutput::File { file, path } => {
+                let mut line = serde_json::to_vec(&decode()?)
                     .map_err(|e| format!("cannot encode spans as OTLP JSON: {e}"))?;
                 line.push(b'\n');
                 file.write_all(&line)
                     .and_then(|()| file.flush())
                     .map_err(|e| format!("cannot write spans to {path}: {e}"))
             }
-            Transport::Console => {
+            LocalOutput::Console => {
                 let mut out = String::new();
-                for span in &batch {
-                    out.push_str(&console_line(span));
-                    out.push('\n');
+                for resource_spans in decode()?.resource_spans {
+                    for scope_spans in resource_spans.scope_spans {
+                        for span in &scope_spans.spans {
+                            out.push_str(&console_line(span));
+                            out.push('\n');
+                        }
+                    }
                 }
                 std::io::stderr()
                     .write_all(out.as_bytes())
                     .map_err(|e| format!("cannot write spans to stderr: {e}"))
             }
-            Transport::None => Ok(()),
+            LocalOutput::Discard => Ok(()),
         }
     }
 }
 
-fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+/// A span attribute's value, for reading.
+fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
     span.attributes
         .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| &kv.value)
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
 }
 
-/// `apply_transform 12.5µs ← imgpipe.Rotator.rotate_image (imgpipe.py:31) [imgpipe.Rotator] ...`
-pub fn console_line(span: &SpanData) -> String {
+/// An attribute value as a human reads it.
+fn display(value: &Value) -> String {
+    match value {
+        Value::StringValue(s) => s.clone(),
+        Value::IntValue(i) => i.to_string(),
+        Value::DoubleValue(d) => d.to_string(),
+        Value::BoolValue(b) => b.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// `callspan: apply_transform 12.5µs <- imgpipe.Rotator.rotate_image (imgpipe.py:31)
+/// [imgpipe.Rotator] thread=MainThread trace=… span=…`
+pub fn console_line(span: &Span) -> String {
     let micros = span
-        .end_time
-        .duration_since(span.start_time)
-        .map(|d| d.as_secs_f64() * 1e6)
-        .unwrap_or(0.0);
+        .end_time_unix_nano
+        .saturating_sub(span.start_time_unix_nano) as f64
+        / 1e3;
     let mut line = format!("callspan: {} {micros:.1}µs", span.name);
-    if let Some(caller) = attr(span, "caller.function.name") {
-        let file = attr(span, "caller.file.path")
-            .map(|v| v.as_str())
-            .unwrap_or_default();
-        let short = file.rsplit('/').next().unwrap_or_default().to_owned();
-        let line_no = attr(span, "caller.line.number")
-            .map(|v| v.to_string())
-            .unwrap_or_default();
-        line.push_str(&format!(" <- {caller} ({short}:{line_no})"));
+    let text = |key| attribute(span, key).map(display);
+    if let Some(caller) = text(semconv::CALLER_FUNCTION_NAME) {
+        let file = text(semconv::CALLER_FILE_PATH).unwrap_or_default();
+        let short = file.rsplit('/').next().unwrap_or_default();
+        let line_no = text(semconv::CALLER_LINE_NUMBER).unwrap_or_default();
+        let _ = write!(line, " <- {caller} ({short}:{line_no})");
     }
-    if let Some(class) = attr(span, "caller.class.name") {
-        line.push_str(&format!(" [{class}]"));
+    if let Some(class) = text(semconv::CALLER_CLASS_NAME) {
+        let _ = write!(line, " [{class}]");
     }
-    if let Some(thread) = attr(span, "thread.name") {
-        line.push_str(&format!(" thread={thread}"));
+    if let Some(thread) = text(semconv::THREAD_NAME) {
+        let _ = write!(line, " thread={thread}");
     }
-    if let opentelemetry::trace::Status::Error { description } = &span.status {
-        line.push_str(&format!(" ERROR {description}"));
+    if let Some(status) = span
+        .status
+        .as_ref()
+        .filter(|s| s.code == StatusCode::Error as i32)
+    {
+        let _ = write!(line, " ERROR {}", status.message);
     }
-    line.push_str(&format!(
+    let _ = write!(
+        line,
         " trace={} span={}",
-        span.span_context.trace_id(),
-        span.span_context.span_id()
-    ));
+        hex(&span.trace_id),
+        hex(&span.span_id)
+    );
     line
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encode::tests::{encode_all, fixture};
+    use crate::encode::Limits;
     use crate::tls::tests::{Scratch, CA_PEM};
 
     #[test]
@@ -175,7 +207,6 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let resource = crate::resource::build_resource(&Config::defaults());
         for (protocol, endpoint) in [
             ("grpc", "http://127.0.0.1:4317"),
             ("grpc", "https://127.0.0.1:4317"),
@@ -195,10 +226,83 @@ mod tests {
             );
             assert!(warnings.is_empty(), "{warnings:?}");
             let transport = runtime
-                .block_on(async { Transport::build(&config, &resource) })
+                .block_on(async { Transport::build(&config) })
                 .unwrap();
             let kind = if protocol == "grpc" { "gRPC" } else { "HTTP" };
             assert_eq!(transport.describe(), format!("OTLP/{kind} to {endpoint}"));
         }
+    }
+
+    /// One encoded request of every kind of span, as the network would send it.
+    fn encoded() -> EncodedRequest {
+        let f = fixture();
+        encode_all(&f, &f.records, Limits::default(), usize::MAX)
+            .pop()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_file_holds_the_sent_request_as_otlp_json() {
+        let scratch = Scratch::new("file");
+        let path = scratch.file("spans.jsonl", "");
+        let request = encoded();
+        let mut output = LocalOutput::File {
+            file: std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap(),
+            path: path.clone(),
+        };
+        output.write(&request).unwrap();
+        output.write(&request).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        // The JSON parses back to the very request the network sends.
+        let parsed: ExportTraceServiceRequest = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(parsed.encode_to_vec(), request.body);
+        // OTLP JSON, not protobuf's canonical JSON: hex ids, integer enums, camelCase keys.
+        let json: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        let spans = &json["resourceSpans"][0]["scopeSpans"][0]["spans"];
+        assert_eq!(spans[1]["traceId"], "0123456789abcdef0011223344556677");
+        assert_eq!(spans[1]["spanId"], "1122334455667788");
+        assert_eq!(spans[1]["parentSpanId"], "0000000000000099");
+        assert_eq!(spans[1]["kind"], 1);
+        assert_eq!(spans[5]["status"]["code"], 2);
+        assert_eq!(spans[5]["events"][0]["name"], semconv::EXCEPTION_EVENT);
+        assert_eq!(
+            json["resourceSpans"][0]["scopeSpans"][0]["scope"]["name"],
+            semconv::SCOPE_NAME
+        );
+    }
+
+    #[test]
+    fn the_console_shows_each_sent_span_on_a_line() {
+        let request = encoded();
+        let spans = ExportTraceServiceRequest::decode(request.body.as_slice())
+            .unwrap()
+            .resource_spans
+            .remove(0)
+            .scope_spans
+            .remove(0)
+            .spans;
+        assert_eq!(
+            console_line(&spans[0]),
+            "callspan: Transformer.apply_transform 12.5µs <- imgpipe.Rotator.rotate_image \
+             (imgpipe.py:31) [imgpipe.Rotator] thread=MainThread \
+             trace=0123456789abcdef0011223344556677 span=1122334455667788"
+        );
+        assert_eq!(
+            console_line(&spans[2]),
+            "callspan: Transformer.apply_transform 12.5µs trace=0123456789abcdef0011223344556677 \
+             span=1122334455667788"
+        );
+        assert!(
+            console_line(&spans[5]).contains(" ERROR ValueError: bad pixel trace="),
+            "{}",
+            console_line(&spans[5])
+        );
+        assert!(LocalOutput::Console.write(&request).is_ok());
+        assert!(LocalOutput::Discard.write(&request).is_ok());
     }
 }
