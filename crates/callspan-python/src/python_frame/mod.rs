@@ -120,6 +120,13 @@ impl<'py> CallerFrame<'py> {
     /// # Safety
     /// `frame` must be null or a frame object whose frame is still executing (or suspended in a
     /// generator).
+    #[cfg_attr(
+        not(callspan_frame_direct),
+        expect(
+            dead_code,
+            reason = "only the direct route's layout check calls it until the profile hook does"
+        )
+    )]
     pub(crate) unsafe fn from_frame_object(
         py: Python<'py>,
         frame: *mut ffi::PyFrameObject,
