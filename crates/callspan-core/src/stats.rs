@@ -42,9 +42,9 @@ pub struct Stats {
 /// A point-in-time copy of [`Stats`] plus the queue length.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
-    /// See [`Stats::spans_started`].
+    /// Calls of traced functions, sampled or not ([`count_started`]).
     pub spans_started: u64,
-    /// See [`Stats::spans_sampled`].
+    /// Calls the sampler kept ([`count_sampled`]).
     pub spans_sampled: u64,
     /// See [`Stats::spans_exported`].
     pub spans_exported: u64,
