@@ -54,8 +54,8 @@ test-python: install $(VENV)/.system-deps ## Python end-to-end tests against rea
 
 test: test-rust test-python ## every test: Rust and Python
 
-# Other CPython versions from pyenv, each in its own venv (.venv-3.X); CI runs 3.9 and 3.13 too.
-PYVERSIONS ?= 3.9 3.13
+# Other CPython versions from pyenv, each in its own venv (.venv-3.X); CI runs all four.
+PYVERSIONS ?= 3.9 3.10 3.12 3.13
 # Every version's tests use the main .venv's rotel-agent: rotel has no wheel for 3.9, and its
 # 3.10 wheel's binary needs a shared libpython, which pyenv builds lack.
 test-pythons: venv ## the Python suite on each of PYVERSIONS (pyenv interpreters)
@@ -68,11 +68,14 @@ test-pythons: venv ## the Python suite on each of PYVERSIONS (pyenv interpreters
 	    $(MAKE) --no-print-directory test-python PYTHON=$$py VENV=.venv-$$v || exit 1; \
 	done
 
-lint: venv ## rustfmt, clippy -D warnings, ruff
+# stubtest imports the built module, so lint builds it first (`install`).
+lint: install ## rustfmt, clippy, rustdoc (warnings denied), ruff, stubtest of _callspan.pyi
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 	$(VENV)/bin/ruff check python tests examples
 	$(VENV)/bin/ruff format --check python tests examples
+	$(PY) -m mypy.stubtest callspan --allowlist tests/stubtest-allowlist.txt
 
 fmt: venv ## format Rust and Python
 	cargo fmt --all

@@ -4,7 +4,7 @@
 //!    `PyPy`, …) to this crate. Cargo cfgs are per crate: PyO3 sets them for itself only, so a crate
 //!    that wants `#[cfg(Py_3_11)]` must ask `pyo3-build-config` for them (it reads the interpreter
 //!    config PyO3's own build script exported through `links = "pyo3-python"`).
-//! 2. Decides whether `src/python_frame.rs` may read CPython's frame structs directly
+//! 2. Decides whether `src/python_frame/` may read CPython's frame structs directly
 //!    (`cfg(callspan_frame_direct)`): only for a version-specific (non-abi3), GIL-enabled CPython
 //!    3.9–3.13 build, the versions whose layouts that module declares and checks. Anything else uses
 //!    the public-API fallback. `CALLSPAN_FRAME_PUBLIC_API=1` forces the fallback on 3.11+ (for tests

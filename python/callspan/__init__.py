@@ -93,6 +93,8 @@ _mp_hook = _MultiprocessingHook()
 def _flush_in_multiprocessing_child(_hook: _MultiprocessingHook) -> None:
     register_atexit = getattr(threading, "_register_atexit", None)
     try:
+        if register_atexit is None:
+            raise AttributeError("threading._register_atexit")
         register_atexit(_flush_at_exit)
     except Exception:
         # Not available, or threading is already shutting down: fall back on a finalizer

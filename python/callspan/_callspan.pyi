@@ -1,10 +1,11 @@
 """The native module behind callspan (Rust, PyO3). Private: use the ``callspan`` package."""
 
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Any, Callable, final
 
 __version__: str
 
+@final
 class TracedFunction:
     """A function traced by callspan: each call becomes a span tagged with its caller.
 
@@ -15,8 +16,9 @@ class TracedFunction:
 
     __wrapped__: Callable[..., Any]
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
-    def __get__(self, obj: object, owner: type | None = None) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
 
+@final
 class TracedCoroutine:
     """The coroutine a traced ``async def`` returns: one span over its awaited lifetime.
     Registered as a ``collections.abc.Coroutine``."""
@@ -28,6 +30,7 @@ class TracedCoroutine:
     def __await__(self) -> TracedCoroutine: ...
     def __next__(self) -> Any: ...
 
+@final
 class TracedGenerator:
     """The generator a traced generator function returns: one span from the first iteration
     to exhaustion or ``close()``."""
@@ -39,6 +42,7 @@ class TracedGenerator:
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any: ...
     def close(self) -> None: ...
 
+@final
 class TracedAsyncGenerator:
     """The async generator a traced async generator function returns."""
 
@@ -49,6 +53,7 @@ class TracedAsyncGenerator:
     def athrow(self, typ: Any, val: Any = None, tb: Any = None) -> TracedAsyncStep: ...
     def aclose(self) -> TracedAsyncStep: ...
 
+@final
 class TracedAsyncStep:
     """One awaitable step of a traced async generator."""
 

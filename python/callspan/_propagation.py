@@ -49,6 +49,7 @@ def inject(carrier: MutableMapping[str, str] | None = None) -> MutableMapping[st
 def extract(carrier: Mapping[str, str] | str) -> RemoteSpan | None:
     """Read a ``traceparent`` (a header value, or a carrier holding one); None if absent or
     invalid."""
+    value: str | None
     if isinstance(carrier, str):
         value = carrier
     else:

@@ -115,6 +115,8 @@ def _wrap(
 def trace(func: F, /) -> F: ...
 @overload
 def trace(
+    func: None = None,
+    /,
     *,
     name: str | None = None,
     attributes: Mapping[str, Any] | None = None,

@@ -5,6 +5,7 @@
 //! per-process state compares [`epoch`] with the epoch it was set up in and starts afresh when
 //! they differ. Handlers registered with [`on_fork_child`] run in the child right after the fork,
 //! before any Python code, while the child is still single-threaded.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,9 +96,12 @@ mod tests {
         assert!(pid >= 0);
         if pid == 0 {
             let ok = epoch() == before + 1 && CHILD_RAN.load(Ordering::Relaxed) == 1;
+            // SAFETY: `_exit` ends the child without running the parent's atexit handlers or
+            // destructors, the only exit that is sound in a forked child.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) };
         }
         let mut status = 0;
+        // SAFETY: `pid` is our own child and `status` a valid out-pointer.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert!(libc::WIFEXITED(status));
         assert_eq!(libc::WEXITSTATUS(status), 0);

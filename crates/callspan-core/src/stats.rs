@@ -10,6 +10,7 @@
 //! Reading sums the slots. A slot outlives its thread: at thread exit it is handed to the next
 //! thread that needs one, which keeps adding to it, so the sum never loses or counts a call
 //! twice. Slots are never freed; there are never more than threads alive at the same time.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::cell::Cell;
 use std::ptr;
@@ -37,9 +38,9 @@ pub struct Stats {
 /// A point-in-time copy of [`Stats`] plus the queue length.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
-    /// See [`Stats::spans_started`].
+    /// Calls of traced functions, sampled or not ([`count_started`]).
     pub spans_started: u64,
-    /// See [`Stats::spans_sampled`].
+    /// Calls the sampler kept ([`count_sampled`]).
     pub spans_sampled: u64,
     /// See [`Stats::spans_exported`].
     pub spans_exported: u64,

@@ -4,6 +4,7 @@
 //! thread's first traced call only; a name changed later is not picked up. After `fork()` the
 //! child's only thread keeps its ident, but its name may have changed meaning (e.g. a worker
 //! process's main thread), so the cache is keyed by fork epoch too.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use callspan_core::fork;
 use callspan_core::record::ThreadKey;
@@ -32,9 +33,11 @@ pub(crate) fn current_key(py: Python<'_>, registry: &Registry) -> ThreadKey {
 
 #[cold]
 fn register(py: Python<'_>, registry: &Registry) -> ThreadKey {
-    // SAFETY: plain C call, GIL held.
+    // SAFETY: `PyThread_get_thread_ident` only reads the calling OS thread's id; no
+    // precondition.
+    let ident = unsafe { ffi::PyThread_get_thread_ident() };
     #[allow(clippy::useless_conversion)] // c_ulong is u64 on 64-bit Linux, u32 elsewhere.
-    let id = u64::from(unsafe { ffi::PyThread_get_thread_ident() });
+    let id = u64::from(ident);
     let name = thread_name(py).unwrap_or_else(|| format!("Thread-{id}"));
     registry.add_thread(ThreadInfo {
         id,
