@@ -4,7 +4,6 @@
 //! syscall). Exported timestamps must be Unix time, so the clock keeps one anchor pair taken at
 //! start-up and converts by offset. A wall-clock step (NTP) after start-up therefore shifts no
 //! span; spans stay consistent with each other, which is what a trace view needs.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::sync::OnceLock;
 

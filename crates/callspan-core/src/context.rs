@@ -3,7 +3,6 @@
 //! A traced call pushes its trace id, span id and sampling decision before calling the function
 //! and pops them after. Unsampled calls push too: their children must inherit "not sampled"
 //! under a parent-based sampler instead of starting new root traces.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::cell::RefCell;
 

@@ -5,7 +5,6 @@
 //! per-process state compares [`epoch`] with the epoch it was set up in and starts afresh when
 //! they differ. Handlers registered with [`on_fork_child`] run in the child right after the fork,
 //! before any Python code, while the child is still single-threaded.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,7 +4,6 @@
 //! multiply per id and no atomics. After `fork()` the child would replay its parent's sequence,
 //! so each generator remembers the [`crate::fork::epoch`] it was seeded in and reseeds when the
 //! process has forked since.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::cell::Cell;
 

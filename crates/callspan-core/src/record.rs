@@ -3,7 +3,6 @@
 //! Everything a span needs that is the same for many calls (names, files, classes, threads) lives
 //! in the [`crate::registry::Registry`]; a record only points at it. The rare error case carries
 //! its own strings in a box so that the common record stays small.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 /// Index of a traced function (the callee) in the registry. Ids start at 1.
 pub type FunctionId = u32;

@@ -5,7 +5,6 @@
 //! by a small integer id from then on. The exporter thread resolves ids back to strings without
 //! ever touching a Python object. Entries are never removed: the binding keeps the underlying
 //! Python object alive, so a pointer used as a key can never be reused by another object.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use crate::record::{ClassId, CodeId, FunctionId, ThreadKey};
 use parking_lot::{Mutex, RwLock};

@@ -4,7 +4,6 @@
 //! lock-free ring ([`crossbeam_queue::ArrayQueue`]). When it is full the new record is dropped and
 //! counted. When it holds a full batch the exporter is woken once — the `wake_pending` flag keeps
 //! a hot loop from signalling on every push.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use crate::record::SpanRecord;
 use crate::stats::Stats;

@@ -10,7 +10,6 @@
 //! Reading sums the slots. A slot outlives its thread: at thread exit it is handed to the next
 //! thread that needs one, which keeps adding to it, so the sum never loses or counts a call
 //! twice. Slots are never freed; there are never more than threads alive at the same time.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::cell::Cell;
 use std::ptr;

@@ -5,7 +5,6 @@
 //! drains it from a thread that holds the GIL anyway (a traced call, `flush()`, `stats()`) and
 //! hands each message to the `callspan` logger. Each callsite speaks at most once per
 //! [`RATE_LIMIT`]; what it was not allowed to say is counted and mentioned next time.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use parking_lot::Mutex;
 use std::collections::HashMap;

@@ -10,7 +10,6 @@
 //! delay doubling to 1.6 s, up to 100 ms jitter, server delays capped), which keeps its retry
 //! crate-private; callspan sends its own pre-encoded requests (see `encode.rs`) and so runs the
 //! same rules itself.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::future::Future;
 use std::time::{Duration, Instant};

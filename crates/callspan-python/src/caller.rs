@@ -155,6 +155,7 @@ fn site_entry(py: Python<'_>, frame: &CallerFrame<'_>, registry: &Registry) -> S
         line,
         has_self,
     };
+    // SAFETY: this thread's own cache, and no reference into it is live (see the read above).
     CACHES.with(|c| unsafe { (*c.get()).sites[slot] = fresh });
     fresh
 }
@@ -224,6 +225,7 @@ unsafe fn class_of_first_arg(
         Some(id) => id,
         None => register_class(py, tp, registry),
     };
+    // SAFETY: this thread's own cache, and no reference into it is live (see the read above).
     CACHES.with(|c| unsafe { (*c.get()).classes[slot] = (key, id) });
     id
 }

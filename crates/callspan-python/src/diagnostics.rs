@@ -2,7 +2,6 @@
 //!
 //! Called only on threads that already hold the GIL (a traced call, `flush()`, `stats()`), never
 //! on the exporter thread.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use callspan_otlp::diagnostic::{self, Diagnostic};
 use pyo3::prelude::*;

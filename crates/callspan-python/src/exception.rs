@@ -3,7 +3,6 @@
 //! The exception itself propagates unchanged: it is fetched, described, and restored as the
 //! very same object. Describing it may run user code (`str(exc)` calls `__str__`), which the
 //! OpenTelemetry SDKs do too; a failure there is contained and noted in the message.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use callspan_core::record::ExceptionInfo;
 use pyo3::prelude::*;

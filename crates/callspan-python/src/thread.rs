@@ -4,7 +4,6 @@
 //! thread's first traced call only; a name changed later is not picked up. After `fork()` the
 //! child's only thread keeps its ident, but its name may have changed meaning (e.g. a worker
 //! process's main thread), so the cache is keyed by fork epoch too.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use callspan_core::fork;
 use callspan_core::record::ThreadKey;

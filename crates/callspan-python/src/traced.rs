@@ -123,9 +123,9 @@ unsafe extern "C" fn traced_vectorcall(
         return unsafe { call_stepped(py, hot, this, kind, decision, args, nargsf, kwnames) };
     }
     let (trace_id, parent) = match decision {
-        // SAFETY: as above.
         Decision::Unsampled { trace_id } => {
-            return unsafe { call_unsampled(py, hot, trace_id, func, args, nargsf, kwnames) }
+            // SAFETY: as above.
+            return unsafe { call_unsampled(py, hot, trace_id, func, args, nargsf, kwnames) };
         }
         Decision::Sampled { trace_id, parent } => (trace_id, parent),
     };

@@ -32,7 +32,6 @@
 //!
 //! Every function here takes a frame of the live chain handed out by [`current`], [`back`] or
 //! [`from_frame_object`] (a complete Python frame; the GIL is held), or a live code object.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use pyo3::ffi::{self, PyObject};
 use pyo3::prelude::*;

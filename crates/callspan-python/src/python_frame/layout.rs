@@ -12,7 +12,6 @@
 //! frame, code-object and thread-state fields read are asserted at compile time (`asserts` below)
 //! against the values C's `offsetof` gave on those headers, so a typo here fails the build;
 //! `super::verify` checks the same fields against the running interpreter at import.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::ffi::{c_char, c_int, c_void};
 

@@ -49,7 +49,6 @@
 //!   Python is a key object of another type whose `__hash__` equals `hash("__name__")`.
 //!   Allocation (string conversion) may trigger the cyclic GC, which may run finalizers: the
 //!   qualname search holds strong references to everything it walks for that reason.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(any(Py_LIMITED_API, PyPy, GraalPy, RustPython))]
 compile_error!(

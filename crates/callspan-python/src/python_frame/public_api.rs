@@ -12,7 +12,6 @@
 //!
 //! Frame objects obtained here stay owned by their interpreter frames (`frame_obj`), so returning
 //! them borrowed is sound while the frames run.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use pyo3::ffi::{self, PyObject};
 use pyo3::prelude::*;

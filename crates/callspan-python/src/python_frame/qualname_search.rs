@@ -19,7 +19,6 @@
 //! `__qualname__` for its `__code__` at decoration time instead), a `__qualname__` assigned by
 //! hand, and a nested `def` whose name the enclosing function declares `global` (the compiler then
 //! drops the `<locals>` prefix).
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::ptr;
 

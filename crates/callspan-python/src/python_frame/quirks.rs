@@ -19,7 +19,6 @@
 //!   follows either to the value.
 //! * **No `co_qualname` on 3.9/3.10**: derived instead, see
 //!   [`qualname_search`](super::qualname_search).
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::ptr;
 

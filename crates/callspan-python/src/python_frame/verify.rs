@@ -20,7 +20,6 @@
 //!
 //! The first mismatch is returned as an `Err` naming the field and both values; the caller
 //! (`caller::check_frame_layout`) then logs it and turns caller attributes off for the process.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::mem::offset_of;
 use std::ptr;
