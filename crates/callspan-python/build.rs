@@ -21,6 +21,11 @@ fn main() {
 
     let config = pyo3_build_config::get();
     let version = config.version();
+    // A build-time switch read by Cargo (rerun-if-env-changed above), not runtime configuration.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "build scripts take their inputs from the build environment"
+    )]
     let forced_public = std::env::var("CALLSPAN_FRAME_PUBLIC_API")
         .map(|v| !v.is_empty() && v != "0")
         .unwrap_or(false);

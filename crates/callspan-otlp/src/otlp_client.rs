@@ -77,10 +77,11 @@ impl OtlpClient {
     /// `https://` endpoint (problems are logged and worked around, see `tls.rs`). Must run
     /// inside a tokio runtime (connections are made lazily on it).
     pub fn build(config: &Config, signal: Signal) -> Result<OtlpClient, String> {
-        let tls = config
+        let otlp = config.otlp(signal);
+        let tls = otlp
             .endpoint
             .starts_with("https://")
-            .then(|| TlsSetup::load(config));
+            .then(|| TlsSetup::load(otlp));
         OtlpClient::with_tls(config, signal, tls.as_ref())
     }
 
@@ -90,7 +91,7 @@ impl OtlpClient {
         signal: Signal,
         tls: Option<&TlsSetup>,
     ) -> Result<OtlpClient, String> {
-        match config.protocol {
+        match config.otlp(signal).protocol {
             callspan_core::config::Protocol::Grpc => {
                 GrpcClient::new(config, signal, tls).map(OtlpClient::Grpc)
             }
@@ -209,32 +210,33 @@ pub struct GrpcClient {
 
 impl GrpcClient {
     fn new(config: &Config, signal: Signal, tls: Option<&TlsSetup>) -> Result<GrpcClient, String> {
+        let otlp = config.otlp(signal);
         let bad = |e: tonic::transport::Error| {
             format!(
                 "cannot use {} as an OTLP/gRPC endpoint: {}",
-                config.endpoint,
+                otlp.endpoint,
                 error_chain(&e)
             )
         };
-        let mut endpoint = tonic::transport::Endpoint::from_shared(config.endpoint.clone())
+        let mut endpoint = tonic::transport::Endpoint::from_shared(otlp.endpoint.clone())
             .map_err(bad)?
-            .connect_timeout(config.otlp_timeout)
+            .connect_timeout(otlp.timeout)
             .user_agent(format!("callspan/{}", crate::VERSION))
             .map_err(bad)?;
         if let Some(tls) = tls {
             endpoint = endpoint.tls_config(tls.tonic_config()).map_err(bad)?;
         }
         let mut grpc = tonic::client::Grpc::new(endpoint.connect_lazy());
-        if config.gzip {
+        if otlp.gzip {
             use tonic::codec::CompressionEncoding::Gzip;
             grpc = grpc.send_compressed(Gzip).accept_compressed(Gzip);
         }
         Ok(GrpcClient {
             signal,
             grpc,
-            metadata: grpc_metadata(&config.headers),
-            endpoint: config.endpoint.clone(),
-            timeout: config.otlp_timeout,
+            metadata: grpc_metadata(&otlp.headers),
+            endpoint: otlp.endpoint.clone(),
+            timeout: otlp.timeout,
         })
     }
 
@@ -374,8 +376,9 @@ struct HttpFailure {
 
 impl HttpClient {
     fn new(config: &Config, signal: Signal, tls: Option<&TlsSetup>) -> Result<HttpClient, String> {
+        let otlp = config.otlp(signal);
         let mut headers = HeaderMap::new();
-        for (k, v) in &config.headers {
+        for (k, v) in &otlp.headers {
             match (
                 HeaderName::try_from(k.as_str()),
                 HeaderValue::try_from(v.as_str()),
@@ -391,7 +394,7 @@ impl HttpClient {
             CONTENT_TYPE,
             HeaderValue::from_static("application/x-protobuf"),
         );
-        if config.gzip {
+        if otlp.gzip {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         // Plain http:// needs no TLS, but reqwest (built without a default crypto provider)
@@ -401,18 +404,18 @@ impl HttpClient {
             None => TlsSetup::plain_rustls_config(),
         };
         let client = reqwest::Client::builder()
-            .connect_timeout(config.otlp_timeout)
+            .connect_timeout(otlp.timeout)
             .user_agent(format!("callspan/{}", crate::VERSION))
             .tls_backend_preconfigured(rustls)
             .build()
-            .map_err(|e| format!("cannot build the HTTP client for {}: {e}", config.endpoint))?;
+            .map_err(|e| format!("cannot build the HTTP client for {}: {e}", otlp.endpoint))?;
         Ok(HttpClient {
             signal,
             client,
-            url: config.endpoint.clone(),
+            url: otlp.endpoint.clone(),
             headers,
-            gzip: config.gzip,
-            timeout: config.otlp_timeout,
+            gzip: otlp.gzip,
+            timeout: otlp.timeout,
         })
     }
 
@@ -542,7 +545,7 @@ mod tests {
         assert_eq!(request.timeout(), Some(&Duration::from_secs(1)));
 
         let mut gzipped = plain.clone();
-        gzipped.gzip = true;
+        gzipped.traces.gzip = true;
         let OtlpClient::Http(client) = OtlpClient::build(&gzipped, Signal::Traces).unwrap() else {
             panic!("not HTTP");
         };

@@ -158,11 +158,11 @@ impl Pipeline {
         match c.exporter {
             Otlp => format!(
                 "OTLP/{} to {}",
-                match c.protocol {
+                match c.traces.protocol {
                     callspan_core::config::Protocol::Grpc => "gRPC",
                     callspan_core::config::Protocol::HttpProtobuf => "HTTP",
                 },
-                c.endpoint
+                c.traces.endpoint
             ),
             File => format!("OTLP JSON lines in {}", c.file),
             Console => "the console (stderr)".into(),

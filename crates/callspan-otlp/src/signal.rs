@@ -13,14 +13,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResp
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
-/// One kind of OTLP telemetry, sent to its own service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Signal {
-    /// Spans: `ExportTraceServiceRequest`.
-    Traces,
-    /// Metrics: `ExportMetricsServiceRequest`.
-    Metrics,
-}
+/// One kind of OTLP telemetry, sent to its own service: the configuration's signal, whose
+/// settings are `Config::otlp(signal)`.
+pub use callspan_core::config::Signal;
 
 /// What the OTLP wire protocol says about a signal. A trait, not inherent methods, so that the
 /// signal type itself may live in the configuration (`callspan_core::config`).
@@ -42,10 +37,7 @@ pub trait OtlpService: Copy {
 
 impl OtlpService for Signal {
     fn name(self) -> &'static str {
-        match self {
-            Signal::Traces => "traces",
-            Signal::Metrics => "metrics",
-        }
+        Signal::name(self)
     }
 
     fn grpc_path(self) -> &'static str {
@@ -56,10 +48,7 @@ impl OtlpService for Signal {
     }
 
     fn http_path(self) -> &'static str {
-        match self {
-            Signal::Traces => "/v1/traces",
-            Signal::Metrics => "/v1/metrics",
-        }
+        Signal::http_path(self)
     }
 
     fn service_name(self) -> &'static str {

@@ -3,7 +3,7 @@
 //! `..._CLIENT_KEY` (or the system's store), and handed to tonic (gRPC) and rustls/reqwest
 //! (HTTP) alike. rustls with the ring provider: no OpenSSL.
 
-use callspan_core::config::{Config, PemFile};
+use callspan_core::config::{OtlpSettings, PemFile};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::RootCertStore;
@@ -32,7 +32,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 impl TlsSetup {
-    pub(crate) fn load(config: &Config) -> TlsSetup {
+    pub(crate) fn load(config: &OtlpSettings) -> TlsSetup {
         let roots = match config.certificate.as_ref().map(read_roots) {
             Some(Ok(roots)) => roots,
             Some(Err((file, why))) => {

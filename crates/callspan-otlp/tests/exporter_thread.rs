@@ -95,9 +95,9 @@ fn unreachable_collector_counts_drops_and_shutdown_is_bounded() {
         .unwrap()
         .port();
     let mut config = Config::defaults();
-    config.endpoint = format!("http://127.0.0.1:{port}");
+    config.traces.endpoint = format!("http://127.0.0.1:{port}");
     config.export_timeout = Duration::from_secs(2);
-    config.otlp_timeout = Duration::from_millis(500);
+    config.traces.timeout = Duration::from_millis(500);
     config.schedule_delay = Duration::from_millis(50);
     let (sink, registry, function) = setup(100);
     let exporter = BatchExporter::start(&config, build_resource(&config), sink, registry).unwrap();

@@ -222,16 +222,18 @@ fn metrics_request() -> ExportMetricsServiceRequest {
 }
 
 fn client(protocol: &str, endpoint: &str, gzip: bool, signal: Signal) -> OtlpClient {
-    let mut args = vec![
-        ("protocol", protocol),
-        ("endpoint", endpoint),
-        ("headers", "x-tenant=imaging"),
-        ("timeout", "5000"),
+    // The signal's own variables: the metrics client reads OTEL_EXPORTER_OTLP_METRICS_*.
+    let rows = signal.rows();
+    let mut env = vec![
+        (rows.protocol.name(), protocol),
+        (rows.endpoint.name(), endpoint),
+        (rows.headers.name(), "x-tenant=imaging"),
+        (rows.timeout.name(), "5000"),
     ];
     if gzip {
-        args.push(("compression", "gzip"));
+        env.push((rows.compression.name(), "gzip"));
     }
-    let (config, warnings) = Config::from_pairs(&[], &args);
+    let (config, warnings) = Config::from_pairs(&env, &[]);
     assert!(warnings.is_empty(), "{warnings:?}");
     OtlpClient::build(&config, signal).unwrap()
 }
