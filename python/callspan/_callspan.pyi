@@ -84,8 +84,9 @@ def wrapped(obj: object) -> Callable[..., Any] | None:
     """The callable inside ``obj`` if it is a TracedFunction, else None."""
 
 def configure(arguments: dict[str, str]) -> None:
-    """Create or re-create the pipeline from string settings (keyword names of the Rust
-    configuration module) layered over the environment."""
+    """Create or re-create the pipeline from string settings (keywords of :func:`settings`)
+    layered over the environment. Keys that are not keywords are ignored: ``callspan.configure``
+    checks them first."""
 
 def flush(timeout: float | None = None) -> bool:
     """Export every queued span; True when all were delivered within ``timeout`` seconds
@@ -105,6 +106,15 @@ def destination() -> str:
 
 def effective_config() -> list[tuple[str, str, str]]:
     """``(setting, value, source)`` for every setting."""
+
+def settings() -> list[tuple[str | None, list[str], str, str, str]]:
+    """The table of settings, one row per setting in the README's order:
+    ``(keyword, variables, kind, default, meaning)``. ``keyword`` is the ``configure()``
+    keyword (None for settings read from the environment only); ``variables`` the environment
+    variables, highest precedence first; ``kind`` one of ``bool``, ``text``, ``path``,
+    ``choice``, ``milliseconds``, ``integer``, ``number``, ``ratio``, ``duration``,
+    ``key_values``, ``sample_rules``, ``names``, ``endpoint``; ``default`` the default as the
+    README shows it."""
 
 def forward_diagnostics() -> None:
     """Forward buffered exporter warnings to the ``callspan`` logger now."""

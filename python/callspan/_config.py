@@ -8,6 +8,7 @@ both sources and a bad value produces the same warning naming the setting.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -15,48 +16,20 @@ from urllib.parse import quote
 
 from . import _callspan
 
-# keyword argument -> the Rust configuration key it sets
-_KEYS = {
-    "disabled": "disabled",
-    "service_name": "service_name",
-    "resource_attributes": "resource_attributes",
-    "sampler": "sampler",
-    "sampler_arg": "sampler_arg",
-    "exporter": "exporter",
-    "file": "file",
-    "endpoint": "endpoint",
-    "protocol": "protocol",
-    "headers": "headers",
-    "compression": "compression",
-    "timeout_ms": "timeout_ms",
-    "insecure": "insecure",
-    "certificate": "certificate",
-    "client_key": "client_key",
-    "client_certificate": "client_certificate",
-    "schedule_delay_ms": "schedule_delay_ms",
-    "export_timeout_ms": "export_timeout_ms",
-    "max_queue_size": "max_queue_size",
-    "max_export_batch_size": "max_export_batch_size",
-    "attribute_value_length_limit": "attribute_value_length_limit",
-    "span_attribute_count_limit": "span_attribute_count_limit",
-    "span_event_count_limit": "span_event_count_limit",
-    "sample": "sample",
-    "max_spans_per_second": "max_spans_per_second",
-    "min_duration": "min_duration",
-    "capture": "capture",
-    "stack_depth": "stack_depth",
-    "otel_context": "otel_context",
+# keyword -> its kind, from the Rust table of settings (one row per setting, README order).
+_KINDS = {
+    keyword: kind for keyword, _variables, kind, _default, _doc in _callspan.settings() if keyword
 }
 
 
-def _callspan_form(key: str, value: Any) -> Any:
-    """Python-friendly forms of the callspan settings, as their variables spell them."""
-    if key == "sample" and isinstance(value, Mapping):
+def _variable_form(kind: str, value: Any) -> Any:
+    """Python-friendly forms of a setting, turned into its variable's spelling by kind."""
+    if kind == "sample_rules" and isinstance(value, Mapping):
         # Globs are written as they are (CALLSPAN_SAMPLE is not percent-encoded).
         return ",".join(f"{pattern}={rate}" for pattern, rate in value.items())
-    if key == "min_duration" and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if kind == "duration" and isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{int(value * 1e9)}ns"  # seconds, like every timeout in Python
-    if key == "capture" and isinstance(value, (list, tuple, set, frozenset)):
+    if kind == "names" and isinstance(value, (list, tuple, set, frozenset)):
         return ",".join(value)
     return value
 
@@ -79,28 +52,42 @@ def _as_string(value: Any) -> str:
 def configure(**settings: Any) -> None:
     """Configure callspan in code; each keyword wins over its environment variable.
 
-    Keywords: ``disabled``, ``service_name``, ``resource_attributes`` (dict), ``sampler``,
-    ``sampler_arg``, ``exporter`` (``otlp``, ``console``, ``file``, ``none``), ``file``,
-    ``endpoint``, ``protocol`` (``grpc``, ``http/protobuf``), ``headers`` (dict),
-    ``compression`` (``gzip``, ``none``), ``timeout_ms``, ``insecure`` (bool), ``certificate``,
-    ``client_key``, ``client_certificate`` (PEM file paths), ``schedule_delay_ms``,
-    ``export_timeout_ms``, ``max_queue_size``, ``max_export_batch_size``,
-    ``attribute_value_length_limit``, ``span_attribute_count_limit``, ``span_event_count_limit``;
-    callspan's own: ``sample`` (dict of glob to rate, or the ``CALLSPAN_SAMPLE`` string),
-    ``max_spans_per_second``, ``min_duration`` (seconds, or a string like ``"250us"``),
-    ``capture`` (list of ``function``, ``file``, ``line``, ``class``, ``thread``), ``stack_depth``,
-    ``otel_context`` (bool). ``endpoint`` is used as
+    Values may be given in Python's forms: dicts for ``resource_attributes`` and ``headers``
+    (and ``sample``, glob to rate), a list for ``capture``, seconds for ``min_duration`` (or a
+    string like ``"250us"``), bools, ints and paths; strings are used as the variable would be.
+    ``endpoint`` is used as
     given, like ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``: for ``http/protobuf`` it is the full URL,
     ``/v1/traces`` included. Calling it again replaces the previous arguments; spans queued under
     the old configuration are flushed first. Bad values are logged on the ``callspan`` logger and
-    ignored (the environment, then the default, applies); unknown keywords raise TypeError.
+    ignored (the environment, then the default, applies); an unknown keyword raises TypeError
+    naming the nearest valid one. ``_callspan.settings()`` lists every keyword.
     """
-    unknown = sorted(set(settings) - set(_KEYS))
-    if unknown:
-        raise TypeError(
-            f"callspan.configure: unknown setting(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(sorted(_KEYS))}"
-        )
+    for keyword in settings:
+        if keyword not in _KINDS:
+            raise TypeError(_unknown_keyword(keyword))
     _callspan.configure(
-        {_KEYS[k]: _as_string(_callspan_form(k, v)) for k, v in settings.items() if v is not None}
+        {
+            keyword: _as_string(_variable_form(_KINDS[keyword], value))
+            for keyword, value in settings.items()
+            if value is not None
+        }
     )
+
+
+def _keyword_lines() -> str:
+    rows = [
+        f"    - ``{keyword}`` ({' / '.join(variables)}; default {default or 'none'}): {doc}"
+        for keyword, variables, _kind, default, doc in _callspan.settings()
+        if keyword
+    ]
+    return "\n    Keywords, from callspan's table of settings:\n\n" + "\n".join(rows) + "\n"
+
+
+if configure.__doc__ is not None:  # python -OO strips docstrings
+    configure.__doc__ += _keyword_lines()
+
+
+def _unknown_keyword(keyword: str) -> str:
+    close = difflib.get_close_matches(keyword, _KINDS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(sorted(_KINDS))}"
+    return f"callspan.configure() got an unknown keyword {keyword!r}{hint}"

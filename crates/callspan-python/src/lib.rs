@@ -180,6 +180,32 @@ fn effective_config() -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// One configuration row as Python sees it: keyword, variables, kind, default, meaning.
+type SettingRow = (
+    Option<&'static str>,
+    Vec<&'static str>,
+    &'static str,
+    String,
+    &'static str,
+);
+
+/// The table of settings (`callspan_core::config::SETTINGS`), in the README's order.
+#[pyfunction]
+fn settings() -> Vec<SettingRow> {
+    callspan_core::config::SETTINGS
+        .iter()
+        .map(|row| {
+            (
+                row.keyword,
+                row.variables.to_vec(),
+                row.kind.as_str(),
+                row.default.text().into_owned(),
+                row.doc,
+            )
+        })
+        .collect()
+}
+
 /// The current span as `(trace_id, span_id, sampled)`, or None outside any traced call.
 #[pyfunction]
 fn current_span(py: Python<'_>) -> Option<(u128, u64, bool)> {
@@ -238,6 +264,7 @@ fn _callspan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(destination, m)?)?;
     m.add_function(wrap_pyfunction!(effective_config, m)?)?;
+    m.add_function(wrap_pyfunction!(settings, m)?)?;
     m.add_function(wrap_pyfunction!(forward_diagnostics, m)?)?;
     m.add_function(wrap_pyfunction!(current_span, m)?)?;
     m.add_function(wrap_pyfunction!(set_remote_parent, m)?)?;

@@ -492,14 +492,19 @@ impl Config {
             parse_temporality,
         );
         let max_edges = r.get(&table::MAX_EDGES, show_n, parse_positive);
-        // Nothing exports metrics yet, and the generic OTLP variables they share with traces
-        // have been checked (and warned about) for traces: only what is wrong with a
-        // metrics-only variable is said here.
+        // What is wrong with a metrics variable is said now; what is wrong for metrics only
+        // because of a generic variable (which the traces may not even read: a keyword or a
+        // TRACES_ variable wins) waits until metrics are exported, so that users of traces
+        // alone see what they saw before metrics existed.
         let before = r.warnings.len();
         let metrics = r.otlp(Signal::Metrics);
-        let new: Vec<String> = r.warnings.drain(before..).collect();
-        r.warnings
-            .extend(new.into_iter().filter(|w| subject(w).contains("_METRICS_")));
+        let (said, mut metrics_warnings): (Vec<String>, Vec<String>) = r
+            .warnings
+            .drain(before..)
+            .partition(|w| subject(w).contains("_METRICS_"));
+        // A generic variable's problem already said for the traces is not said again.
+        metrics_warnings.retain(|m| !r.warnings.iter().any(|w| subject(w) == subject(m)));
+        r.warnings.extend(said);
 
         let config = Config {
             disabled,
@@ -528,6 +533,7 @@ impl Config {
             metrics_temporality,
             max_edges,
             metrics,
+            metrics_warnings,
             effective: std::mem::take(&mut r.effective),
         };
         (config, r.warnings)

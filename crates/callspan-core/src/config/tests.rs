@@ -717,15 +717,24 @@ mod metrics {
             (OTEL_EXPORTER_OTLP_ENDPOINT, "collector:4317"),
         ];
         let (c, w) = resolve(&env, &[]);
-        assert!(w.is_empty(), "{w:?}");
         let m = &c.metrics;
         assert_eq!(m.protocol, Protocol::HttpProtobuf);
         assert_eq!(m.headers, vec![("x-metrics".into(), "2".into())]);
         assert!(m.gzip && m.insecure);
         assert_eq!(m.timeout, Duration::from_millis(2000));
         // The generic `collector:4317` suits gRPC only: the traces (gRPC) use it, the metrics
-        // (HTTP) cannot, so their default applies. Only metrics-only variables warn for now.
+        // (HTTP) cannot, and will say so when they are exported.
         assert_eq!(m.endpoint, "http://localhost:4318/v1/metrics");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            c.metrics_warnings,
+            vec![
+                "OTEL_EXPORTER_OTLP_ENDPOINT: invalid value \"collector:4317\" (an OTLP/HTTP \
+                  endpoint needs a scheme, http:// or https://); using \
+                  http://localhost:4318/v1/metrics, the default"
+                    .to_owned()
+            ]
+        );
         let t = &c.traces;
         assert_eq!(t.protocol, Protocol::Grpc);
         assert_eq!(t.headers, vec![("x-traces".into(), "3".into())]);
@@ -772,6 +781,23 @@ mod metrics {
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].starts_with(OTEL_EXPORTER_OTLP_TIMEOUT), "{w:?}");
         assert_eq!(c.metrics.timeout, Duration::from_millis(10_000));
+        assert!(c.metrics_warnings.is_empty(), "{:?}", c.metrics_warnings);
+        // ... and kept for the metrics exporter when the traces never needed it.
+        let (c, warnings) = resolve(
+            &[
+                (OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, "500"),
+                (OTEL_EXPORTER_OTLP_TIMEOUT, "soon"),
+            ],
+            &[],
+        );
+        assert_eq!(c.traces.timeout, Duration::from_millis(500));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let w = &c.metrics_warnings;
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("OTEL_EXPORTER_OTLP_TIMEOUT: invalid value \"soon\""),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -245,6 +245,11 @@ pub struct Config {
     pub max_edges: usize,
     /// Where OTLP metrics would go: `OTEL_EXPORTER_OTLP_[METRICS_]*` (resolved; not used yet).
     pub metrics: OtlpSettings,
+    /// Warnings about [`Config::metrics`] caused by generic `OTEL_EXPORTER_OTLP_*` variables
+    /// (a bad value the traces did not need, TLS files that do not suit the metrics endpoint):
+    /// not said yet, since nothing exports metrics; the metrics exporter says them when it
+    /// starts. Problems with `OTEL_EXPORTER_OTLP_METRICS_*` variables are ordinary warnings.
+    pub metrics_warnings: Vec<String>,
     /// Every setting as `(name, value, source)`, for `python -m callspan config`.
     pub effective: Vec<(&'static str, String, Source)>,
 }
