@@ -5,12 +5,12 @@
 //! - [`table`]: one [`Setting`] row per knob (variables, `callspan.configure()` keyword, kind,
 //!   default, meaning), read by the resolver, by Python (`_callspan.settings()`) and by the
 //!   README check; [`Signal`] names whose OTLP settings a row belongs to.
-//! - [`parse`](self::parse): the value parsers, one per kind of value.
-//! - [`resolve`](self::resolve): the precedence, coded once: a keyword argument to
+//! - `parse`: the value parsers, one per kind of value.
+//! - `resolve`: the precedence, coded once: a keyword argument to
 //!   `callspan.configure()` > the signal-specific variable (`OTEL_EXPORTER_OTLP_TRACES_*`,
 //!   `OTEL_EXPORTER_OTLP_METRICS_*`) > the generic variable (`OTEL_EXPORTER_OTLP_*`) > the
 //!   default.
-//! - [`values`](self::values): the resolved [`Config`] and the types of its values.
+//! - `values`: the resolved [`Config`] and the types of its values.
 //!
 //! Parsing follows the OpenTelemetry SDK environment specification: an empty variable means
 //! unset, enum values are case-insensitive, and a value that cannot be used produces one warning

@@ -1,6 +1,6 @@
 //! Value parsers: each turns one raw setting (trimmed, non-empty) into its value or says, in a
 //! phrase fit for a warning, why it cannot be used. No parser reads the environment or warns;
-//! [`super::resolve`] does that, naming the variable.
+//! `resolve` does that, naming the variable.
 
 use super::table::Signal;
 use super::values::{

@@ -3,7 +3,7 @@
 //! means. The resolver reads keywords, variables and defaults from these rows; Python's keyword
 //! list (`_callspan.settings()`) and the README check (`tests/test_config_table.py`) read the
 //! same rows, so a setting is added in one place: a row here, its constants in
-//! [`super::variables`], its parser in [`super::resolve`].
+//! [`super::variables`], its parser in `Config::resolve`.
 
 use super::variables::*;
 use std::borrow::Cow;

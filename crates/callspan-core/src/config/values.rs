@@ -1,5 +1,5 @@
 //! The resolved configuration: [`Config`] and the types of its values. Plain data; how the
-//! values are found is [`super::resolve`]'s job.
+//! values are found is the `resolve` module's job.
 
 use super::parse::glob_match;
 use super::table::Signal;
