@@ -106,3 +106,8 @@ def test_every_keyword_is_accepted_by_configure_and_misspelt_ones_are_refused():
     # Metrics settings have no keyword (environment only, for now).
     with pytest.raises(TypeError, match="unknown keyword 'max_edges'"):
         callspan.configure(max_edges=10)
+
+
+def test_the_native_configure_refuses_keys_that_are_not_keywords():
+    with pytest.raises(TypeError, match='"timeout" is not a keyword'):
+        _callspan.configure({"timeout": "5"})

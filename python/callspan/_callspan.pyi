@@ -85,8 +85,8 @@ def wrapped(obj: object) -> Callable[..., Any] | None:
 
 def configure(arguments: dict[str, str]) -> None:
     """Create or re-create the pipeline from string settings (keywords of :func:`settings`)
-    layered over the environment. Keys that are not keywords are ignored: ``callspan.configure``
-    checks them first."""
+    layered over the environment. TypeError, and nothing changed, for a key that is not a
+    keyword."""
 
 def flush(timeout: float | None = None) -> bool:
     """Export every queued span; True when all were delivered within ``timeout`` seconds

@@ -113,13 +113,23 @@ fn wrapped<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
     traced::wrapped(obj)
 }
 
-/// (Re)configures callspan from keyword arguments given as strings.
+/// (Re)configures callspan from keyword arguments given as strings; TypeError for a key that is
+/// not a keyword of the table of settings (nothing is changed then).
 #[pyfunction]
-fn configure(py: Python<'_>, arguments: HashMap<String, String>) {
+fn configure(py: Python<'_>, arguments: HashMap<String, String>) -> PyResult<()> {
+    if let Some(key) = arguments
+        .keys()
+        .find(|k| callspan_core::config::table::by_keyword(k).is_none())
+    {
+        return Err(PyTypeError::new_err(format!(
+            "configure: {key:?} is not a keyword of callspan's settings"
+        )));
+    }
     py.detach(|| {
         pipeline::configure(arguments);
     });
     diagnostics::forward(py);
+    Ok(())
 }
 
 fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {

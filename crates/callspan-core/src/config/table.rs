@@ -488,6 +488,14 @@ pub static MAX_EDGES: Setting = Setting {
     doc: "caller edges counted apart; the rest fold into one per callee (metrics: coming)",
 };
 
+/// The setting a `callspan.configure()` keyword sets, if it is one.
+pub fn by_keyword(keyword: &str) -> Option<&'static Setting> {
+    SETTINGS
+        .iter()
+        .copied()
+        .find(|row| row.keyword == Some(keyword))
+}
+
 /// Every setting, in the README's order.
 pub static SETTINGS: &[&Setting] = &[
     &DISABLED,

@@ -898,6 +898,11 @@ mod table {
             }
         }
         assert_eq!(
+            crate::config::table::by_keyword("timeout_ms").map(Setting::name),
+            Some(OTEL_EXPORTER_OTLP_TRACES_TIMEOUT)
+        );
+        assert!(crate::config::table::by_keyword("timeout").is_none());
+        assert_eq!(
             DefaultValue::Endpoint(Signal::Metrics).text(),
             "http://localhost:4317; HTTP: http://localhost:4318/v1/metrics"
         );
