@@ -20,6 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._otlp_json import CallSpan
 
@@ -144,7 +145,7 @@ def view_data(edges: Iterable[CallerEdge], source: str, span_count: int | None =
     by_callee: dict[str, list[CallerEdge]] = {}
     for edge in edges:
         by_callee.setdefault(edge.callee, []).append(edge)
-    functions = []
+    functions: list[dict[str, Any]] = []
     for callee, callee_edges in by_callee.items():
         callee_edges.sort(key=lambda edge: (-edge.total_ns, edge.caller))
         functions.append(
