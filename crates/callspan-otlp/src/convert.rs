@@ -113,13 +113,54 @@ impl Limits {
 fn stacktrace(view: &RegistryView<'_>, frames: &[callspan_core::record::CallerSite]) -> String {
     let mut out = String::new();
     for site in frames.iter().rev() {
-        if let Some(code) = view.code(site.code) {
-            out.push_str(&format!(
-                "  File \"{}\", line {}, in {}\n",
-                code.file, site.line, code.function_name
-            ));
+        push_frame_line(&mut out, view, site);
+    }
+    out
+}
+
+/// `  File "{file}", line {line}, in {function}` as Python's traceback prints a frame (the
+/// function module-qualified, as in `code.function.name`; no source line).
+fn push_frame_line(
+    out: &mut String,
+    view: &RegistryView<'_>,
+    site: &callspan_core::record::CallerSite,
+) {
+    use std::fmt::Write;
+    if let Some(code) = view.code(site.code) {
+        let _ = writeln!(
+            out,
+            "  File \"{}\", line {}, in {}",
+            code.file, site.line, code.function_name
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  File \"<unknown>\", line {}, in <unknown>",
+            site.line
+        );
+    }
+}
+
+/// `exception.stacktrace`: the exception's traceback laid out like Python's
+/// `traceback.format_exception` (without source lines or chained exceptions), rendered here on
+/// the exporter thread from the code ids and lines captured when it left the traced call.
+pub fn exception_stacktrace(
+    view: &RegistryView<'_>,
+    e: &callspan_core::record::ExceptionInfo,
+) -> String {
+    let mut out = String::new();
+    if let Some(traceback) = &e.traceback {
+        out.push_str("Traceback (most recent call last):\n");
+        for site in traceback.iter() {
+            push_frame_line(&mut out, view, site);
         }
     }
+    out.push_str(&e.type_name);
+    if !e.message.is_empty() {
+        out.push_str(": ");
+        out.push_str(&e.message);
+    }
+    out.push('\n');
     out
 }
 
@@ -190,9 +231,9 @@ pub fn to_span_data_limited(
         None => (Status::Unset, Vec::new()),
         Some(e) => {
             let (event_attributes, dropped) = limits.apply(vec![
-                KeyValue::new("exception.type", e.type_name.clone()),
-                KeyValue::new("exception.message", e.message.clone()),
-                KeyValue::new("exception.stacktrace", e.stacktrace.clone()),
+                KeyValue::new("exception.type", e.type_name.to_string()),
+                KeyValue::new("exception.message", e.message.to_string()),
+                KeyValue::new("exception.stacktrace", exception_stacktrace(view, e)),
             ]);
             let event = Event::new(
                 "exception",
@@ -201,7 +242,7 @@ pub fn to_span_data_limited(
                 dropped,
             );
             let description = if e.message.is_empty() {
-                e.type_name.clone()
+                e.type_name.to_string()
             } else {
                 format!("{}: {}", e.type_name, e.message)
             };
@@ -314,7 +355,7 @@ mod tests {
             error: Some(Box::new(ExceptionInfo {
                 type_name: "ValueError".into(),
                 message: "bad".into(),
-                stacktrace: "Traceback ...".into(),
+                traceback: None,
             })),
             ..Default::default()
         };
@@ -370,8 +411,8 @@ mod tests {
             ),
             error: Some(Box::new(ExceptionInfo {
                 type_name: "ValueError".into(),
-                message: "m".repeat(50),
-                stacktrace: String::new(),
+                message: "m".repeat(50).into(),
+                traceback: None,
             })),
             ..Default::default()
         };

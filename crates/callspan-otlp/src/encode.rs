@@ -556,7 +556,7 @@ mod tests {
                 error: Some(Box::new(ExceptionInfo {
                     type_name: "ValueError".into(),
                     message: "bad pixel".into(),
-                    stacktrace: "Traceback ...".into(),
+                    traceback: None,
                 })),
                 ..base.clone()
             },

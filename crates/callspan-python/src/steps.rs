@@ -282,9 +282,9 @@ fn describe(py: Python<'_>, err: &PyErr) -> ExceptionInfo {
     let _ = PyErr::take(py);
     if info.type_name.ends_with("CancelledError") {
         info.message = if info.message.is_empty() {
-            "cancelled".to_owned()
+            "cancelled".into()
         } else {
-            format!("cancelled: {}", info.message)
+            format!("cancelled: {}", info.message).into()
         };
     }
     info
