@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install example test test-rust test-python test-pythons lint fmt clean
+.PHONY: help venv install example test test-rust test-python test-pythons test-realcode lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,11 @@ test-python: install ## Python end-to-end tests against real OTLP receivers and 
 	$(PY) -m pytest tests -q
 
 test: test-rust test-python ## every test: Rust and Python
+
+# Every pinned library of tests/realcode (the suite itself runs the two fastest); results go in
+# docs/realcode.md (`$(PY) tests/realcode/harness.py` prints the table).
+test-realcode: install ## real libraries' suites, every def traced (tests/realcode, all libraries)
+	REALCODE_LIBRARIES=all $(PY) -m pytest tests/test_realcode.py -v
 
 # Other CPython versions from pyenv, each in its own venv (.venv-3.X); CI runs 3.9 and 3.13 too.
 PYVERSIONS ?= 3.9 3.13

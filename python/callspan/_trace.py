@@ -149,7 +149,10 @@ def trace(
     ``sample_rate`` (0..1) records that fraction of this function's calls, on top of the sampler
     (it wins over ``CALLSPAN_SAMPLE``).
 
-    Raises TypeError at decoration time if ``func`` is not callable.
+    Attributes such as ``__defaults__``, ``__kwdefaults__``, ``__code__`` and
+    ``__annotations__`` are the wrapped function's own (read and written through), so
+    ``inspect`` sees it. Raises TypeError at decoration time if ``func`` is not callable (for a
+    ``@property``, decorate its getter function below ``@property`` instead).
     """
     if func is None:
         return lambda f: _wrap(f, name, attributes, sample_rate)

@@ -456,6 +456,58 @@ mod tests {
     }
 
     #[test]
+    fn exception_stacktrace_has_pythons_layout_from_shared_frames() {
+        use callspan_core::record::TracebackEntry;
+        use std::sync::Arc;
+        let reg = Registry::new();
+        let main = reg.add_code(
+            1,
+            CodeInfo {
+                function_name: intern("app.main"),
+                file: intern("/app/main.py"),
+            },
+        );
+        let parse = reg.add_code(
+            2,
+            CodeInfo {
+                function_name: intern("app.parse"),
+                file: intern("/app/parse.py"),
+            },
+        );
+        let site = |code, line| CallerSite {
+            code,
+            line,
+            class: 0,
+        };
+        let inner = Arc::new(TracebackEntry {
+            site: site(parse, 9),
+            next: None,
+        });
+        let outer = Arc::new(TracebackEntry {
+            site: site(main, 3),
+            next: Some(inner.clone()),
+        });
+        let info = |traceback, message: &str| ExceptionInfo {
+            type_name: "ValueError".into(),
+            message: message.into(),
+            traceback,
+        };
+        assert_eq!(
+            exception_stacktrace(&reg.view(), &info(Some(outer), "bad")),
+            "Traceback (most recent call last):\n  File \"/app/main.py\", line 3, in app.main\n  \
+             File \"/app/parse.py\", line 9, in app.parse\nValueError: bad\n"
+        );
+        assert_eq!(
+            exception_stacktrace(&reg.view(), &info(Some(inner), "")),
+            "Traceback (most recent call last):\n  File \"/app/parse.py\", line 9, in app.parse\nValueError\n"
+        );
+        assert_eq!(
+            exception_stacktrace(&reg.view(), &info(None, "x")),
+            "ValueError: x\n"
+        );
+    }
+
+    #[test]
     fn unknown_function_is_rejected() {
         let reg = Registry::new();
         let r = SpanRecord {
