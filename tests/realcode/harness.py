@@ -129,7 +129,7 @@ def _outcomes(junit: Path) -> dict[str, str]:
     return outcomes
 
 
-def run_suite(library: Library, mode: str, otlp_endpoint: str | None, timeout=900) -> Run:
+def run_suite(library: Library, mode: str, otlp_endpoint: str | None, timeout=2400) -> Run:
     tree = source_tree(library)
     with tempfile.TemporaryDirectory(prefix=f"realcode-{library.name}-{mode}-") as scratch:
         junit, report = Path(scratch, "junit.xml"), Path(scratch, "report.json")
