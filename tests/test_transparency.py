@@ -85,6 +85,17 @@ def named():
 
 
 named()  # CALL:outer
+
+
+@callspan.trace
+def fails():
+    raise ValueError("bad \\udcff byte")
+
+
+try:
+    fails()
+except ValueError:
+    pass
 report(file=__file__.encode("utf-8", "surrogateescape").hex())
 finish()
 """
@@ -108,10 +119,19 @@ def test_names_and_paths_that_are_not_utf8_are_replaced_not_fatal(receiver, run_
     script = Path(os.fsdecode(os.path.join(directory, b"names.py")))
     script.write_text(NON_UTF8_SCRIPT)
     output = parse_output(run_script(script).stdout)
-    spans = wait_for_exactly(receiver, 2)
-    assert_nothing_dropped(output, 2)
+    spans = wait_for_exactly(receiver, 3)
+    assert_nothing_dropped(output, 3)
     assert bytes.fromhex(output.facts["file"]) == os.fsencode(str(script))
 
+    [failed] = [span for span in spans if span.name == "fails"]
+    event = failed.event("exception").attributes
+    _assert_lossy(event["exception.message"], "bad \udcff byte")
+    line = NON_UTF8_SCRIPT.splitlines().index('    raise ValueError("bad \\udcff byte")') + 1
+    _assert_lossy(
+        event["exception.stacktrace"].splitlines()[1],
+        f'  File "{script}", line {line}, in __main__.fails',
+    )
+    spans = [span for span in spans if span is not failed]
     by_name = {span.attributes["code.function.name"]: span for span in spans}
     inner = next(span for name, span in by_name.items() if name.startswith("__main__.sh"))
     outer = next(span for name, span in by_name.items() if name.startswith("__main__.named"))
