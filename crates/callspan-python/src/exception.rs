@@ -12,8 +12,10 @@
 //! interned in the registry as the caller side does — and the `exception.stacktrace` string is
 //! rendered on the exporter thread. The message is read from `args` when the type's `__str__` is
 //! `BaseException`'s and `args` is empty or one exact `str`; otherwise `str(exc)` runs the
-//! type's `__str__`, once per exception (a failure there is contained and noted in the message).
+//! type's `__str__`, once per exception (a failure there is contained and noted in the message),
+//! as an unsampled context: traced calls it makes are not recorded under a parent-based sampler.
 
+use callspan_core::context::{self, ParentSpan};
 use callspan_core::record::{CallerSite, ExceptionInfo, TracebackEntry};
 use callspan_core::registry::{intern, CodeInfo, Registry};
 use pyo3::ffi;
@@ -140,7 +142,18 @@ fn message(
             }
         }
     }
-    match exception.str() {
+    // Traced functions that `__str__` calls are not part of the program's own work: under the
+    // default parent-based sampler they are not recorded (an unsampled parent, as in an
+    // always_off call).
+    context::push(ParentSpan {
+        trace_id: 0,
+        span_id: 0,
+        sampled: false,
+        remote: false,
+    });
+    let text = exception.str();
+    context::pop();
+    match text {
         Ok(s) => s.to_string_lossy().into_owned(),
         Err(_) => format!("<unprintable {type_name} object>"),
     }
