@@ -36,6 +36,8 @@ def test_traced_functions_look_like_the_functions_they_wrap(receiver, run_script
         "pickles",
         "copies",
         "traced_class_is_not_function",
+        "class_attributes_stay_on_the_wrapper",
+        "class_has_no_code",
     ):
         assert facts[fact] is True, fact
     assert facts["signature"] == "(value, factor=10, *, offset=1) -> int"

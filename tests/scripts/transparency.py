@@ -98,6 +98,13 @@ def main():
             lambda: callspan.trace(functools.cached_property(lambda self: 1))
         ),
     )
+    traced_class = callspan.trace(dict)
+    traced_class.__annotations__ = {"note": str}  # its own attribute, not dict's
+    report(
+        class_attributes_stay_on_the_wrapper=traced_class.__annotations__ == {"note": str}
+        and "__annotations__" not in vars(dict),
+        class_has_no_code=not hasattr(traced_class, "__code__"),
+    )
     namespace = {}
     exec("def anonymous():\n    return 7\n", namespace)
     anonymous = callspan.trace(namespace["anonymous"])

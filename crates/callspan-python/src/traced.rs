@@ -428,7 +428,10 @@ unsafe extern "C" fn traced_reduce(
 
 /// The function attributes a `TracedFunction` reads and writes *through* to the wrapped
 /// function (getset descriptors, not copies): `f.__kwdefaults__ = ...` on the traced function
-/// changes the function that runs. Absent on the wrapped object, they raise `AttributeError`.
+/// changes the function that runs. When the wrapped object is not a Python function (a class,
+/// a builtin, a callable object) they are plain attributes of the traced object's own
+/// `__dict__` instead: `functools.update_wrapper` copying a class's `__type_params__` must not
+/// write to the class.
 const FORWARDED: &[&std::ffi::CStr] = &[
     c"__defaults__",
     c"__kwdefaults__",
@@ -442,18 +445,19 @@ const FORWARDED: &[&std::ffi::CStr] = &[
     c"__type_params__",
 ];
 
-/// The wrapped callable, or NULL with `AttributeError` set if it was cleared.
-unsafe fn wrapped_or_error(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+/// The wrapped object if it is a Python function (or another traced function), else NULL.
+unsafe fn wrapped_function(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython calls getset functions on our instances, GIL held.
     unsafe {
         let func = (*slf.cast::<TracedObject>()).func;
-        if func.is_null() {
-            ffi::PyErr_SetString(
-                ffi::PyExc_AttributeError,
-                c"callspan: traced function was cleared".as_ptr(),
-            );
+        let is_function = !func.is_null()
+            && (ffi::PyFunction_Check(func) != 0
+                || ffi::Py_TYPE(func) == TYPE.load(Ordering::Relaxed));
+        if is_function {
+            func
+        } else {
+            ptr::null_mut()
         }
-        func
     }
 }
 
@@ -464,16 +468,31 @@ unsafe extern "C" fn forwarded_get(
 ) -> *mut ffi::PyObject {
     // SAFETY: GIL held; `closure` is one of the static names in FORWARDED.
     unsafe {
-        let func = wrapped_or_error(slf);
-        if func.is_null() {
+        let func = wrapped_function(slf);
+        if !func.is_null() {
+            return ffi::PyObject_GetAttrString(func, closure.cast());
+        }
+        let dict = (*slf.cast::<TracedObject>()).dict;
+        let found = if dict.is_null() {
+            ptr::null_mut()
+        } else {
+            ffi::PyDict_GetItemString(dict, closure.cast())
+        };
+        if found.is_null() {
+            ffi::PyErr_Format(
+                ffi::PyExc_AttributeError,
+                c"'TracedFunction' object has no attribute '%s'".as_ptr(),
+                closure.cast::<std::ffi::c_char>(),
+            );
             return ptr::null_mut();
         }
-        ffi::PyObject_GetAttrString(func, closure.cast())
+        ffi::Py_IncRef(found);
+        found
     }
 }
 
-/// Setter (and deleter, `value` NULL) of a [`FORWARDED`] attribute: the wrapped object decides
-/// what it accepts, with its own error messages.
+/// Setter (and deleter, `value` NULL) of a [`FORWARDED`] attribute: the wrapped function
+/// decides what it accepts, with its own error messages.
 unsafe extern "C" fn forwarded_set(
     slf: *mut ffi::PyObject,
     value: *mut ffi::PyObject,
@@ -481,15 +500,33 @@ unsafe extern "C" fn forwarded_set(
 ) -> c_int {
     // SAFETY: GIL held; `closure` is one of the static names in FORWARDED.
     unsafe {
-        let func = wrapped_or_error(slf);
-        if func.is_null() {
+        let func = wrapped_function(slf);
+        if !func.is_null() {
+            return if value.is_null() {
+                ffi::PyObject_DelAttrString(func, closure.cast())
+            } else {
+                ffi::PyObject_SetAttrString(func, closure.cast(), value)
+            };
+        }
+        // The instance's own dict (created on first use).
+        let dict = ffi::PyObject_GenericGetDict(slf, ptr::null_mut());
+        if dict.is_null() {
             return -1;
         }
-        if value.is_null() {
-            ffi::PyObject_DelAttrString(func, closure.cast())
+        let status = if !value.is_null() {
+            ffi::PyDict_SetItemString(dict, closure.cast(), value)
+        } else if ffi::PyDict_GetItemString(dict, closure.cast()).is_null() {
+            ffi::PyErr_Format(
+                ffi::PyExc_AttributeError,
+                c"'TracedFunction' object has no attribute '%s'".as_ptr(),
+                closure.cast::<std::ffi::c_char>(),
+            );
+            -1
         } else {
-            ffi::PyObject_SetAttrString(func, closure.cast(), value)
-        }
+            ffi::PyDict_DelItemString(dict, closure.cast())
+        };
+        ffi::Py_DecRef(dict);
+        status
     }
 }
 
