@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install example test test-rust test-python test-pythons lint fmt clean system-deps view-png
+.PHONY: help venv install example test test-rust test-python test-pythons lint fmt clean system-deps view-png test-realcode
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,11 @@ test-python: install $(VENV)/.system-deps ## Python end-to-end tests against rea
 	$(PY) -m pytest tests -q
 
 test: test-rust test-python ## every test: Rust and Python
+
+# Every pinned library of tests/realcode (the suite itself runs the two fastest); results go in
+# docs/realcode.md (`$(PY) tests/realcode/harness.py` prints the table).
+test-realcode: install ## real libraries' suites, every def traced (tests/realcode, all libraries)
+	REALCODE_LIBRARIES=all $(PY) -m pytest tests/test_realcode.py -v
 
 # Other CPython versions from pyenv, each in its own venv (.venv-3.X); CI runs all four.
 PYVERSIONS ?= 3.9 3.10 3.12 3.13

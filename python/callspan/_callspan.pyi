@@ -15,8 +15,24 @@ class TracedFunction:
     """
 
     __wrapped__: Callable[..., Any]
+    # Read from and written to the wrapped function (AttributeError if it has none):
+    __defaults__: tuple[Any, ...] | None
+    __kwdefaults__: dict[str, Any] | None
+    __code__: Any
+    __globals__: dict[str, Any]
+    __closure__: tuple[Any, ...] | None
+    __annotations__: dict[str, Any]
+    __builtins__: dict[str, Any]  # 3.10+
+    __type_params__: tuple[Any, ...]  # 3.12+
+    # types.FunctionType when the wrapped object is a Python function (isinstance checks),
+    # else TracedFunction; type() is always TracedFunction.
+    @property
+    def __class__(self) -> type: ...  # type: ignore[override]
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+    def __set_name__(self, owner: type, name: str) -> None:
+        """As ``__new__`` / ``__init_subclass__`` / ``__class_getitem__`` of ``owner``: replace
+        itself with the staticmethod / classmethod ``type.__new__`` makes of a plain function."""
 
 @final
 class TracedCoroutine:

@@ -33,16 +33,17 @@ def _describe(func: Callable[..., Any], name: str | None) -> tuple[str, str, str
     qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
     if not isinstance(qualname, str):
         qualname = type(func).__qualname__
+    # A function defined by exec() with globals lacking __name__ has __module__ None: its
+    # function name is then the bare qualified name (no invented module such as "builtins").
     module = getattr(func, "__module__", None)
-    if not isinstance(module, str):
-        module = type(func).__module__
     file: str | None = None
     line = 0
     code = getattr(inspect.unwrap(func), "__code__", None) if inspect.isfunction(func) else None
     if code is not None:
         file = code.co_filename
         line = _def_line(code)
-    return name or qualname, f"{module}.{qualname}", file, line
+    function_name = f"{module}.{qualname}" if isinstance(module, str) else qualname
+    return name or qualname, function_name, file, line
 
 
 # What calling the traced function returns; the native wrapper keeps one span per call
@@ -78,10 +79,20 @@ def _wrap(
     if isinstance(func, (classmethod, staticmethod)):
         # @callspan.trace above @classmethod/@staticmethod: trace the function inside.
         return type(func)(_wrap(func.__func__, name, attributes, sample_rate))
+    if isinstance(func, (property, functools.cached_property)):
+        raise TypeError(
+            f"callspan.trace cannot decorate a {type(func).__name__} (it is not callable): "
+            f"put @callspan.trace below @{type(func).__name__}, on the getter function"
+        )
+    if isinstance(func, str):
+        raise TypeError(
+            f"callspan.trace can only decorate a callable, not the str {func!r}; "
+            "to name the span, use @callspan.trace(name=...)"
+        )
     if not callable(func):
         raise TypeError(
             f"callspan.trace can only decorate a callable, not {type(func).__name__!s} "
-            f"object {func!r}; to name the span, use @callspan.trace(name=...)"
+            f"object {func!r}"
         )
     if attributes is not None and not isinstance(attributes, Mapping):
         raise TypeError(
@@ -140,7 +151,10 @@ def trace(
     ``sample_rate`` (0..1) records that fraction of this function's calls, on top of the sampler
     (it wins over ``CALLSPAN_SAMPLE``).
 
-    Raises TypeError at decoration time if ``func`` is not callable.
+    Attributes such as ``__defaults__``, ``__kwdefaults__``, ``__code__`` and
+    ``__annotations__`` are the wrapped function's own (read and written through), so
+    ``inspect`` sees it. Raises TypeError at decoration time if ``func`` is not callable (for a
+    ``@property``, decorate its getter function below ``@property`` instead).
     """
     if func is None:
         return lambda f: _wrap(f, name, attributes, sample_rate)

@@ -4,6 +4,8 @@
 //! in the [`crate::registry::Registry`]; a record only points at it. The rare error case carries
 //! its own strings in a box so that the common record stays small.
 
+use std::sync::Arc;
+
 /// Index of a traced function (the callee) in the registry. Ids start at 1.
 pub type FunctionId = u32;
 /// Index of a calling code object in the registry; 0 means "no Python caller".
@@ -24,15 +26,49 @@ pub struct CallerSite {
     pub class: ClassId,
 }
 
-/// An exception that escaped a traced call, captured as strings while the GIL was held.
+/// An exception that escaped a traced call, captured while the GIL was held.
+///
+/// An exception unwinding through N traced layers is described once: every layer's record shares
+/// the same type name and message, and the traceback is a shared list to which each layer only
+/// prepends the frames it added. The `exception.stacktrace` text is rendered on the exporter
+/// thread from these code ids and lines.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExceptionInfo {
     /// Module-qualified exception type, e.g. `ValueError` or `imgpipe.TransformError`.
-    pub type_name: String,
-    /// `str(exception)`.
-    pub message: String,
-    /// The formatted traceback.
-    pub stacktrace: String,
+    pub type_name: Arc<str>,
+    /// `str(exception)` (read from `args` without calling `__str__` where that is the same).
+    pub message: Arc<str>,
+    /// The exception's `__traceback__` when it left the traced call, outermost frame first.
+    pub traceback: Option<Arc<TracebackEntry>>,
+}
+
+/// One frame of an exception's traceback and the frames below it (towards where it was raised).
+#[derive(Debug, PartialEq, Eq)]
+pub struct TracebackEntry {
+    /// The frame's code object and line (`class` unused).
+    pub site: CallerSite,
+    /// The next frame inwards; shared by the records of every layer the exception crossed.
+    pub next: Option<Arc<TracebackEntry>>,
+}
+
+impl TracebackEntry {
+    /// The frames from this one inwards (the order Python prints them).
+    pub fn iter(&self) -> impl Iterator<Item = &CallerSite> {
+        std::iter::successors(Some(self), |entry| entry.next.as_deref()).map(|entry| &entry.site)
+    }
+}
+
+impl Drop for TracebackEntry {
+    /// Frees a long unshared tail iteratively: recursion depth 10 000 must not blow the stack.
+    fn drop(&mut self) {
+        let mut next = self.next.take();
+        while let Some(entry) = next {
+            next = match Arc::try_unwrap(entry) {
+                Ok(mut owned) => owned.next.take(),
+                Err(_) => None,
+            };
+        }
+    }
 }
 
 /// One finished traced call.
@@ -83,6 +119,25 @@ mod tests {
             "{}",
             std::mem::size_of::<SpanRecord>()
         );
+    }
+
+    #[test]
+    fn a_deep_traceback_is_freed_without_recursion() {
+        let mut head = None;
+        for line in 0..200_000 {
+            head = Some(Arc::new(TracebackEntry {
+                site: CallerSite {
+                    code: 1,
+                    line,
+                    class: 0,
+                },
+                next: head,
+            }));
+        }
+        let head = head.unwrap();
+        assert_eq!(head.iter().count(), 200_000);
+        assert_eq!(head.iter().next().unwrap().line, 199_999);
+        drop(head);
     }
 
     #[test]

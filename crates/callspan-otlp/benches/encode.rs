@@ -12,7 +12,7 @@
 //! network is not part of any of them.
 
 use callspan_core::config::Config;
-use callspan_core::record::{CallerSite, ExceptionInfo, SpanRecord};
+use callspan_core::record::{CallerSite, ExceptionInfo, SpanRecord, TracebackEntry};
 use callspan_core::registry::{
     intern, AttributeValue, CodeInfo, FunctionInfo, Registry, ThreadInfo,
 };
@@ -92,11 +92,18 @@ fn records(n: usize, shape: Shape) -> Vec<SpanRecord> {
             error: matches!(shape, Shape::Exception).then(|| {
                 Box::new(ExceptionInfo {
                     type_name: "ValueError".into(),
-                    message: format!("pixel {i} out of range"),
-                    stacktrace: "Traceback (most recent call last):\n".to_owned()
-                        + &"  File \"/srv/app/src/imgpipe/rotate.py\", line 31, in rotate_image\n"
-                            .repeat(4)
-                        + "ValueError: pixel out of range\n",
+                    message: format!("pixel {i} out of range").into(),
+                    // Four frames, as the exception's traceback is captured (code ids, lines).
+                    traceback: (0..4u32).rev().fold(None, |next, f| {
+                        Some(std::sync::Arc::new(TracebackEntry {
+                            site: CallerSite {
+                                code: (i as u32 + f) % 16 + 1,
+                                line: 31 + f,
+                                class: 0,
+                            },
+                            next,
+                        }))
+                    }),
                 })
             }),
             omitted: 0,

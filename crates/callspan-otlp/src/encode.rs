@@ -446,7 +446,10 @@ impl RequestEncoder {
             None => put_len_prefix(out, field::SPAN_STATUS, 0),
             Some(error) => {
                 if limits.event_count > 0 {
-                    put_exception_event(out, record.end_unix_ns, error, &limits);
+                    let text = &mut self.stack_text;
+                    text.clear();
+                    write_exception_stacktrace(text, view, error);
+                    put_exception_event(out, record.end_unix_ns, error, text, &limits);
                 } else {
                     put_varint_field(out, field::SPAN_DROPPED_EVENTS_COUNT, 1);
                 }
@@ -468,16 +471,42 @@ impl RequestEncoder {
 /// prints a traceback, appended to `out` (pieces pushed, not formatted: this runs per frame).
 fn write_stacktrace(out: &mut String, view: &RegistryView<'_>, frames: &[CallerSite]) {
     for site in frames.iter().rev() {
-        if let Some(code) = view.code(site.code) {
-            out.push_str("  File \"");
-            out.push_str(code.file);
-            out.push_str("\", line ");
-            push_decimal(out, site.line);
-            out.push_str(", in ");
-            out.push_str(code.function_name);
-            out.push('\n');
+        push_frame_line(out, view, site);
+    }
+}
+
+/// `exception.stacktrace`: the exception's traceback laid out like Python's
+/// `traceback.format_exception` (without source lines or chained exceptions), rendered here on
+/// the exporter thread from the code ids and lines captured when it left the traced call.
+pub fn write_exception_stacktrace(out: &mut String, view: &RegistryView<'_>, e: &ExceptionInfo) {
+    if let Some(traceback) = &e.traceback {
+        out.push_str("Traceback (most recent call last):\n");
+        for site in traceback.iter() {
+            push_frame_line(out, view, site);
         }
     }
+    out.push_str(&e.type_name);
+    if !e.message.is_empty() {
+        out.push_str(": ");
+        out.push_str(&e.message);
+    }
+    out.push('\n');
+}
+
+/// `  File "{file}", line {line}, in {function}` as Python's traceback prints a frame (the
+/// function module-qualified, as in `code.function.name`; no source line).
+fn push_frame_line(out: &mut String, view: &RegistryView<'_>, site: &CallerSite) {
+    let (file, function) = match view.code(site.code) {
+        Some(code) => (code.file, code.function_name),
+        None => ("<unknown>", "<unknown>"),
+    };
+    out.push_str("  File \"");
+    out.push_str(file);
+    out.push_str("\", line ");
+    push_decimal(out, site.line);
+    out.push_str(", in ");
+    out.push_str(function);
+    out.push('\n');
 }
 
 /// Appends `n` in decimal.
@@ -501,11 +530,11 @@ fn put_exception_event(
     out: &mut Vec<u8>,
     time_unix_ns: u64,
     error: &ExceptionInfo,
+    stacktrace: &str,
     limits: &Limits,
 ) {
-    let mut event = Vec::with_capacity(
-        64 + error.type_name.len() + error.message.len() + error.stacktrace.len(),
-    );
+    let mut event =
+        Vec::with_capacity(64 + error.type_name.len() + error.message.len() + stacktrace.len());
     put_fixed64(&mut event, field::EVENT_TIME, time_unix_ns);
     put_bytes(
         &mut event,
@@ -514,9 +543,9 @@ fn put_exception_event(
     );
     let mut budget = AttributeBudget::new(limits);
     for (key, value) in [
-        (semconv::EXCEPTION_TYPE, &error.type_name),
-        (semconv::EXCEPTION_MESSAGE, &error.message),
-        (semconv::EXCEPTION_STACKTRACE, &error.stacktrace),
+        (semconv::EXCEPTION_TYPE, &*error.type_name),
+        (semconv::EXCEPTION_MESSAGE, &*error.message),
+        (semconv::EXCEPTION_STACKTRACE, stacktrace),
     ] {
         if budget.take_one() {
             put_string_attribute(
@@ -747,7 +776,14 @@ pub(crate) mod tests {
             Some(Box::new(ExceptionInfo {
                 type_name: "ValueError".into(),
                 message: message.into(),
-                stacktrace: "Traceback (most recent call last):\n  ...".into(),
+                traceback: Some(std::sync::Arc::new(callspan_core::record::TracebackEntry {
+                    site: CallerSite {
+                        code: 1,
+                        line: 12,
+                        class: 0,
+                    },
+                    next: None,
+                })),
             }))
         };
         let records = vec![
@@ -898,7 +934,11 @@ pub(crate) mod tests {
                 let mut event_attributes = vec![
                     text(semconv::EXCEPTION_TYPE, &e.type_name),
                     text(semconv::EXCEPTION_MESSAGE, &e.message),
-                    text(semconv::EXCEPTION_STACKTRACE, &e.stacktrace),
+                    text(semconv::EXCEPTION_STACKTRACE, &{
+                        let mut t = String::new();
+                        write_exception_stacktrace(&mut t, view, e);
+                        t
+                    }),
                 ];
                 let dropped = event_attributes
                     .len()
@@ -911,7 +951,7 @@ pub(crate) mod tests {
                     dropped_attributes_count: dropped as u32,
                 };
                 let message = if e.message.is_empty() {
-                    e.type_name.clone()
+                    e.type_name.to_string()
                 } else {
                     format!("{}: {}", e.type_name, e.message)
                 };

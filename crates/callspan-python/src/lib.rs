@@ -33,9 +33,9 @@ use std::time::Duration;
 fn make_traced<'py>(
     py: Python<'py>,
     func: &Bound<'py, PyAny>,
-    span_name: &str,
-    function_name: &str,
-    file: Option<&str>,
+    span_name: &Bound<'py, PyString>,
+    function_name: &Bound<'py, PyString>,
+    file: Option<&Bound<'py, PyString>>,
     line: u32,
     attributes: Option<&Bound<'py, PyDict>>,
     kind: u8,
@@ -49,16 +49,18 @@ fn make_traced<'py>(
     let mut attrs = Vec::new();
     if let Some(dict) = attributes {
         for (k, v) in dict.iter() {
-            let key: String = k
-                .extract()
+            let key = k
+                .cast::<PyString>()
                 .map_err(|_| PyTypeError::new_err("callspan.trace: attribute keys must be str"))?;
-            attrs.push((intern(&key), attribute_value(&v, &k)?));
+            attrs.push((intern(&lossy(key)), attribute_value(&v, &k)?));
         }
     }
+    let (span_name, function_name) = (lossy(span_name), lossy(function_name));
+    let file = file.map(lossy);
     let info = FunctionInfo {
-        span_name: intern(span_name),
-        function_name: intern(function_name),
-        file: file.map(intern),
+        span_name: intern(&span_name),
+        function_name: intern(&function_name),
+        file: file.as_deref().map(intern),
         line,
         attributes: attrs,
     };
@@ -71,8 +73,8 @@ fn make_traced<'py>(
             // it recurses): name its code object now, exactly, instead of deriving a qualname
             // later (3.9/3.10 code objects carry no qualname).
             let info = CodeInfo {
-                function_name: intern(function_name),
-                file: intern(file),
+                function_name: intern(&function_name),
+                file: intern(&file),
             };
             caller::register_code_object(code, info, registry);
         }
@@ -87,6 +89,14 @@ fn make_traced<'py>(
     traced::new_traced(py, func, id, steps::Kind::from_u8(kind), sample_rate)
 }
 
+/// The text of a name, path or attribute value for the registry: lone surrogates (a
+/// `surrogateescape`d non-UTF-8 path byte, a stray `\udcxx` in a name) become U+FFFD, the way the
+/// caller side reads code objects, so that decoration never raises `UnicodeEncodeError` and every
+/// exported string is valid UTF-8.
+fn lossy<'a>(s: &'a Bound<'_, PyString>) -> std::borrow::Cow<'a, str> {
+    s.to_string_lossy()
+}
+
 fn attribute_value(v: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> PyResult<AttributeValue> {
     // bool before int: bool is an int subclass.
     if let Ok(b) = v.cast::<PyBool>() {
@@ -99,7 +109,7 @@ fn attribute_value(v: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> PyResult<Att
         return Ok(AttributeValue::Float(v.extract()?));
     }
     if let Ok(s) = v.cast::<PyString>() {
-        return Ok(AttributeValue::Str(intern(s.to_str()?)));
+        return Ok(AttributeValue::Str(intern(&lossy(s))));
     }
     Err(PyTypeError::new_err(format!(
         "callspan.trace: attribute {key} must be str, bool, int or float, not {}",

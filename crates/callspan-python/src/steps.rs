@@ -167,12 +167,12 @@ fn step<'py>(
 
 /// An exception that ended a step's object; a cancelled coroutine says so.
 fn describe(py: Python<'_>, err: &PyErr) -> ExceptionInfo {
-    let mut info = exception::describe(py, err);
+    let mut info = exception::describe_error(py, err);
     if info.type_name.ends_with("CancelledError") {
         info.message = if info.message.is_empty() {
-            "cancelled".to_owned()
+            "cancelled".into()
         } else {
-            format!("cancelled: {}", info.message)
+            format!("cancelled: {}", info.message).into()
         };
     }
     info

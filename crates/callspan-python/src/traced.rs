@@ -274,6 +274,184 @@ unsafe extern "C" fn traced_reduce(
     unsafe { ffi::PyObject_GetAttrString(slf, c"__qualname__".as_ptr()) }
 }
 
+/// The function attributes a `TracedFunction` reads and writes *through* to the wrapped
+/// function (getset descriptors, not copies): `f.__kwdefaults__ = ...` on the traced function
+/// changes the function that runs. When the wrapped object is not a Python function (a class,
+/// a builtin, a callable object) they are plain attributes of the traced object's own
+/// `__dict__` instead: `functools.update_wrapper` copying a class's `__type_params__` must not
+/// write to the class.
+const FORWARDED: &[&std::ffi::CStr] = &[
+    c"__defaults__",
+    c"__kwdefaults__",
+    c"__code__",
+    c"__globals__",
+    c"__closure__",
+    c"__annotations__",
+    #[cfg(Py_3_10)]
+    c"__builtins__",
+    #[cfg(Py_3_12)]
+    c"__type_params__",
+];
+
+/// The wrapped object if it is a Python function (or another traced function), else NULL.
+unsafe fn wrapped_function(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls getset functions on our instances, GIL held.
+    unsafe {
+        let func = (*slf.cast::<TracedObject>()).func;
+        let is_function = !func.is_null()
+            && (ffi::PyFunction_Check(func) != 0
+                || ffi::Py_TYPE(func) == TYPE.load(Ordering::Relaxed));
+        if is_function {
+            func
+        } else {
+            ptr::null_mut()
+        }
+    }
+}
+
+/// Getter of a [`FORWARDED`] attribute (`closure`: its NUL-terminated name).
+unsafe extern "C" fn forwarded_get(
+    slf: *mut ffi::PyObject,
+    closure: *mut c_void,
+) -> *mut ffi::PyObject {
+    // SAFETY: GIL held; `closure` is one of the static names in FORWARDED.
+    unsafe {
+        let func = wrapped_function(slf);
+        if !func.is_null() {
+            return ffi::PyObject_GetAttrString(func, closure.cast());
+        }
+        let dict = (*slf.cast::<TracedObject>()).dict;
+        let found = if dict.is_null() {
+            ptr::null_mut()
+        } else {
+            ffi::PyDict_GetItemString(dict, closure.cast())
+        };
+        if found.is_null() {
+            ffi::PyErr_Format(
+                ffi::PyExc_AttributeError,
+                c"'TracedFunction' object has no attribute '%s'".as_ptr(),
+                closure.cast::<std::ffi::c_char>(),
+            );
+            return ptr::null_mut();
+        }
+        ffi::Py_IncRef(found);
+        found
+    }
+}
+
+/// Setter (and deleter, `value` NULL) of a [`FORWARDED`] attribute: the wrapped function
+/// decides what it accepts, with its own error messages.
+unsafe extern "C" fn forwarded_set(
+    slf: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+    closure: *mut c_void,
+) -> c_int {
+    // SAFETY: GIL held; `closure` is one of the static names in FORWARDED.
+    unsafe {
+        let func = wrapped_function(slf);
+        if !func.is_null() {
+            return if value.is_null() {
+                ffi::PyObject_DelAttrString(func, closure.cast())
+            } else {
+                ffi::PyObject_SetAttrString(func, closure.cast(), value)
+            };
+        }
+        // The instance's own dict (created on first use).
+        let dict = ffi::PyObject_GenericGetDict(slf, ptr::null_mut());
+        if dict.is_null() {
+            return -1;
+        }
+        let status = if !value.is_null() {
+            ffi::PyDict_SetItemString(dict, closure.cast(), value)
+        } else if ffi::PyDict_GetItemString(dict, closure.cast()).is_null() {
+            ffi::PyErr_Format(
+                ffi::PyExc_AttributeError,
+                c"'TracedFunction' object has no attribute '%s'".as_ptr(),
+                closure.cast::<std::ffi::c_char>(),
+            );
+            -1
+        } else {
+            ffi::PyDict_DelItemString(dict, closure.cast())
+        };
+        ffi::Py_DecRef(dict);
+        status
+    }
+}
+
+/// `__class__`: `types.FunctionType` when the wrapped object is a plain Python function, else
+/// `TracedFunction` itself.
+///
+/// Why: `inspect.getfile`/`getsourcefile` (and through them `getsource`, and tools that show
+/// source) accept only objects for which `isinstance(obj, types.FunctionType)` holds, and
+/// `isinstance` consults `__class__` when the real type does not match — the way wrapt's
+/// `FunctionWrapper` passes such checks. What it does not change: `type(f)` is still
+/// `TracedFunction` (so `type(f) is` checks, pickling, `copy` and the `TracedFunction` instance
+/// check see the real type); what it does change: `functools.singledispatch` dispatches a traced
+/// function passed as an argument by `__class__`, that is as a function. Any other wrapped
+/// callable (a class, a builtin, a callable object) keeps the real class: claiming to be a
+/// `type` would make `inspect.isclass` and `issubclass` treat the wrapper as a class.
+unsafe extern "C" fn traced_class_get(
+    slf: *mut ffi::PyObject,
+    _closure: *mut c_void,
+) -> *mut ffi::PyObject {
+    // SAFETY: GIL held; both candidate results are live type objects.
+    unsafe {
+        let func = (*slf.cast::<TracedObject>()).func;
+        let class: *mut ffi::PyObject = if !func.is_null() && ffi::PyFunction_Check(func) != 0 {
+            ptr::addr_of_mut!(ffi::PyFunction_Type).cast()
+        } else {
+            ffi::Py_TYPE(slf).cast()
+        };
+        ffi::Py_IncRef(class);
+        class
+    }
+}
+
+/// `__set_name__(owner, name)`, which `type.__new__` calls for each attribute of a new class:
+/// `type.__new__` makes `__init_subclass__` and `__class_getitem__` implicit classmethods and
+/// `__new__` an implicit staticmethod only when they are plain functions, so a traced one is
+/// wrapped here the same way (and replaces itself in the class). Under an explicit
+/// `@classmethod`/`@staticmethod` the class holds that wrapper instead and this is not called.
+unsafe extern "C" fn traced_set_name(
+    slf: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: GIL held; METH_FASTCALL passes `nargs` valid argument pointers.
+    unsafe {
+        if nargs != 2 {
+            ffi::PyErr_SetString(
+                ffi::PyExc_TypeError,
+                c"__set_name__ takes exactly 2 arguments (owner, name)".as_ptr(),
+            );
+            return ptr::null_mut();
+        }
+        let (owner, name) = (*args, *args.add(1));
+        let is = |s: &std::ffi::CStr| {
+            ffi::PyUnicode_Check(name) != 0
+                && ffi::PyUnicode_CompareWithASCIIString(name, s.as_ptr()) == 0
+        };
+        let wrapper = if is(c"__new__") {
+            ffi::PyStaticMethod_New(slf)
+        } else if is(c"__init_subclass__") || is(c"__class_getitem__") {
+            ffi::PyClassMethod_New(slf)
+        } else {
+            ffi::Py_IncRef(ffi::Py_None());
+            return ffi::Py_None();
+        };
+        if wrapper.is_null() {
+            return ptr::null_mut();
+        }
+        let status = ffi::PyObject_SetAttr(owner, name, wrapper);
+        ffi::Py_DecRef(wrapper);
+        if status < 0 {
+            return ptr::null_mut();
+        }
+        ffi::Py_IncRef(ffi::Py_None());
+        ffi::Py_None()
+    }
+}
+
 /// Creates the `TracedFunction` type (once, at module import).
 pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     let existing = TYPE.load(Ordering::Acquire);
@@ -293,7 +471,7 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     ]));
     // Types made from a spec get no `__dict__` descriptor of their own; CPython's generic one
     // reads and writes the slot at `__dictoffset__`.
-    let getset: &'static mut [ffi::PyGetSetDef] = Box::leak(Box::new([
+    let mut getset = vec![
         ffi::PyGetSetDef {
             name: c"__dict__".as_ptr(),
             get: Some(ffi::PyObject_GenericGetDict),
@@ -301,8 +479,26 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
             doc: ptr::null(),
             closure: ptr::null_mut(),
         },
-        ffi::PyGetSetDef::default(),
-    ]));
+        ffi::PyGetSetDef {
+            name: c"__class__".as_ptr(),
+            get: Some(traced_class_get),
+            set: None,
+            doc: c"types.FunctionType when wrapping a Python function (isinstance checks)."
+                .as_ptr(),
+            closure: ptr::null_mut(),
+        },
+    ];
+    for name in FORWARDED {
+        getset.push(ffi::PyGetSetDef {
+            name: name.as_ptr(),
+            get: Some(forwarded_get),
+            set: Some(forwarded_set),
+            doc: c"The wrapped function's attribute (read and written through).".as_ptr(),
+            closure: name.as_ptr() as *mut c_void,
+        });
+    }
+    getset.push(ffi::PyGetSetDef::default());
+    let getset: &'static mut [ffi::PyGetSetDef] = getset.leak();
     let methods: &'static mut [ffi::PyMethodDef] = Box::leak(Box::new([
         ffi::PyMethodDef {
             ml_name: c"__reduce__".as_ptr(),
@@ -311,6 +507,16 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
             },
             ml_flags: ffi::METH_NOARGS,
             ml_doc: c"Pickle by reference (module and qualified name), like a function.".as_ptr(),
+        },
+        ffi::PyMethodDef {
+            ml_name: c"__set_name__".as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunctionFast: traced_set_name,
+            },
+            ml_flags: ffi::METH_FASTCALL,
+            ml_doc: c"Makes a traced __new__, __init_subclass__ or __class_getitem__ the implicit \
+                      static or class method type.__new__ makes of a plain function."
+                .as_ptr(),
         },
         ffi::PyMethodDef::zeroed(),
     ]));

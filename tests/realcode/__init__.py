@@ -1,0 +1,1 @@
+"""Real libraries' own test suites run with every function traced (see harness.py)."""
