@@ -12,6 +12,7 @@ mod otel;
 mod python_frame;
 mod steps;
 mod thread;
+mod thread_exit;
 mod traced;
 
 use callspan_core::registry::{intern, AttributeValue, CodeInfo, FunctionInfo};

@@ -13,6 +13,7 @@
 //! function's `__name__`, `__qualname__`, `__doc__`, `__module__` and `__wrapped__`.
 
 use crate::steps::{self, Kind};
+use crate::thread_exit::{self, no_unwind};
 use crate::{caller, exception, otel, thread};
 use callspan_core::clock::now_unix_ns;
 use callspan_core::context::{self, ParentSpan};
@@ -137,43 +138,61 @@ extern "C" {
 
 static TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
 
-/// Pops the context stack even if the call unwinds.
-struct OpenSpan;
-
-impl Drop for OpenSpan {
-    #[inline]
-    fn drop(&mut self) {
-        context::pop();
-    }
+/// What [`begin`] decided for one call, before the call into Python.
+///
+/// ISSUE-12 item 1 (thread_exit.rs): everything that lives across the call into Python is in
+/// here, without a destructor (`ManuallyDrop`), so that [`traced_vectorcall`] is a plain old
+/// frame at that call.
+enum Begun {
+    /// An exception is set; return NULL.
+    Failed,
+    /// Call `func` untraced (callspan disabled).
+    Untraced(*mut ffi::PyObject),
+    /// Call `func` as an unsampled call: a context entry is pushed, pop it after.
+    Unsampled(*mut ffi::PyObject),
+    /// A coroutine or generator function: create the object, then wrap it.
+    Stepped(*mut ffi::PyObject, StepDecision),
+    /// A sampled plain call: a context entry is pushed; end the span after.
+    Sampled(*mut ffi::PyObject, std::mem::ManuallyDrop<SampledCall>),
 }
 
-/// The hot path: one traced call.
-/// Calls `func` as an unsampled call of trace `trace_id`: a context entry still marks "inside
-/// an unsampled call" (`current_span()` is None there) so that its children inherit the
-/// decision.
-///
-/// # Safety
-/// The GIL is held; `args`, `nargsf` and `kwnames` are a valid vectorcall for `func`.
-#[inline(always)]
-unsafe fn call_unsampled(
+/// What a coroutine or generator function's span needs from before its creating call.
+struct StepDecision {
+    parent: Option<ParentSpan>,
     trace_id: u128,
-    func: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: usize,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
+    sampled: bool,
+}
+
+/// A sampled plain call in progress.
+struct SampledCall {
+    trace_id: u128,
+    span_id: u64,
+    parent: Option<ParentSpan>,
+    site: CallerSite,
+    thread: callspan_core::record::ThreadKey,
+    stack: Option<Box<[CallerSite]>>,
+    omitted: u8,
+    otel_token: Option<Py<PyAny>>,
+    start_unix_ns: u64,
+}
+
+/// Pushes the "inside an unsampled call" context entry of trace `trace_id` (`current_span()`
+/// is None there) so that the call's children inherit the decision.
+#[inline(always)]
+fn push_unsampled(trace_id: u128) {
     context::push(ParentSpan {
         trace_id,
         span_id: 0,
         sampled: false,
         remote: false,
     });
-    let _open = OpenSpan;
-    // SAFETY: the caller's contract.
-    unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) }
 }
 
-unsafe extern "C" fn traced_vectorcall(
+/// The C entry point of every traced call. ISSUE-12 item 1: `extern "C-unwind"`, and the call
+/// into Python goes through [`thread_exit::vectorcall`] with nothing pending to drop, so that a
+/// daemon thread ended by `pthread_exit` at interpreter exit passes through (see thread_exit.rs).
+/// The Rust work before and after runs in [`thread_exit::no_unwind`] (a panic aborts).
+unsafe extern "C-unwind" fn traced_vectorcall(
     callable: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargsf: usize,
@@ -181,6 +200,36 @@ unsafe extern "C" fn traced_vectorcall(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls this slot only on our instances, with the GIL held.
     let this = unsafe { &*callable.cast::<TracedObject>() };
+    // SAFETY: as above.
+    match no_unwind(|| unsafe { begin(this) }) {
+        Begun::Failed => ptr::null_mut(),
+        // SAFETY (all three calls): forwarding our caller's arguments unchanged, GIL held.
+        Begun::Untraced(func) => unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) },
+        Begun::Unsampled(func) => {
+            let result = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
+            no_unwind(context::pop);
+            result
+        }
+        Begun::Stepped(func, decision) => {
+            let created = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
+            // SAFETY: GIL held; `created` is the creating call's result.
+            no_unwind(|| unsafe { wrap_stepped(this, decision, created) })
+        }
+        Begun::Sampled(func, call) => {
+            let result = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
+            let call = std::mem::ManuallyDrop::into_inner(call);
+            // SAFETY: GIL held; `result` is the call's result.
+            no_unwind(|| unsafe { end_sampled(this, call, result) })
+        }
+    }
+}
+
+/// The traced call's decisions, before the call into Python.
+///
+/// # Safety
+/// The GIL is held; `this` is a live instance.
+#[inline(always)]
+unsafe fn begin(this: &TracedObject) -> Begun {
     let func = this.func;
     if func.is_null() {
         // SAFETY: GIL held; sets a TypeError and signals it by returning NULL.
@@ -190,12 +239,11 @@ unsafe extern "C" fn traced_vectorcall(
                 c"callspan: traced function was cleared".as_ptr(),
             );
         }
-        return ptr::null_mut();
+        return Begun::Failed;
     }
     let p = pipeline::global();
     if p.disabled() {
-        // SAFETY: forwarding our caller's arguments unchanged.
-        return unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
+        return Begun::Untraced(func);
     }
     p.count_started();
 
@@ -204,8 +252,8 @@ unsafe extern "C" fn traced_vectorcall(
         // always_off (or a ratio of 0): no parent can change this decision, so none is looked
         // up and no trace id is drawn. Trace id 0 makes a child start its own trace should
         // the sampler be reconfigured meanwhile.
-        // SAFETY: forwarding our caller's arguments unchanged.
-        return unsafe { call_unsampled(0, func, args, nargsf, kwnames) };
+        push_unsampled(0);
+        return Begun::Unsampled(func);
     }
 
     // SAFETY: the GIL is held for the whole call.
@@ -217,12 +265,19 @@ unsafe extern "C" fn traced_vectorcall(
         _ => ids::trace_id(),
     };
     if kind != Kind::Plain {
-        // SAFETY: GIL held; forwarding our caller's arguments unchanged.
-        return unsafe { call_stepped(py, this, kind, parent, trace_id, args, nargsf, kwnames) };
+        let sampled = decide(p, this, parent, trace_id);
+        return Begun::Stepped(
+            func,
+            StepDecision {
+                parent,
+                trace_id,
+                sampled,
+            },
+        );
     }
     if !decide(p, this, parent, trace_id) {
-        // SAFETY: as above.
-        return unsafe { call_unsampled(trace_id, func, args, nargsf, kwnames) };
+        push_unsampled(trace_id);
+        return Begun::Unsampled(func);
     }
 
     let span_id = ids::span_id();
@@ -234,22 +289,47 @@ unsafe extern "C" fn traced_vectorcall(
         sampled: true,
         remote: false,
     });
-    let open = OpenSpan;
     let otel_token = if p.otel_context() {
         otel::attach(py, trace_id, span_id)
     } else {
         None
     };
-    let start_unix_ns = now_unix_ns();
-    // SAFETY: as above.
-    let result = unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
+    Begun::Sampled(
+        func,
+        std::mem::ManuallyDrop::new(SampledCall {
+            trace_id,
+            span_id,
+            parent,
+            site,
+            thread,
+            stack,
+            omitted,
+            otel_token,
+            start_unix_ns: now_unix_ns(),
+        }),
+    )
+}
+
+/// Ends a sampled plain call's span; returns the call's result.
+///
+/// # Safety
+/// The GIL is held; `result` is what the call returned (NULL with an exception set).
+#[inline(always)]
+unsafe fn end_sampled(
+    this: &TracedObject,
+    call: SampledCall,
+    result: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     let end_unix_ns = now_unix_ns();
-    if let Some(token) = otel_token {
+    // SAFETY: the caller's contract.
+    let py = unsafe { Python::assume_attached() };
+    let p = pipeline::global();
+    if let Some(token) = call.otel_token {
         otel::detach(py, token);
     }
-    drop(open);
+    context::pop();
 
-    if end_unix_ns.saturating_sub(start_unix_ns) < p.min_duration_ns() {
+    if end_unix_ns.saturating_sub(call.start_unix_ns) < p.min_duration_ns() {
         p.count_below_min_duration();
     } else {
         let error = if result.is_null() {
@@ -260,18 +340,18 @@ unsafe extern "C" fn traced_vectorcall(
         submit(
             p,
             SpanRecord {
-                trace_id,
-                span_id,
-                parent_span_id: parent.map_or(0, |p| p.span_id),
-                parent_is_remote: parent.is_some_and(|p| p.remote),
-                start_unix_ns,
+                trace_id: call.trace_id,
+                span_id: call.span_id,
+                parent_span_id: call.parent.map_or(0, |p| p.span_id),
+                parent_is_remote: call.parent.is_some_and(|p| p.remote),
+                start_unix_ns: call.start_unix_ns,
                 end_unix_ns,
                 function: this.function_id,
-                caller: site,
-                thread,
+                caller: call.site,
+                thread: call.thread,
                 error,
-                omitted,
-                stack,
+                omitted: call.omitted,
+                stack: call.stack,
             },
         );
     }
@@ -281,46 +361,44 @@ unsafe extern "C" fn traced_vectorcall(
     result
 }
 
-/// A coroutine, generator or async generator function: the call creates the object (running
-/// none of its body) and the span lives in the wrapper that [`steps::wrap`] returns.
+/// A coroutine, generator or async generator function: the call created the object (running
+/// none of its body); the span lives in the wrapper that [`steps::wrap`] returns. The caller
+/// is read after the creating call (the caller's frame is current again by then), so that
+/// nothing of it is pending across that call.
+///
+/// # Safety
+/// The GIL is held; `created` is the creating call's result (NULL with an exception set).
 #[cold]
-#[allow(clippy::too_many_arguments)]
-unsafe fn call_stepped(
-    py: Python<'_>,
+unsafe fn wrap_stepped(
     this: &TracedObject,
-    kind: Kind,
-    parent: Option<ParentSpan>,
-    trace_id: u128,
-    args: *const *mut ffi::PyObject,
-    nargsf: usize,
-    kwnames: *mut ffi::PyObject,
+    decision: StepDecision,
+    created: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
+    if created.is_null() {
+        return created;
+    }
+    // SAFETY: the caller's contract.
+    let py = unsafe { Python::assume_attached() };
     let p = pipeline::global();
-    let sampled = decide(p, this, parent, trace_id);
     let omitted = p.omitted();
-    let (site, _, stack) = if sampled {
+    let (site, _, stack) = if decision.sampled {
         read_caller(py, p, omitted)
     } else {
         Default::default()
     };
-    // SAFETY: forwarding our caller's arguments unchanged, GIL held.
-    let created = unsafe { ffi::PyObject_Vectorcall(this.func, args, nargsf, kwnames) };
-    if created.is_null() {
-        return created;
-    }
-    // SAFETY: a new reference from the call above.
+    // SAFETY: a new reference from the creating call.
     let created = unsafe { Bound::from_owned_ptr(py, created) };
     let span = steps::StepCall {
-        trace_id,
+        trace_id: decision.trace_id,
         span_id: ids::span_id(),
-        parent,
-        sampled,
+        parent: decision.parent,
+        sampled: decision.sampled,
         function: this.function_id,
         caller: site,
         omitted,
         stack,
     };
-    match steps::wrap(py, kind, created, span) {
+    match steps::wrap(py, Kind::from_u8(this.kind), created, span) {
         Ok(obj) => obj.into_ptr(),
         Err(e) => {
             e.restore(py);
@@ -551,7 +629,7 @@ pub(crate) fn new_traced<'py>(
             return Err(PyErr::fetch(py));
         }
         let this = &mut *obj.cast::<TracedObject>();
-        this.vectorcall = Some(traced_vectorcall);
+        this.vectorcall = Some(thread_exit::as_slot(traced_vectorcall));
         this.func = func.clone().into_ptr();
         this.function_id = function_id;
         this.kind = kind as u8;
