@@ -71,3 +71,44 @@ def test_daemon_thread_in_a_traced_call_at_exit_file(run_script, tmp_path):
 def test_daemon_thread_in_a_traced_step_at_exit(run_script, mode):
     for _ in range(DAEMON_EXIT_RUNS):
         run_script(DAEMON_EXIT, args=[mode])
+
+
+# -- item 3: traced recursion deeper than the C stack ----------------------------------------------
+
+DEEP_RECURSION = SCRIPTS_DIR / "deep_recursion.py"
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        pytest.param({"OTEL_TRACES_SAMPLER": "always_off"}, id="always-off"),
+        pytest.param({"CALLSPAN_SAMPLE": "*=0"}, id="unsampled-by-rate"),
+    ],
+)
+def test_deep_traced_recursion_raises_recursion_error(receiver, run_script, sampling):
+    # The main thread's 8 MiB stack; unsampled, because an exception unwinding through N
+    # sampled levels still costs O(N^2) (issue 12, item 3, second half).
+    completed = run_script(DEEP_RECURSION, args=["main"], env=sampling)
+    output = parse_output(completed.stdout)
+    assert output.facts["untraced"] == 19_000  # plain Python survives this depth
+    assert "traced" not in output.facts
+    assert "callspan: maximum recursion depth exceeded" in output.facts["recursion_error"]
+    assert "threading.stack_size()" in output.facts["recursion_error"]
+    assert output.facts["after"] == 10
+    assert output.stats["spans_sampled"] == 0
+    assert receiver.span_count() == 0
+
+
+def test_deep_sampled_recursion_in_a_small_thread_stack(receiver, run_script):
+    # A 512 KiB thread stack overflows after a few hundred sampled levels.
+    completed = run_script(DEEP_RECURSION, args=[512 * 1024])
+    output = parse_output(completed.stdout)
+    assert "callspan: maximum recursion depth exceeded" in output.facts["recursion_error"]
+    assert output.facts["after"] == 10
+    stats = output.stats
+    assert stats["spans_sampled"] == stats["spans_exported"] > 11
+    spans = receiver.wait_for_spans(stats["spans_exported"])
+    assert len(spans) == stats["spans_exported"]
+    # Every level the error unwound through ended with status ERROR; the 11 calls after did not.
+    errors = [span for span in spans if span.status_code == "STATUS_CODE_ERROR"]
+    assert len(errors) == stats["spans_sampled"] - 11

@@ -10,6 +10,7 @@ mod diagnostics;
 mod exception;
 mod otel;
 mod python_frame;
+mod stack_guard;
 mod steps;
 mod thread;
 mod thread_exit;

@@ -14,7 +14,7 @@
 
 use crate::steps::{self, Kind};
 use crate::thread_exit::{self, no_unwind};
-use crate::{caller, exception, otel, thread};
+use crate::{caller, exception, otel, stack_guard, thread};
 use callspan_core::clock::now_unix_ns;
 use callspan_core::context::{self, ParentSpan};
 use callspan_core::ids;
@@ -239,6 +239,11 @@ unsafe fn begin(this: &TracedObject) -> Begun {
                 c"callspan: traced function was cleared".as_ptr(),
             );
         }
+        return Begun::Failed;
+    }
+    // ISSUE-12 item 3 (stack_guard.rs): RecursionError instead of a C stack overflow.
+    // SAFETY: GIL held.
+    if !unsafe { stack_guard::enough_stack() } {
         return Begun::Failed;
     }
     let p = pipeline::global();
