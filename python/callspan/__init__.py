@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 
-from . import _callspan
+from . import _callspan, _pool
 from ._config import configure
 from ._propagation import RemoteSpan, extract, inject, remote_parent
 from ._trace import trace
@@ -67,6 +67,10 @@ def destination() -> str:
     return _callspan.destination()
 
 
+def _flush_task_spans() -> bool:
+    return _callspan.flush(None)
+
+
 def _flush_at_exit() -> None:
     # Bounded by OTEL_BSP_EXPORT_TIMEOUT: exit never hangs on an unreachable collector.
     _callspan.shutdown(None)
@@ -91,6 +95,9 @@ _mp_hook = _MultiprocessingHook()
 
 
 def _flush_in_multiprocessing_child(_hook: _MultiprocessingHook) -> None:
+    # Pool workers also flush each task's spans before its result goes back (issue 12, item
+    # 10): ``with Pool() as pool:`` terminates them as soon as the parent has the results.
+    _pool.flush_results_in_pool_worker(_flush_task_spans)
     register_atexit = getattr(threading, "_register_atexit", None)
     try:
         register_atexit(_flush_at_exit)
@@ -110,5 +117,9 @@ def _ensure_multiprocessing_hook() -> None:
 
 
 _ensure_multiprocessing_hook()
+# A spawn child imports callspan before it unpickles its pool worker target (wrapped then), or
+# while a worker unpickles its first task, after the after-fork callbacks ran (looked at now).
+_pool.flush_results_in_pool_worker(_flush_task_spans)
+_pool.wrap_pool_worker_in_spawn_child(_flush_task_spans)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_ensure_multiprocessing_hook)

@@ -361,7 +361,7 @@ unsafe fn end_sampled(
         );
     }
     if callspan_otlp::diagnostic::pending() {
-        crate::diagnostics::forward_keeping_error(py);
+        crate::diagnostics::forward(py);
     }
     result
 }
