@@ -40,7 +40,8 @@ def flush(timeout: float | None = None) -> bool:
     """Export every span queued so far.
 
     Waits at most ``timeout`` seconds (default ``OTEL_BSP_EXPORT_TIMEOUT``) and returns True when
-    all of them were delivered. Never raises because of the exporter.
+    all of them were delivered. Never raises because of the exporter; Ctrl-C interrupts the
+    wait with ``KeyboardInterrupt`` (the export goes on in the background).
     """
     return _callspan.flush(timeout)
 
