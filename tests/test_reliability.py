@@ -213,6 +213,8 @@ import callspan
 
 logging.basicConfig()
 WHERE = sys.argv[1]
+# A child started in the background inherits SIGINT ignored; Ctrl-C must raise here.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class CtrlCWhileLogging(logging.Handler):

@@ -11,6 +11,7 @@
   raise ``KeyboardInterrupt`` out of ``flush`` at once.
 """
 
+import signal
 import sys
 import threading
 import time
@@ -68,6 +69,8 @@ elif MODE == "configure":
     report(configure_seconds=configure_seconds, **gaps)
     finish()
 elif MODE == "flush":
+    # A child started in the background inherits SIGINT ignored; Ctrl-C must raise here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     print("flushing", flush=True)
     started = time.perf_counter()
     try:
