@@ -9,7 +9,9 @@
 //! `proptest-regressions/` and replayed first on every run.
 
 use callspan_core::record::{CallerSite, ExceptionInfo, SpanRecord};
-use callspan_core::registry::{intern, AttributeValue, CodeInfo, FunctionInfo, Registry, ThreadInfo};
+use callspan_core::registry::{
+    intern, AttributeValue, CodeInfo, FunctionInfo, Registry, ThreadInfo,
+};
 use callspan_otlp::convert::{to_span_data_limited, Limits};
 use callspan_otlp::encode::RequestEncoder;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
