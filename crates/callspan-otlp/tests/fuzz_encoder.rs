@@ -165,7 +165,7 @@ proptest! {
                 }),
                 omitted: p.omitted,
                 stack: p.stack.as_ref().map(|frames| {
-                    frames.iter().map(|(code, line)| site(&(code.clone(), *line, None))).collect()
+                    frames.iter().map(|(code, line)| site(&(*code, *line, None))).collect()
                 }),
             })
             .collect();
