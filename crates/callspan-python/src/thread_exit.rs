@@ -81,8 +81,8 @@ pub(crate) unsafe fn vectorcall(
     }
     #[cfg(not(Py_3_11))]
     // SAFETY: the caller's contract; this is CPython 3.9/3.10's inline `PyObject_Vectorcall`
-    // (`_Py_CheckFunctionResult` left out: it only checks the callee's result in debug builds'
-    // spirit, and the interpreter checks again when the result reaches it).
+    // without its `_Py_CheckFunctionResult` (a consistency check of result and error
+    // indicator; our caller returns the result to the interpreter, which checks it again).
     unsafe {
         match ffi::PyVectorcall_Function(callable) {
             Some(func) => {
