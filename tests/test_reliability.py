@@ -99,8 +99,11 @@ def test_deep_traced_recursion_raises_recursion_error(receiver, run_script, samp
     output = parse_output(completed.stdout)
     assert output.facts["untraced"] == 19_000  # plain Python survives this depth
     assert "traced" not in output.facts
-    assert "callspan: maximum recursion depth exceeded" in output.facts["recursion_error"]
-    assert "threading.stack_size()" in output.facts["recursion_error"]
+    # callspan's stack check, or on 3.12+ often CPython's own C recursion limit first.
+    message = output.facts["recursion_error"]
+    assert "maximum recursion depth exceeded" in message
+    if message.startswith("callspan:"):
+        assert "threading.stack_size()" in message
     assert output.facts["after"] == 10
     assert output.stats["spans_sampled"] == 0
     assert receiver.span_count() == 0
