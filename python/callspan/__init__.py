@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 
-from . import _callspan
+from . import _callspan, _pool
 from ._config import configure
 from ._propagation import RemoteSpan, extract, inject, remote_parent
 from ._trace import trace
@@ -40,7 +40,8 @@ def flush(timeout: float | None = None) -> bool:
     """Export every span queued so far.
 
     Waits at most ``timeout`` seconds (default ``OTEL_BSP_EXPORT_TIMEOUT``) and returns True when
-    all of them were delivered. Never raises because of the exporter.
+    all of them were delivered. Never raises because of the exporter; Ctrl-C interrupts the
+    wait with ``KeyboardInterrupt`` (the export goes on in the background).
     """
     return _callspan.flush(timeout)
 
@@ -67,6 +68,10 @@ def destination() -> str:
     return _callspan.destination()
 
 
+def _flush_task_spans() -> bool:
+    return _callspan.flush(None)
+
+
 def _flush_at_exit() -> None:
     # Bounded by OTEL_BSP_EXPORT_TIMEOUT: exit never hangs on an unreachable collector.
     _callspan.shutdown(None)
@@ -91,6 +96,9 @@ _mp_hook = _MultiprocessingHook()
 
 
 def _flush_in_multiprocessing_child(_hook: _MultiprocessingHook) -> None:
+    # Pool workers also flush each task's spans before its result goes back (issue 12, item
+    # 10): ``with Pool() as pool:`` terminates them as soon as the parent has the results.
+    _pool.flush_results_in_pool_worker(_flush_task_spans)
     register_atexit = getattr(threading, "_register_atexit", None)
     try:
         if register_atexit is None:
@@ -112,5 +120,9 @@ def _ensure_multiprocessing_hook() -> None:
 
 
 _ensure_multiprocessing_hook()
+# A spawn child imports callspan before it unpickles its pool worker target (wrapped then), or
+# while a worker unpickles its first task, after the after-fork callbacks ran (looked at now).
+_pool.flush_results_in_pool_worker(_flush_task_spans)
+_pool.wrap_pool_worker_in_spawn_child(_flush_task_spans)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_ensure_multiprocessing_hook)

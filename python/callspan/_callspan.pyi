@@ -106,7 +106,8 @@ def configure(arguments: dict[str, str]) -> None:
 
 def flush(timeout: float | None = None) -> bool:
     """Export every queued span; True when all were delivered within ``timeout`` seconds
-    (default OTEL_BSP_EXPORT_TIMEOUT). Releases the GIL while waiting."""
+    (default OTEL_BSP_EXPORT_TIMEOUT). Releases the GIL while waiting, in slices: a signal
+    handler's exception (KeyboardInterrupt) ends the wait and is raised."""
 
 def shutdown(timeout: float | None = None) -> bool:
     """Flush and stop the exporter thread within ``timeout`` seconds; later spans are dropped

@@ -26,7 +26,8 @@ pub struct Stats {
     pub dropped_queue_full: AtomicU64,
     /// Spans dropped because their export failed after retries.
     pub dropped_export_failed: AtomicU64,
-    /// Spans still queued when a shutdown or flush ran out of time, or discarded by a fork child.
+    /// Spans still queued or in flight when a shutdown ran out of time, or discarded by a fork
+    /// child.
     pub dropped_shutdown: AtomicU64,
     /// Export requests that failed (after the exporter's own retries).
     pub export_errors: AtomicU64,

@@ -23,6 +23,10 @@ const CAPACITY: usize = 256;
 /// Target of configuration warnings: rate-limited per message (one per bad setting).
 pub const CONFIG_TARGET: &str = "callspan::config";
 
+/// Target of warnings their emitter rate-limits itself (each carries counts the next one does
+/// not repeat): never silenced here.
+pub const SELF_LIMITED_TARGET: &str = "callspan::self_limited";
+
 /// A message for the `callspan` logger.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -106,6 +110,22 @@ fn record(callsite: usize, level: Level, target: &str, mut message: String) {
     PENDING.store(true, Ordering::Relaxed);
 }
 
+/// Adds a message that its emitter rate-limits itself.
+fn record_unlimited(level: Level, target: &str, message: String) {
+    let mut guard = BUFFER.lock();
+    let buffer = guard.get_or_insert_with(Buffer::default);
+    if buffer.messages.len() >= CAPACITY {
+        buffer.messages.remove(0);
+        buffer.overflowed += 1;
+    }
+    buffer.messages.push(Diagnostic {
+        level,
+        target: target.to_owned(),
+        message,
+    });
+    PENDING.store(true, Ordering::Relaxed);
+}
+
 /// Holds the buffer lock across `fork()`.
 pub fn lock_for_fork() {
     std::mem::forget(BUFFER.lock());
@@ -162,6 +182,10 @@ impl<S: Subscriber> Layer<S> for DiagnosticLayer {
             message = meta.name().to_owned();
         }
         message.push_str(&visitor.fields);
+        if meta.target() == SELF_LIMITED_TARGET {
+            record_unlimited(*meta.level(), meta.target(), message);
+            return;
+        }
         let key = if meta.target() == CONFIG_TARGET {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();

@@ -11,7 +11,9 @@
 //! way to Python) and its spans are counted as dropped; the application never sees it. Neither
 //! thread holds the GIL or touches a Python object.
 
+use crate::drop_report::QueueFullReport;
 use crate::encode::{EncodedRequest, Limits, RequestEncoder};
+use crate::in_flight::InFlight;
 use crate::otlp_client::OtlpClient;
 use crate::transport::{LocalOutput, Transport};
 use callspan_core::config::Config;
@@ -21,6 +23,7 @@ use callspan_core::stats::Stats;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -59,6 +62,8 @@ pub struct BatchExporter {
     control: Sender<Control>,
     handle: Option<JoinHandle<()>>,
     destination: String,
+    /// what the thread has taken from the queue and not yet counted.
+    taken: Arc<InFlight>,
 }
 
 impl BatchExporter {
@@ -78,6 +83,8 @@ impl BatchExporter {
             max_batch: config.max_export_batch_size.max(1),
         };
         let config = config.clone();
+        let taken = Arc::new(InFlight::new(&sink.stats));
+        let worker_taken = Arc::clone(&taken);
         let handle = std::thread::Builder::new()
             .name("callspan-export".into())
             .spawn(move || {
@@ -109,6 +116,8 @@ impl BatchExporter {
                     sink,
                     registry,
                     batching,
+                    taken: worker_taken,
+                    queue_full: QueueFullReport::default(),
                 };
                 worker.run(&control_rx);
                 // The caller may be joining this thread: never wait here for leftovers on the
@@ -138,6 +147,7 @@ impl BatchExporter {
             control,
             handle: Some(handle),
             destination,
+            taken,
         })
     }
 
@@ -170,8 +180,12 @@ impl BatchExporter {
                 ok
             }
             Err(_) => {
+                // spans taken by the thread and not yet answered are counted
+                // now; the thread takes no more (the caller discards or hands on the queue).
+                let in_flight = self.taken.abandon();
                 tracing::warn!(
-                    "shutdown: spans still unsent after {:?}; {} queued spans are dropped",
+                    "shutdown: spans still unsent after {:?}; {} queued and {in_flight} in-flight \
+                     spans are dropped (counted as dropped_shutdown)",
                     timeout,
                     sink.len()
                 );
@@ -190,11 +204,41 @@ pub struct Flusher {
 impl Flusher {
     /// Exports everything queued now; true when all of it went out within `timeout`.
     pub fn flush(&self, timeout: Duration) -> bool {
+        self.request().wait(timeout).unwrap_or(false)
+    }
+
+    /// Asks for a flush without waiting for it (the binding waits in slices,
+    /// checking for Ctrl-C between them).
+    pub fn request(&self) -> PendingFlush {
         let (ack, done) = crossbeam_channel::bounded(1);
         if self.control.send(Control::Flush(ack)).is_err() {
-            return false;
+            return PendingFlush::Answered(false);
         }
-        done.recv_timeout(timeout).unwrap_or(false)
+        PendingFlush::Waiting(done)
+    }
+}
+
+/// A flush asked for and not yet waited for.
+#[derive(Debug)]
+pub enum PendingFlush {
+    /// The answer is known already.
+    Answered(bool),
+    /// The exporter thread answers on this channel.
+    Waiting(Receiver<bool>),
+}
+
+impl PendingFlush {
+    /// Waits at most `slice` for the answer: Some(true) when everything queued at the request
+    /// went out, Some(false) when some of it failed (or the exporter is gone), None: not yet.
+    pub fn wait(&self, slice: Duration) -> Option<bool> {
+        match self {
+            PendingFlush::Answered(ok) => Some(*ok),
+            PendingFlush::Waiting(done) => match done.recv_timeout(slice) {
+                Ok(ok) => Some(ok),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(false),
+            },
+        }
     }
 }
 
@@ -210,6 +254,11 @@ struct Worker {
     sink: &'static SpanSink,
     registry: &'static Registry,
     batching: Batching,
+    /// Every span popped is recorded here and counted through it, so that a timed-out
+    /// shutdown can count what is still in flight.
+    taken: Arc<InFlight>,
+    /// Warns about spans dropped on a full queue.
+    queue_full: QueueFullReport,
 }
 
 impl Worker {
@@ -217,7 +266,12 @@ impl Worker {
         let mut next_export = Instant::now() + self.batching.schedule_delay;
         loop {
             let wait = next_export.saturating_duration_since(Instant::now());
-            match control.recv_timeout(wait) {
+            let message = control.recv_timeout(wait);
+            // at a flush or shutdown, every drop so far is reported.
+            let force = matches!(message, Ok(Control::Flush(_) | Control::Shutdown(_)));
+            self.queue_full
+                .check(&self.sink.stats, self.sink.capacity(), force);
+            match message {
                 Ok(Control::Wake) => {
                     self.sink.clear_wake();
                     // Under a sustained flood the queue never drops below a batch: let a
@@ -277,33 +331,49 @@ impl Worker {
 
     /// [`Self::export_batch`]; false if something failed already (OTLP requests report later).
     fn try_export_batch(&mut self, n: usize) -> bool {
-        let stats = &self.sink.stats;
+        let sink = self.sink;
         let Some(transport) = self.transport.as_mut() else {
-            let mut dropped = 0;
-            while dropped < n as u64 && self.sink.pop().is_some() {
-                dropped += 1;
-            }
+            let popped = self.taken.take(|| {
+                let mut dropped = 0;
+                while dropped < n as u64 && sink.pop().is_some() {
+                    dropped += 1;
+                }
+                (dropped, dropped)
+            });
+            let dropped = popped.unwrap_or(0);
             if dropped > 0 {
-                Stats::add(&stats.dropped_export_failed, dropped);
-                Stats::add(&stats.export_errors, 1);
+                self.taken.settle(dropped, |stats| {
+                    Stats::add(&stats.dropped_export_failed, dropped);
+                    Stats::add(&stats.export_errors, 1);
+                });
             }
             return dropped == 0;
         };
         let mut unresolved = 0u64;
-        let view = self.registry.view();
-        for _ in 0..n {
-            let Some(record) = self.sink.pop() else { break };
-            if !self.encoder.add(&record, &view) {
-                unresolved += 1;
+        let registry = self.registry;
+        let encoder = &mut self.encoder;
+        let taken = self.taken.take(|| {
+            let view = registry.view();
+            let mut popped = 0;
+            for _ in 0..n {
+                let Some(record) = sink.pop() else { break };
+                popped += 1;
+                if !encoder.add(&record, &view) {
+                    unresolved += 1;
+                }
             }
+            (popped, ())
+        });
+        if taken.is_none() {
+            // Abandoned by a timed-out shutdown: nothing more is taken or sent.
+            return false;
         }
-        drop(view);
         let requests = self.encoder.finish();
         let mut ok = true;
         match transport {
             Transport::Local(output) => {
                 for request in &requests {
-                    ok &= write_local(output, request, stats);
+                    ok &= write_local(output, request, &self.taken);
                 }
             }
             Transport::Otlp(client) => {
@@ -320,7 +390,9 @@ impl Worker {
     fn unresolved(&self, unresolved: u64) -> bool {
         if unresolved > 0 {
             tracing::error!("{unresolved} span records named an unregistered function; dropped");
-            Stats::add(&self.sink.stats.dropped_export_failed, unresolved);
+            self.taken.settle(unresolved, |stats| {
+                Stats::add(&stats.dropped_export_failed, unresolved);
+            });
         }
         unresolved == 0
     }
@@ -333,10 +405,10 @@ impl Worker {
         {
             self.reap_oldest();
         }
-        let stats: &'static Stats = &self.sink.stats;
         let timeout = self.batching.export_timeout;
         let spans = request.spans;
-        let handle = self.runtime.spawn(send(client, request, stats, timeout));
+        let taken = Arc::clone(&self.taken);
+        let handle = self.runtime.spawn(send(client, request, taken, timeout));
         self.in_flight.push_back((handle, spans));
     }
 
@@ -346,7 +418,9 @@ impl Worker {
             let ok = self.runtime.block_on(handle).unwrap_or_else(|e| {
                 // A send task does not panic; if one did, its spans were never counted.
                 tracing::error!("an export task failed ({e}); {spans} spans dropped");
-                Stats::add(&self.sink.stats.dropped_export_failed, spans);
+                self.taken.settle(spans, |stats| {
+                    Stats::add(&stats.dropped_export_failed, spans);
+                });
                 false
             });
             self.all_ok &= ok;
@@ -355,17 +429,22 @@ impl Worker {
 }
 
 /// Writes one request to a local output and counts the outcome; true if it was written.
-fn write_local(output: &mut LocalOutput, request: &EncodedRequest, stats: &Stats) -> bool {
+fn write_local(output: &mut LocalOutput, request: &EncodedRequest, taken: &InFlight) -> bool {
+    let spans = request.spans;
     match output.write(request) {
         Ok(()) => {
-            Stats::add(&stats.spans_exported, request.spans);
-            Stats::add(&stats.export_batches, 1);
+            taken.settle(spans, |stats| {
+                Stats::add(&stats.spans_exported, spans);
+                Stats::add(&stats.export_batches, 1);
+            });
             true
         }
         Err(e) => {
-            tracing::warn!("{e}; {} spans dropped", request.spans);
-            Stats::add(&stats.dropped_export_failed, request.spans);
-            Stats::add(&stats.export_errors, 1);
+            tracing::warn!("{e}; {spans} spans dropped");
+            taken.settle(spans, |stats| {
+                Stats::add(&stats.dropped_export_failed, spans);
+                Stats::add(&stats.export_errors, 1);
+            });
             false
         }
     }
@@ -375,7 +454,7 @@ fn write_local(output: &mut LocalOutput, request: &EncodedRequest, stats: &Stats
 async fn send(
     client: OtlpClient,
     request: EncodedRequest,
-    stats: &'static Stats,
+    taken: Arc<InFlight>,
     timeout: Duration,
 ) -> bool {
     let spans = request.spans;
@@ -383,8 +462,11 @@ async fn send(
     match result {
         Ok(Ok(accepted)) => {
             let rejected = accepted.rejected.min(spans);
-            Stats::add(&stats.spans_exported, spans - rejected);
-            Stats::add(&stats.export_batches, 1);
+            taken.settle(spans, |stats| {
+                Stats::add(&stats.spans_exported, spans - rejected);
+                Stats::add(&stats.export_batches, 1);
+                Stats::add(&stats.dropped_export_failed, rejected);
+            });
             if rejected > 0 || !accepted.message.is_empty() {
                 tracing::warn!(
                     "{} rejected {rejected} of {spans} spans: {}",
@@ -395,14 +477,15 @@ async fn send(
                         &accepted.message
                     }
                 );
-                Stats::add(&stats.dropped_export_failed, rejected);
             }
             rejected == 0
         }
         Ok(Err(e)) => {
             tracing::warn!("{e}; {spans} spans dropped");
-            Stats::add(&stats.dropped_export_failed, spans);
-            Stats::add(&stats.export_errors, 1);
+            taken.settle(spans, |stats| {
+                Stats::add(&stats.dropped_export_failed, spans);
+                Stats::add(&stats.export_errors, 1);
+            });
             false
         }
         Err(_) => {
@@ -410,8 +493,10 @@ async fn send(
                 "export to {} timed out after {timeout:?} (OTEL_BSP_EXPORT_TIMEOUT); {spans} spans dropped",
                 client.describe()
             );
-            Stats::add(&stats.dropped_export_failed, spans);
-            Stats::add(&stats.export_errors, 1);
+            taken.settle(spans, |stats| {
+                Stats::add(&stats.dropped_export_failed, spans);
+                Stats::add(&stats.export_errors, 1);
+            });
             false
         }
     }

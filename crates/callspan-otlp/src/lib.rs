@@ -12,8 +12,10 @@
 //! `logging`.
 
 pub mod diagnostic;
+mod drop_report;
 pub mod encode;
 pub mod exporter;
+mod in_flight;
 pub mod otlp_client;
 pub mod pipeline;
 pub mod protowire;

@@ -37,6 +37,9 @@ pub struct Pipeline {
     /// True while an exporter thread of this process is draining the sink.
     exporter_running: AtomicBool,
     state: Mutex<State>,
+    /// held across a whole reconfiguration (the old exporter's drain
+    /// included), so that two never overlap; `state` is not held across the drain.
+    reconfiguring: Mutex<()>,
 }
 
 static PIPELINE: OnceLock<Pipeline> = OnceLock::new();
@@ -81,6 +84,7 @@ impl Pipeline {
                 exporter: None,
                 shut_down: false,
             }),
+            reconfiguring: Mutex::new(()),
         };
         hot::state().apply(&config);
         callspan_core::fork::around_fork(lock_all_for_fork, unlock_all_after_fork);
@@ -99,19 +103,25 @@ impl Pipeline {
                 config.max_queue_size
             );
         }
-        // The lock is held until the new configuration is in place: a traced call on another
-        // thread meanwhile keeps queueing (the old exporter is still "running" for it) and
-        // cannot start an exporter with the old configuration. The old exporter exports what
-        // is queued and ends; the first call after this starts the new one, which takes the
-        // rest.
-        let mut state = self.state.lock();
-        state.arguments = arguments;
-        state.shut_down = false;
-        if let Some(exporter) = state.exporter.take() {
-            exporter.shutdown(&self.sink, config.export_timeout);
+        // the new configuration is put in place under the state lock, but
+        // the old exporter is drained outside it: threads that wait on that lock hold the GIL
+        // (a first traced call, `destination()`), and a silent collector can make the drain
+        // last the whole export timeout. Meanwhile `exporter_running` stays true, so traced
+        // calls keep queueing and none starts the new exporter before the old one has let go
+        // of the queue; the first call after that starts it, and it takes the rest.
+        let _one_at_a_time = self.reconfiguring.lock();
+        let drain_timeout = config.export_timeout;
+        let old = {
+            let mut state = self.state.lock();
+            state.arguments = arguments;
+            state.shut_down = false;
+            hot::state().apply(&config);
+            state.config = config;
+            state.exporter.take()
+        };
+        if let Some(exporter) = old {
+            exporter.shutdown(&self.sink, drain_timeout);
         }
-        hot::state().apply(&config);
-        state.config = config;
         self.exporter_running.store(false, Ordering::Release);
     }
 
@@ -190,6 +200,25 @@ impl Pipeline {
             // Nothing was ever started: nothing can be queued.
             None => self.sink.is_empty(),
         }
+    }
+
+    /// Asks for a flush of everything queued without waiting; also returns the default wait
+    /// (`OTEL_BSP_EXPORT_TIMEOUT`). the binding waits in slices so that
+    /// Ctrl-C interrupts it.
+    pub fn request_flush(&self) -> (crate::exporter::PendingFlush, Duration) {
+        let (flusher, default_timeout) = {
+            let state = self.state.lock();
+            (
+                state.exporter.as_ref().map(BatchExporter::flusher),
+                state.config.export_timeout,
+            )
+        };
+        let pending = match flusher {
+            Some(f) => f.request(),
+            // Nothing was ever started: nothing can be queued.
+            None => crate::exporter::PendingFlush::Answered(self.sink.is_empty()),
+        };
+        (pending, default_timeout)
     }
 
     /// Flushes and stops the exporter, waiting at most `timeout` (default

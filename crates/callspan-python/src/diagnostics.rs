@@ -4,6 +4,7 @@
 //! on the exporter thread.
 
 use callspan_otlp::diagnostic::{self, Diagnostic};
+use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use tracing::Level;
 
@@ -29,17 +30,21 @@ fn log(py: Python<'_>, messages: Vec<Diagnostic>) -> PyResult<()> {
     Ok(())
 }
 
-/// Forwards pending diagnostics; logging errors are swallowed (logging reports its own).
+/// Forwards pending diagnostics, keeping an exception that is currently set (a traced call
+/// that raised) exactly as it was. An exception raised by logging itself is
+/// never swallowed and never replaces that one: a `KeyboardInterrupt` (Ctrl-C while a handler
+/// ran) trips the interrupt again, so Python raises it at its next check; anything else is
+/// reported through `sys.unraisablehook`.
 pub(crate) fn forward(py: Python<'_>) {
-    if let Err(e) = log(py, diagnostic::drain()) {
-        drop(e);
-    }
-}
-
-/// Like [`forward`], but keeps an exception that is currently set (a traced call that raised).
-pub(crate) fn forward_keeping_error(py: Python<'_>) {
     let pending = PyErr::take(py);
-    forward(py);
+    if let Err(e) = log(py, diagnostic::drain()) {
+        if e.is_instance_of::<PyKeyboardInterrupt>(py) {
+            // SAFETY: GIL held; the same call a SIGINT's C handler makes.
+            unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+        } else {
+            e.write_unraisable(py, None);
+        }
+    }
     if let Some(err) = pending {
         err.restore(py);
     }

@@ -10,12 +10,15 @@
 mod caller;
 mod diagnostics;
 mod exception;
+mod interruptible;
 mod otel;
 mod python_frame;
 mod span;
+mod stack_guard;
 mod steps;
 mod task_context;
 mod thread;
+mod thread_exit;
 mod traced;
 
 use callspan_core::registry::{intern, AttributeValue, CodeInfo, FunctionInfo};
@@ -157,9 +160,13 @@ fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
 #[pyo3(signature = (timeout=None))]
 fn flush(py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
     let timeout = timeout_arg(timeout)?;
-    let ok = py.detach(|| pipeline::global().flush(timeout));
+    // Ctrl-C interrupts the wait (the flush goes on in the background).
+    let (pending, default_timeout) = py.detach(|| pipeline::global().request_flush());
+    let answer = interruptible::wait(py, timeout.unwrap_or(default_timeout), |slice| {
+        pending.wait(slice)
+    });
     diagnostics::forward(py);
-    Ok(ok)
+    Ok(answer?.unwrap_or(false))
 }
 
 /// Flushes and stops the exporter, waiting at most `timeout` seconds.

@@ -305,6 +305,6 @@ pub(crate) fn finish(
         });
     }
     if callspan_otlp::diagnostic::pending() {
-        diagnostics::forward_keeping_error(py);
+        diagnostics::forward(py);
     }
 }

@@ -12,18 +12,18 @@
 //! Instances carry a `__dict__` so that `functools.update_wrapper` can give them the wrapped
 //! function's `__name__`, `__qualname__`, `__doc__`, `__module__` and `__wrapped__`.
 
-use crate::exception;
-use crate::python_frame;
-use crate::span::{self, Decision, OpenSpan};
+use crate::span::{self, Active, Decision, OpenSpan};
 use crate::steps::{self, Kind};
+use crate::thread_exit::{self, no_unwind};
+use crate::{exception, python_frame, stack_guard};
 use callspan_core::clock::now_unix_ns;
-use callspan_core::hot::{self, FunctionRate, HotState, Mode};
+use callspan_core::hot::{self, FunctionRate, Mode};
 use callspan_core::record::FunctionId;
 use callspan_core::registry;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use std::ffi::{c_int, c_void};
-use std::mem::offset_of;
+use std::mem::{offset_of, ManuallyDrop};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -55,32 +55,31 @@ extern "C" {
 
 static TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
 
-/// Calls `func` as an unsampled call of trace `trace_id`: a context entry still marks "inside
-/// an unsampled call" (`current_span()` is None there) so that its children inherit the
-/// decision.
+/// What [`begin`] decided for one call, before the call into Python.
 ///
-/// # Safety
-/// The GIL is held; `args`, `nargsf` and `kwnames` are a valid vectorcall for `func`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn call_unsampled(
-    py: Python<'_>,
-    hot: &HotState,
-    trace_id: u128,
-    func: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: usize,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    let active = span::enter(py, hot, Decision::unsampled_marker(trace_id), false);
-    // SAFETY: the caller's contract.
-    let result = unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
-    active.exit(py);
-    result
+/// Everything that lives across the call into Python is in here without a destructor
+/// (`ManuallyDrop`), so that [`traced_vectorcall`] is a plain old frame at that call and a
+/// thread ended by `pthread_exit` passes through it (see `thread_exit.rs`).
+enum Begun {
+    /// An exception is set; return NULL.
+    Failed,
+    /// Call `func` untraced (callspan disabled).
+    Untraced(*mut ffi::PyObject),
+    /// An unsampled call: its context entry is current; exit it after.
+    Unsampled(*mut ffi::PyObject, ManuallyDrop<Active>),
+    /// A coroutine or generator function: create the object, then wrap it.
+    Stepped(*mut ffi::PyObject, Decision),
+    /// A sampled plain call: its span is current; finish it after.
+    Sampled(*mut ffi::PyObject, ManuallyDrop<(OpenSpan, Active)>),
 }
 
 /// The hot path: one call of a traced function.
-unsafe extern "C" fn traced_vectorcall(
+///
+/// `extern "C-unwind"`, with the call into Python made through [`thread_exit::vectorcall`] and
+/// nothing pending to drop across it, so that a daemon thread ended by `pthread_exit` at
+/// interpreter exit passes through. The Rust work before and after runs in
+/// [`thread_exit::no_unwind`] (a panic there aborts instead of unwinding into CPython).
+unsafe extern "C-unwind" fn traced_vectorcall(
     callable: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargsf: usize,
@@ -88,6 +87,51 @@ unsafe extern "C" fn traced_vectorcall(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls this slot only on our instances, with the GIL held.
     let this = unsafe { &*callable.cast::<TracedObject>() };
+    // SAFETY: GIL held; `this` is a live instance.
+    match no_unwind(|| unsafe { begin(this) }) {
+        Begun::Failed => ptr::null_mut(),
+        // SAFETY: GIL held; forwarding our caller's arguments unchanged.
+        Begun::Untraced(func) => unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) },
+        Begun::Unsampled(func, active) => {
+            // SAFETY: GIL held; forwarding our caller's arguments unchanged.
+            let result = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
+            no_unwind(|| {
+                // SAFETY: the GIL is held for the whole call.
+                let py = unsafe { Python::assume_attached() };
+                ManuallyDrop::into_inner(active).exit(py);
+            });
+            result
+        }
+        Begun::Stepped(func, decision) => {
+            // SAFETY: GIL held; forwarding our caller's arguments unchanged.
+            let created = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
+            // SAFETY: GIL held; `created` is the creating call's result.
+            no_unwind(|| unsafe { wrap_stepped(this, decision, created) })
+        }
+        Begun::Sampled(func, call) => {
+            // SAFETY: GIL held; forwarding our caller's arguments unchanged.
+            let result = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
+            let end_unix_ns = now_unix_ns();
+            no_unwind(|| {
+                // SAFETY: the GIL is held for the whole call.
+                let py = unsafe { Python::assume_attached() };
+                let (open, active) = ManuallyDrop::into_inner(call);
+                active.exit(py);
+                span::finish(py, hot::state(), open, end_unix_ns, || {
+                    result.is_null().then(|| exception::capture_current(py))
+                });
+            });
+            result
+        }
+    }
+}
+
+/// The span lifecycle's steps before the call into Python: decide, read the caller, enter.
+///
+/// # Safety
+/// The GIL is held; `this` is a live instance.
+#[inline(always)]
+unsafe fn begin(this: &TracedObject) -> Begun {
     let func = this.func;
     if func.is_null() {
         // SAFETY: GIL held; sets a TypeError and signals it by returning NULL.
@@ -97,19 +141,22 @@ unsafe extern "C" fn traced_vectorcall(
                 c"callspan: traced function was cleared".as_ptr(),
             );
         }
-        return ptr::null_mut();
+        return Begun::Failed;
+    }
+    // RecursionError instead of a C stack overflow (stack_guard.rs).
+    // SAFETY: GIL held.
+    if !unsafe { stack_guard::enough_stack() } {
+        return Begun::Failed;
     }
     let hot = hot::state();
     match hot.mode() {
         Mode::Enabled => {}
-        // SAFETY: forwarding our caller's arguments unchanged.
-        Mode::Disabled => return unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) },
+        Mode::Disabled => return Begun::Untraced(func),
         Mode::Unconfigured => {
             // The first traced call of the process reads the configuration.
             callspan_otlp::pipeline::global();
             if hot.mode() == Mode::Disabled {
-                // SAFETY: as above.
-                return unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
+                return Begun::Untraced(func);
             }
         }
     }
@@ -117,63 +164,55 @@ unsafe extern "C" fn traced_vectorcall(
     // SAFETY: the GIL is held for the whole call.
     let py = unsafe { Python::assume_attached() };
     let decision = span::decide(py, hot, this.function_id, &this.rate);
-    let kind = Kind::from_u8(this.kind);
-    if kind != Kind::Plain {
-        // SAFETY: GIL held; forwarding our caller's arguments unchanged.
-        return unsafe { call_stepped(py, hot, this, kind, decision, args, nargsf, kwnames) };
+    if Kind::from_u8(this.kind) != Kind::Plain {
+        return Begun::Stepped(func, decision);
     }
-    let (trace_id, parent) = match decision {
+    match decision {
         Decision::Unsampled { trace_id } => {
-            // SAFETY: as above.
-            return unsafe { call_unsampled(py, hot, trace_id, func, args, nargsf, kwnames) };
+            let active = span::enter(py, hot, Decision::unsampled_marker(trace_id), false);
+            Begun::Unsampled(func, ManuallyDrop::new(active))
         }
-        Decision::Sampled { trace_id, parent } => (trace_id, parent),
-    };
-    // SAFETY: GIL held; the frame current now is our caller's (no frame of ours exists).
-    let caller = span::read_caller(py, hot, unsafe { python_frame::caller_frame(py) });
-    let mut open = OpenSpan::new(trace_id, parent, this.function_id, caller);
-    let active = span::enter(py, hot, open.as_parent(), false);
-    open.start_clock();
-    // SAFETY: as above.
-    let result = unsafe { ffi::PyObject_Vectorcall(func, args, nargsf, kwnames) };
-    let end_unix_ns = now_unix_ns();
-    active.exit(py);
-    span::finish(py, hot, open, end_unix_ns, || {
-        result.is_null().then(|| exception::capture_current(py))
-    });
-    result
+        Decision::Sampled { trace_id, parent } => {
+            // SAFETY: GIL held; the frame current now is our caller's (no frame of ours exists).
+            let caller = span::read_caller(py, hot, unsafe { python_frame::caller_frame(py) });
+            let mut open = OpenSpan::new(trace_id, parent, this.function_id, caller);
+            let active = span::enter(py, hot, open.as_parent(), false);
+            open.start_clock();
+            Begun::Sampled(func, ManuallyDrop::new((open, active)))
+        }
+    }
 }
 
-/// A coroutine, generator or async generator function: the call creates the object (running
-/// none of its body) and the span lives in the wrapper that [`steps::wrap`] returns.
+/// A coroutine, generator or async generator function: the call created the object (running
+/// none of its body); the span lives in the wrapper that [`steps::wrap`] returns. The caller is
+/// read after the creating call (the caller's frame is current again by then), so that nothing
+/// of it is pending across that call.
+///
+/// # Safety
+/// The GIL is held; `created` is the creating call's result (NULL with an exception set).
 #[cold]
-#[allow(clippy::too_many_arguments)]
-unsafe fn call_stepped(
-    py: Python<'_>,
-    hot: &HotState,
+unsafe fn wrap_stepped(
     this: &TracedObject,
-    kind: Kind,
     decision: Decision,
-    args: *const *mut ffi::PyObject,
-    nargsf: usize,
-    kwnames: *mut ffi::PyObject,
+    created: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
+    if created.is_null() {
+        return created;
+    }
+    // SAFETY: the caller's contract.
+    let py = unsafe { Python::assume_attached() };
+    let hot = hot::state();
     let span = match decision {
         Decision::Unsampled { .. } => None,
         Decision::Sampled { trace_id, parent } => {
-            // SAFETY: GIL held; the frame current now is our caller's.
+            // SAFETY: GIL held; the frame current again is our caller's.
             let caller = span::read_caller(py, hot, unsafe { python_frame::caller_frame(py) });
             Some(OpenSpan::new(trace_id, parent, this.function_id, caller))
         }
     };
-    // SAFETY: forwarding our caller's arguments unchanged, GIL held.
-    let created = unsafe { ffi::PyObject_Vectorcall(this.func, args, nargsf, kwnames) };
-    if created.is_null() {
-        return created;
-    }
-    // SAFETY: a new reference from the call above.
+    // SAFETY: a new reference from the creating call.
     let created = unsafe { Bound::from_owned_ptr(py, created) };
-    match steps::wrap(py, kind, created, decision, span) {
+    match steps::wrap(py, Kind::from_u8(this.kind), created, decision, span) {
         Ok(obj) => obj.into_ptr(),
         Err(e) => {
             e.restore(py);
@@ -605,7 +644,7 @@ pub(crate) fn new_traced<'py>(
             return Err(PyErr::fetch(py));
         }
         let this = &mut *obj.cast::<TracedObject>();
-        this.vectorcall = Some(traced_vectorcall);
+        this.vectorcall = Some(thread_exit::as_slot(traced_vectorcall));
         this.func = func.clone().into_ptr();
         this.function_id = function_id;
         this.kind = kind as u8;

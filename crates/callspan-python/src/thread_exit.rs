@@ -1,0 +1,125 @@
+//! Calling into Python from a C entry point so that a thread CPython ends with `pthread_exit`
+//! passes through our frames instead of aborting the process.
+//!
+//! CPython 3.9–3.13 end a daemon thread that tries to take the GIL back during interpreter
+//! finalization with `pthread_exit` (3.14 hangs it instead). glibc implements `pthread_exit` as
+//! a *forced unwind* of the thread's stack, up through every frame between the GIL wait and the
+//! thread's start, which includes ours whenever a traced call is in progress. What each kind of
+//! frame does with it:
+//!
+//! * An `extern "C"` Rust function is `nounwind`: rustc gives it a landing pad that aborts
+//!   (exit status 134, no message) — the crash this module exists to avoid.
+//! * A frame with pending destructors (a drop guard, a live `Box`, a PyO3 `Bound`) would have
+//!   them run by the unwind. RFC 2945 makes that undefined behaviour, and here it would really
+//!   be wrong: the dying thread does not hold the GIL, so a `Bound`'s `Py_DECREF` would race
+//!   with the finalizing main thread.
+//! * A frame with no pending destructor (a "plain old frame"), whose ABI permits unwinding
+//!   (`extern "C-unwind"`) and whose call into CPython is declared `"C-unwind"` too (so that the
+//!   call site is in the frame's unwind table as "nothing to clean up"), is passed through like
+//!   a C frame: nothing of ours runs, and the thread's Rust thread-locals are still destroyed
+//!   by `pthread_exit` itself.
+//!
+//! So a C entry point that calls user code (the vectorcall of a traced function) is declared
+//! `extern "C-unwind"`, makes the call through [`vectorcall`], and holds nothing with a
+//! destructor across it (`ManuallyDrop` for what must live across, explicit undo instead of
+//! drop guards). Its Rust work before and after the call runs inside [`no_unwind`], so a Rust
+//! panic there still aborts instead of unwinding into CPython.
+//! PyO3's own `#[pymethods]` trampolines are `extern "C"`: entry points made with them (the
+//! generator and coroutine wrappers' steps) still abort when their thread is ended this way.
+
+use pyo3::ffi;
+
+/// The vectorcall signature with an ABI that lets a forced unwind pass.
+pub(crate) type UnwindingVectorcall = unsafe extern "C-unwind" fn(
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    usize,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
+
+// The CPython functions a traced call enters user code through, declared "C-unwind": the
+// forced unwind of `pthread_exit` comes out of them.
+#[cfg(Py_3_11)]
+extern "C-unwind" {
+    #[link_name = "PyObject_Vectorcall"]
+    fn py_object_vectorcall(
+        callable: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargsf: usize,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject;
+}
+
+#[cfg(not(Py_3_11))]
+extern "C-unwind" {
+    // 3.9 and 3.10 have `PyObject_Vectorcall` only as a header inline; this is its body.
+    #[link_name = "_PyObject_MakeTpCall"]
+    fn py_object_make_tp_call(
+        tstate: *mut ffi::PyThreadState,
+        callable: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject;
+}
+
+/// `PyObject_Vectorcall(callable, args, nargsf, kwnames)` through "C-unwind" declarations.
+///
+/// # Safety
+/// The GIL is held; the arguments are a valid vectorcall of `callable`.
+#[inline(always)]
+pub(crate) unsafe fn vectorcall(
+    callable: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    #[cfg(Py_3_11)]
+    // SAFETY: the caller's contract; the same function pyo3-ffi declares, with the unwinding ABI.
+    unsafe {
+        py_object_vectorcall(callable, args, nargsf, kwnames)
+    }
+    #[cfg(not(Py_3_11))]
+    // SAFETY: the caller's contract; this is CPython 3.9/3.10's inline `PyObject_Vectorcall`
+    // without its `_Py_CheckFunctionResult` (a consistency check of result and error
+    // indicator; our caller returns the result to the interpreter, which checks it again).
+    unsafe {
+        match ffi::PyVectorcall_Function(callable) {
+            Some(func) => {
+                let func: UnwindingVectorcall = std::mem::transmute::<ffi::vectorcallfunc, _>(func);
+                func(callable, args, nargsf, kwnames)
+            }
+            None => py_object_make_tp_call(
+                ffi::PyThreadState_Get(),
+                callable,
+                args,
+                ffi::PyVectorcall_NARGS(nargsf),
+                kwnames,
+            ),
+        }
+    }
+}
+
+/// Our unwinding vectorcall as the slot type CPython's headers (and pyo3-ffi) declare.
+pub(crate) fn as_slot(func: UnwindingVectorcall) -> ffi::vectorcallfunc {
+    // SAFETY: "C" and "C-unwind" differ only in whether unwinding out of the function is
+    // allowed; the calling convention is the same, and CPython's callers are C frames.
+    unsafe { std::mem::transmute::<UnwindingVectorcall, ffi::vectorcallfunc>(func) }
+}
+
+/// Runs `f`, aborting the process if it panics: Rust work inside an `extern "C-unwind"` entry
+/// point must not unwind into CPython. The guard lives only while `f` runs, so it is not a
+/// pending destructor at the entry point's call into Python.
+#[inline(always)]
+pub(crate) fn no_unwind<R>(f: impl FnOnce() -> R) -> R {
+    struct AbortOnUnwind;
+    impl Drop for AbortOnUnwind {
+        fn drop(&mut self) {
+            std::process::abort();
+        }
+    }
+    let guard = AbortOnUnwind;
+    let result = f();
+    std::mem::forget(guard);
+    result
+}

@@ -1,0 +1,335 @@
+"""Reliability faults of issue 12: never crash, never stall, account for every span.
+
+Each test runs a real child process against a real receiver (tests/otlp_receiver.py) or a raw
+socket server, and asserts on what arrived and on what ``callspan.stats()`` says.
+docs/reliability.md lists which fault each test proves fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from e2e_support import SCRIPTS_DIR, named, parse_output, script_env
+
+DAEMON_EXIT = SCRIPTS_DIR / "daemon_exit.py"
+# Runs per case: the abort this guards against happened on every run before the fix.
+DAEMON_EXIT_RUNS = 3
+
+
+# -- item 1: a daemon thread inside a traced call at interpreter exit ------------------------------
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        pytest.param({}, id="sampled"),
+        pytest.param({"CALLSPAN_SAMPLE": "*=0"}, id="unsampled-by-rate"),
+        pytest.param({"OTEL_TRACES_SAMPLER": "always_off"}, id="always-off"),
+    ],
+)
+def test_daemon_thread_in_a_traced_call_at_exit_otlp(receiver, run_script, sampling):
+    for _ in range(DAEMON_EXIT_RUNS):
+        receiver.clear()
+        completed = run_script(DAEMON_EXIT, args=["plain"], env=sampling)  # fails unless exit 0
+        ticks = parse_output(completed.stdout).facts["ticks_before_exit"]
+        if sampling:
+            # Unsampled pollers: their children inherit the decision; nothing is exported.
+            assert receiver.span_count() == 0
+        else:
+            # Every tick that returned before the exit began is exported by the exit flush.
+            spans = receiver.wait_for_spans(ticks)
+            assert len(named(spans, "tick")) >= ticks
+
+
+def test_daemon_thread_in_a_traced_call_at_exit_file(run_script, tmp_path):
+    out = tmp_path / "spans.jsonl"
+    for _ in range(DAEMON_EXIT_RUNS):
+        out.unlink(missing_ok=True)
+        completed = run_script(
+            DAEMON_EXIT,
+            args=["plain"],
+            env={"OTEL_TRACES_EXPORTER": "file", "CALLSPAN_FILE": str(out)},
+        )
+        ticks = parse_output(completed.stdout).facts["ticks_before_exit"]
+        names = [
+            span["name"]
+            for line in out.read_text().splitlines()
+            for resource in json.loads(line)["resourceSpans"]
+            for scope in resource["scopeSpans"]
+            for span in scope["spans"]
+        ]
+        assert names.count("tick") >= ticks
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason='generator and coroutine steps enter Python through PyO3\'s extern "C" '
+    "trampolines, which abort on pthread_exit's forced unwind (see thread_exit.rs)",
+)
+@pytest.mark.parametrize("mode", ["generator", "coroutine"])
+def test_daemon_thread_in_a_traced_step_at_exit(run_script, mode):
+    for _ in range(DAEMON_EXIT_RUNS):
+        run_script(DAEMON_EXIT, args=[mode])
+
+
+# -- item 3: traced recursion deeper than the C stack ----------------------------------------------
+
+DEEP_RECURSION = SCRIPTS_DIR / "deep_recursion.py"
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        pytest.param({"OTEL_TRACES_SAMPLER": "always_off"}, id="always-off"),
+        pytest.param({"CALLSPAN_SAMPLE": "*=0"}, id="unsampled-by-rate"),
+    ],
+)
+def test_deep_traced_recursion_raises_recursion_error(receiver, run_script, sampling):
+    # The main thread's 8 MiB stack; unsampled, because an exception unwinding through N
+    # sampled levels still costs O(N^2) (issue 12, item 3, second half).
+    completed = run_script(DEEP_RECURSION, args=["main"], env=sampling)
+    output = parse_output(completed.stdout)
+    assert output.facts["untraced"] == 19_000  # plain Python survives this depth
+    assert "traced" not in output.facts
+    # callspan's stack check, or on 3.12+ often CPython's own C recursion limit first.
+    message = output.facts["recursion_error"]
+    assert "maximum recursion depth exceeded" in message
+    if message.startswith("callspan:"):
+        assert "threading.stack_size()" in message
+    assert output.facts["after"] == 10
+    assert output.stats["spans_sampled"] == 0
+    assert receiver.span_count() == 0
+
+
+def test_deep_sampled_recursion_in_a_small_thread_stack(receiver, run_script):
+    # A 512 KiB thread stack overflows after a few hundred sampled levels.
+    completed = run_script(DEEP_RECURSION, args=[512 * 1024])
+    output = parse_output(completed.stdout)
+    assert "callspan: maximum recursion depth exceeded" in output.facts["recursion_error"]
+    assert output.facts["after"] == 10
+    stats = output.stats
+    assert stats["spans_sampled"] == stats["spans_exported"] > 11
+    spans = receiver.wait_for_spans(stats["spans_exported"])
+    assert len(spans) == stats["spans_exported"]
+    # Every level the error unwound through ended with status ERROR; the 11 calls after did not.
+    errors = [span for span in spans if span.status_code == "STATUS_CODE_ERROR"]
+    assert len(errors) == stats["spans_sampled"] - 11
+
+
+# -- items 4-6: a collector that accepts connections and never answers -----------------------------
+
+SILENT_COLLECTOR = SCRIPTS_DIR / "silent_collector.py"
+
+
+@pytest.fixture
+def silent_endpoint():
+    """An endpoint that accepts TCP connections (kernel backlog) and never answers a byte."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def accounted(stats) -> int:
+    return stats["spans_exported"] + stats["spans_dropped"] + stats["spans_below_min_duration"]
+
+
+def test_timed_out_shutdown_counts_the_spans_in_flight(run_script, silent_endpoint):
+    completed = run_script(
+        SILENT_COLLECTOR,
+        args=["shutdown"],
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": silent_endpoint, "OTEL_BSP_EXPORT_TIMEOUT": "10000"},
+    )
+    facts = parse_output(completed.stdout).facts
+    stats = facts["stats_after_shutdown"]
+    assert facts["shutdown_ok"] is False
+    assert stats["spans_sampled"] == 3000
+    assert stats["spans_exported"] == 0
+    assert stats["queue_len"] == 0
+    # Before: about half of them were in neither counter.
+    assert accounted(stats) == stats["spans_sampled"]
+    assert stats["dropped_shutdown"] > 0
+    assert "in-flight spans are dropped" in completed.stderr
+
+
+def test_configure_away_from_a_silent_collector_stalls_no_thread(
+    receiver, run_script, silent_endpoint
+):
+    completed = run_script(
+        SILENT_COLLECTOR,
+        args=["configure", receiver.endpoint],
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": silent_endpoint, "OTEL_BSP_EXPORT_TIMEOUT": "3000"},
+    )
+    output = parse_output(completed.stdout)
+    facts, stats = output.facts, output.stats
+    # The drain of the old exporter waited for the silent collector...
+    assert facts["configure_seconds"] >= 2.0, facts
+    # ...while the other thread kept going (it used to stall for the whole drain).
+    assert facts["max_gap"] < 0.5, facts
+    assert facts["iterations"] > 10, facts
+    # Every span is accounted for; what was queued after the re-point reached the receiver.
+    assert accounted(stats) == stats["spans_sampled"], stats
+    assert stats["queue_len"] == 0
+    spans = receiver.wait_for_spans(stats["spans_exported"])
+    assert len(spans) == stats["spans_exported"]
+    assert len(named(spans, "encode_row")) >= 100
+    assert named(spans, "reach_callspan.<locals>.first_call")
+
+
+def test_ctrl_c_interrupts_flush(silent_endpoint):
+    env = script_env(
+        silent_endpoint,
+        {"OTEL_BSP_EXPORT_TIMEOUT": "600000", "OTEL_EXPORTER_OTLP_ENDPOINT": silent_endpoint},
+    )
+    child = subprocess.Popen(
+        [sys.executable, str(SILENT_COLLECTOR), "flush"],
+        env=env,
+        cwd=SCRIPTS_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "flushing"
+        time.sleep(0.5)  # into flush(600)
+        child.send_signal(signal.SIGINT)
+        # flush(600) would hold the child for 10 minutes if Ctrl-C were ignored.
+        stdout, stderr = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 0, stderr
+    facts = parse_output(stdout).facts
+    assert facts["interrupted"] is True, stdout
+
+
+INTERRUPTED_WHILE_LOGGING = """
+import os, signal, sys, time, logging
+import callspan
+
+logging.basicConfig()
+WHERE = sys.argv[1]
+# A child started in the background inherits SIGINT ignored; Ctrl-C must raise here.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class CtrlCWhileLogging(logging.Handler):
+    # Ctrl-C arriving while callspan forwards a diagnostic to logging.
+    sent = False
+
+    def emit(self, record):
+        if WHERE == "in-handler" and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+
+
+logging.getLogger("callspan").addHandler(CtrlCWhileLogging())
+
+
+@callspan.trace
+def raises_keyboard_interrupt():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+
+
+@callspan.trace
+def fast():
+    return 1
+
+
+for _ in range(600):
+    fast()
+callspan.flush(timeout=0.5)
+time.sleep(1.5)  # the export to the silent collector times out: its warning is pending
+try:
+    if WHERE == "in-handler":
+        fast()  # forwards the warning; the handler gets Ctrl-C
+        for _ in range(100):
+            time.sleep(0.01)
+    else:
+        raises_keyboard_interrupt()  # forwards the warning with the interrupt pending
+    print("NOT INTERRUPTED")
+except KeyboardInterrupt:
+    print("INTERRUPTED")
+"""
+
+
+@pytest.mark.parametrize("where", ["in-traced-call", "in-handler"])
+def test_keyboard_interrupt_survives_diagnostics_forwarding(run_script, silent_endpoint, where):
+    completed = run_script(
+        INTERRUPTED_WHILE_LOGGING,
+        args=[where],
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": silent_endpoint, "OTEL_BSP_EXPORT_TIMEOUT": "1000"},
+    )
+    assert completed.stdout.split() == ["INTERRUPTED"], completed.stdout
+    if where == "in-traced-call":
+        assert "timed out" in completed.stderr  # the diagnostic was forwarded too
+
+
+# -- item 9: a full queue says so ------------------------------------------------------------------
+
+
+def test_full_queue_drops_are_logged_with_the_settings_that_help(receiver, run_script):
+    script = """
+import logging, json
+import callspan
+from scriptkit import finish, report
+
+messages = []
+
+class Keep(logging.Handler):
+    def emit(self, record):
+        messages.append(record.getMessage())
+
+logging.getLogger("callspan").addHandler(Keep())
+
+@callspan.trace
+def hot(i):
+    return i
+
+for i in range(20000):
+    hot(i)
+callspan.flush(timeout=10)
+report(messages=messages)
+finish()
+"""
+    completed = run_script(script, env={"OTEL_BSP_MAX_QUEUE_SIZE": "16"})
+    output = parse_output(completed.stdout)
+    stats = output.stats
+    assert stats["dropped_queue_full"] > 0, stats
+    full = [m for m in output.facts["messages"] if "span queue was full" in m]
+    assert full, output.facts["messages"]
+    for setting in ("OTEL_BSP_MAX_QUEUE_SIZE", "CALLSPAN_SAMPLE", "CALLSPAN_MAX_SPANS_PER_SECOND"):
+        assert setting in full[0]
+    # Each message counts the drops since the previous one; by the flush all were reported.
+    counts = [int(re.search(r"(\d+) spans dropped", m).group(1)) for m in full]
+    assert sum(counts) == stats["dropped_queue_full"], (full, stats)
+    assert accounted(stats) == stats["spans_sampled"] == 20000
+    assert len(receiver.wait_for_spans(stats["spans_exported"])) == stats["spans_exported"]
+
+
+# -- item 10: pool workers terminated by ``with Pool() as pool:`` ----------------------------------
+
+
+@pytest.mark.parametrize("method", multiprocessing.get_all_start_methods())
+def test_terminated_pool_workers_deliver_every_finished_tasks_spans(receiver, run_script, method):
+    completed = run_script("pools_terminated.py", args=[method], timeout=120)
+    facts = parse_output(completed.stdout).facts
+    assert len(facts["results"]) == 40
+    spans = receiver.wait_for_spans(40, timeout=30)
+    resize = named(spans, "resize")
+    # Each task's result reached the parent, so each task's span must have arrived, once.
+    assert (
+        sorted(span.attributes["code.function.name"] for span in resize) == ["workers.resize"] * 40
+    )
+    assert len(resize) == 40, f"{method}: {len(resize)} of 40 worker spans arrived"
+    worker_pids = {pid for _, pid in facts["results"]}
+    assert {span.resource_attributes["process.pid"] for span in resize} <= worker_pids
