@@ -16,6 +16,7 @@ import threading
 
 from . import _callspan
 from ._config import configure
+from ._profile import profile, start_profile, stop_profile
 from ._propagation import RemoteSpan, extract, inject, remote_parent
 from ._trace import trace
 
@@ -29,9 +30,12 @@ __all__ = [
     "extract",
     "flush",
     "inject",
+    "profile",
     "remote_parent",
     "shutdown",
+    "start_profile",
     "stats",
+    "stop_profile",
     "trace",
 ]
 
@@ -112,5 +116,9 @@ def _ensure_multiprocessing_hook() -> None:
 
 
 _ensure_multiprocessing_hook()
+if os.environ.get("CALLSPAN_PROFILE_INCLUDE", "").strip():
+    # Profile mode from the environment: processes a framework starts inherit it.
+    start_profile()
+    atexit.register(stop_profile)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_ensure_multiprocessing_hook)
