@@ -110,15 +110,16 @@ def stop_profile() -> None:
 
 
 def _check_profile_hook_free() -> None:
+    ours = getattr(_callspan, "profile_thread_hook", None)
     holder = sys.getprofile()
-    if holder is not None:
+    if holder is not None and holder is not ours:
         raise RuntimeError(
             f"callspan.start_profile: another profiler holds this thread's profile hook "
             f"({holder!r}, see sys.getprofile()); stop it first. On Python 3.12+ callspan "
             "runs beside cProfile and other profilers."
         )
     thread_hook = getattr(threading, "_profile_hook", None)
-    if thread_hook is not None:
+    if thread_hook is not None and thread_hook is not ours:
         raise RuntimeError(
             f"callspan.start_profile: threading.setprofile() was given {thread_hook!r} by "
             "another profiler; stop it first."

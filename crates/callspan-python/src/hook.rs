@@ -60,6 +60,7 @@ pub(crate) struct CodeDecision {
     /// Null: not profiled.
     profiled: *const Profiled,
     /// 3.12+: the code's local events are on for this session.
+    #[cfg_attr(not(Py_3_12), allow(dead_code))]
     local_events: bool,
 }
 
@@ -146,6 +147,7 @@ pub(crate) fn profiled_of(decision: &CodeDecision) -> Option<&'static Profiled> 
 }
 
 /// Marks the code's local events as on; true the first time in this session.
+#[cfg(Py_3_12)]
 pub(crate) fn first_local_events(decision: &mut CodeDecision) -> bool {
     !std::mem::replace(&mut decision.local_events, true)
 }
@@ -587,6 +589,7 @@ pub(crate) fn on_resume(py: Python<'_>, code: *mut ffi::PyObject, frame_key: usi
 }
 
 /// Whether `frame_key` is a suspended generator or coroutine of this session.
+#[cfg(not(Py_3_12))]
 pub(crate) fn is_suspended(frame_key: usize) -> bool {
     SUSPENDED
         .lock()

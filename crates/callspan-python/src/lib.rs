@@ -287,5 +287,7 @@ fn _callspan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reset_remote_parent, m)?)?;
     m.add_function(wrap_pyfunction!(hook::start_profile, m)?)?;
     m.add_function(wrap_pyfunction!(hook::stop_profile, m)?)?;
+    #[cfg(not(Py_3_12))]
+    m.add_function(wrap_pyfunction!(hook_profile::profile_thread_hook, m)?)?;
     Ok(())
 }
