@@ -16,7 +16,7 @@ import pytest
 from e2e_support import script_env
 
 # An undecorated image pipeline: a package beside the script, as a team's code would be.
-IMGPIPE = '''
+IMGPIPE = """
 import math
 
 
@@ -40,7 +40,7 @@ class Scaler(Transformer):
 
 def make_image(size):
     return [(float(x), float(y)) for x in range(size) for y in range(size)]
-'''
+"""
 
 APP = """
 import json
@@ -204,15 +204,20 @@ def test_exit_codes_exceptions_and_missing_script(receiver, tmp_path):
     if sys.version_info >= (3, 12):
         assert fail.event("exception").attributes["exception.type"] == "KeyError"
     missing = run(callspan_run(tmp_path / "nope.py"), receiver, tmp_path, check=False)
-    plain = subprocess.run([sys.executable, str(tmp_path / "nope.py")], capture_output=True, text=True)
+    plain = subprocess.run(
+        [sys.executable, str(tmp_path / "nope.py")], capture_output=True, text=True
+    )
     assert missing.returncode == plain.returncode == 2
     assert missing.stderr == plain.stderr
 
 
 def test_exclusions_and_env_options(receiver, tmp_path):
     app = write_program(tmp_path)
-    run(callspan_run("--exclude", "imgpipe.core.Transformer.*", "--exclude", "__main__", app),
-        receiver, tmp_path)
+    run(
+        callspan_run("--exclude", "imgpipe.core.Transformer.*", "--exclude", "__main__", app),
+        receiver,
+        tmp_path,
+    )
     spans = receiver.wait_for_spans(3)
     assert sorted(s.name for s in spans) == [
         "Rotator.rotate_image",
@@ -233,7 +238,11 @@ def test_exclusions_and_env_options(receiver, tmp_path):
     # Plain `python app.py` does not import callspan: the environment alone changes nothing...
     assert receiver.span_count() == 0
     run(
-        [sys.executable, "-c", "import callspan, runpy; runpy.run_path('app.py', run_name='__main__')"],
+        [
+            sys.executable,
+            "-c",
+            "import callspan, runpy; runpy.run_path('app.py', run_name='__main__')",
+        ],
         receiver,
         tmp_path,
         env={

@@ -33,7 +33,9 @@ def globs_from_env(name: str) -> list[str]:
 def _library_prefixes() -> list[str]:
     # Code under these paths (the standard library, site-packages) matches only a glob that
     # names it: `--include '*'` means "my code", not every module Python imports.
-    paths = {sysconfig.get_paths().get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths = {
+        sysconfig.get_paths().get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")
+    }
     paths.update(getattr(site, "getsitepackages", list)())
     user = getattr(site, "getusersitepackages", None)
     if user is not None:

@@ -98,7 +98,9 @@ def _print_exception(exc: BaseException, first_frame_file: str | None) -> None:
     """The traceback Python prints, without callspan's and runpy's frames."""
     tb = exc.__traceback__
     if first_frame_file is not None:
-        while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != first_frame_file:
+        while (
+            tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != first_frame_file
+        ):
             tb = tb.tb_next
         if tb is None:
             tb = exc.__traceback__
@@ -108,8 +110,10 @@ def _print_exception(exc: BaseException, first_frame_file: str | None) -> None:
 def _run_script(include: list[str], exclude: list[str], argv: list[str]) -> int:
     script = argv[0]
     path = os.path.abspath(script)
-    if not os.path.exists(path) or os.path.isdir(path) and not os.path.exists(
-        os.path.join(path, "__main__.py")
+    if (
+        not os.path.exists(path)
+        or os.path.isdir(path)
+        and not os.path.exists(os.path.join(path, "__main__.py"))
     ):
         # What `python missing.py` says, with its exit code.
         print(

@@ -191,8 +191,12 @@ mod tests {
         assert!(f.matches("app.run", "/srv/app.py"));
         assert!(!f.matches("json.dumps", "/usr/lib/python3/json/__init__.py"));
         assert!(!f.matches("x.y", "<frozen importlib._bootstrap>"));
-        let f = Filter::new(&["json".into()], &["json.decoder.*".into()], vec!["/usr/".into()])
-            .unwrap();
+        let f = Filter::new(
+            &["json".into()],
+            &["json.decoder.*".into()],
+            vec!["/usr/".into()],
+        )
+        .unwrap();
         assert!(f.matches("json.dumps", "/usr/lib/python3/json/__init__.py"));
         assert!(!f.matches("json.decoder.JSONDecoder.decode", "/usr/x.py"));
         assert!(!f.matches("callspan._trace.trace", "/srv/callspan/_trace.py"));

@@ -209,24 +209,32 @@ unsafe fn decide_code(
     if index < 0 {
         return None;
     }
-    let fresh = Box::into_raw(Box::new(CodeDecision {
-        session,
-        profiled,
-        local_events: false,
-    }));
-    let mut old: *mut c_void = std::ptr::null_mut();
-    // SAFETY: GIL held; `code` is live; the old extra (a stale decision) is ours to free.
+    let mut existing: *mut c_void = std::ptr::null_mut();
+    // SAFETY: GIL held; `code` is live. A stale decision (an earlier session's) is updated in
+    // place: replacing an extra frees the old one on some versions and not on others.
     unsafe {
-        if ffi::PyUnstable_Code_GetExtra(code, index as ffi::Py_ssize_t, &mut old) != 0 {
+        if ffi::PyUnstable_Code_GetExtra(code, index as ffi::Py_ssize_t, &mut existing) != 0 {
             ffi::PyErr_Clear();
-            old = std::ptr::null_mut();
+            return None;
         }
+        if let Some(decision) = existing.cast::<CodeDecision>().as_mut() {
+            *decision = CodeDecision {
+                session,
+                profiled,
+                local_events: false,
+            };
+            return Some(decision);
+        }
+        let fresh = Box::into_raw(Box::new(CodeDecision {
+            session,
+            profiled,
+            local_events: false,
+        }));
         if ffi::PyUnstable_Code_SetExtra(code, index as ffi::Py_ssize_t, fresh.cast()) != 0 {
             ffi::PyErr_Clear();
             drop(Box::from_raw(fresh));
             return None;
         }
-        free_decision(old);
         Some(&mut *fresh)
     }
 }
@@ -266,7 +274,9 @@ fn what_to_profile(
     let name = format!("{module}.{qualname}");
     let matched = !is_comprehension(&qualname)
         && with_session(|s| {
-            s.modules_seen.insert(module.clone());
+            if !module.starts_with("callspan") {
+                s.modules_seen.insert(module.clone());
+            }
             s.filter.matches(&name, &file)
         })
         .unwrap_or(false);
@@ -552,8 +562,9 @@ pub(crate) fn on_end(
         End::Return => None,
         End::Raise(None) => Some(ExceptionInfo {
             type_name: "<exception>".to_owned(),
-            message: "an exception ended the call (not visible to a profile function on this Python)"
-                .to_owned(),
+            message:
+                "an exception ended the call (not visible to a profile function on this Python)"
+                    .to_owned(),
             stacktrace: String::new(),
         }),
         End::Raise(Some(exc)) => {

@@ -120,7 +120,10 @@ pub(crate) fn uninstall(py: Python<'_>) -> PyResult<()> {
         mon.call_method1("set_local_events", (tool, code, 0))?;
     }
     for (_, event_name, _) in CALLBACKS {
-        mon.call_method1("register_callback", (tool, event(py, event_name)?, py.None()))?;
+        mon.call_method1(
+            "register_callback",
+            (tool, event(py, event_name)?, py.None()),
+        )?;
     }
     mon.call_method1("free_tool_id", (tool,))?;
     Ok(())

@@ -139,8 +139,8 @@ unsafe extern "C" fn profile(
     let key = frame as usize;
     if what == ffi::PyTrace_CALL {
         // SAFETY: `code` is the live code object of the frame being called.
-        let Some(profiled) = (unsafe { hook::decision(py, code, Some(callee)) })
-            .and_then(|d| hook::profiled_of(d))
+        let Some(profiled) =
+            (unsafe { hook::decision(py, code, Some(callee)) }).and_then(|d| hook::profiled_of(d))
         else {
             return 0;
         };
@@ -177,7 +177,11 @@ unsafe extern "C" fn profile(
     if arg.is_null() {
         // Thrown in at the yield it was suspended at and not handled: close() (or throw()).
         let closed = resumed_at == Some(lasti);
-        let end = if closed { End::Return } else { End::Raise(None) };
+        let end = if closed {
+            End::Return
+        } else {
+            End::Raise(None)
+        };
         hook::on_end(py, profiled, code, key, end);
     } else if opcode_at(py, code, lasti) == Some(RETURN_VALUE) {
         hook::on_end(py, profiled, code, key, End::Return);
