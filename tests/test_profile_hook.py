@@ -378,6 +378,14 @@ def numbers(n):
 
 
 def abandoned():
+    try:
+        yield 1
+        yield 2
+    finally:
+        pass
+
+
+def closed_outside_try():
     yield 1
     yield 2
 
@@ -387,6 +395,9 @@ def consume():
     g = abandoned()
     next(g)
     g.close()
+    h = closed_outside_try()
+    next(h)
+    h.close()
     return total
 
 
@@ -399,14 +410,15 @@ def test_generators_one_span_per_call(receiver, tmp_path):
     script = tmp_path / "gens.py"
     script.write_text(GENERATORS)
     run([sys.executable, script], receiver, tmp_path)
-    spans = receiver.wait_for_spans(6)
+    # 3.13 closes a generator suspended outside any try block without running its frame: no
+    # event reaches the hook, and that call has no span (README, "Profile mode").
+    closes_silently = sys.version_info[:2] == (3, 13)
+    expected = {"consume": 1, "numbers": 1, "leaf": 3, "abandoned": 1}
+    if not closes_silently:
+        expected["closed_outside_try"] = 1
+    spans = receiver.wait_for_spans(sum(expected.values()))
     named = by_name(spans)
-    assert {k: len(v) for k, v in named.items()} == {
-        "consume": 1,
-        "numbers": 1,
-        "leaf": 3,
-        "abandoned": 1,
-    }
+    assert {k: len(v) for k, v in named.items()} == expected
     (numbers,) = named["numbers"]
     assert numbers.parent_span_id == named["consume"][0].span_id
     assert numbers.attributes["caller.line.number"] == marker_line(script, "consume-iterates")
