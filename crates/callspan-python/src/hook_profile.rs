@@ -15,8 +15,8 @@
 //!   (`RETURN_VALUE`).
 //! * **Exceptions.** A call ended by an exception gets 'return' with no value; CPython sets the
 //!   exception aside while the profile function runs, so the span has status ERROR with the
-//!   type `<exception>` (3.12+ names it). A generator resumed at a yield that exits at once
-//!   without a value was closed (or thrown into) and ends without an error.
+//!   type `<exception>` (3.12+ names it). A generator whose `close()` call was seen (`c_call`),
+//!   or that exits at once from the yield it was resumed at, was closed: no error.
 //! * **Another profiler.** `callspan.start_profile` refuses to start while `sys.getprofile()`
 //!   or `threading.setprofile` hold another profiler on the calling thread (naming it); a
 //!   profiler started later on a thread replaces callspan's hook on that thread. `stop` clears
@@ -86,6 +86,7 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
 
 pub(crate) fn uninstall(py: Python<'_>) -> PyResult<()> {
     RESUMED_AT.lock().take();
+    CLOSING.lock().take();
     set_on_every_thread(py, None)
 }
 
@@ -127,6 +128,11 @@ unsafe extern "C" fn profile(
     what: c_int,
     arg: *mut ffi::PyObject,
 ) -> c_int {
+    if what == ffi::PyTrace_C_CALL {
+        // SAFETY: `arg` is the C function being called (GIL held).
+        unsafe { note_close(arg) };
+        return 0;
+    }
     if what != ffi::PyTrace_CALL && what != ffi::PyTrace_RETURN {
         return 0;
     }
@@ -175,8 +181,10 @@ unsafe extern "C" fn profile(
     let lasti = callee.lasti();
     let resumed_at = RESUMED_AT.lock().as_mut().and_then(|m| m.remove(&key));
     if arg.is_null() {
-        // Thrown in at the yield it was suspended at and not handled: close() (or throw()).
-        let closed = resumed_at == Some(lasti);
+        // `close()` (GeneratorExit, a normal end): the step came from a `close` call, or the
+        // exception left at once from the yield it was resumed at (throw() also does that).
+        let closing = CLOSING.lock().as_mut().is_some_and(|c| c.remove(&key));
+        let closed = closing || resumed_at == Some(lasti);
         let end = if closed {
             End::Return
         } else {
@@ -189,6 +197,54 @@ unsafe extern "C" fn profile(
         hook::on_suspend(py, code, key);
     }
     0
+}
+
+/// Frame objects of generators and coroutines whose `close()` is being called.
+static CLOSING: Mutex<Option<std::collections::HashSet<usize>>> = Mutex::new(None);
+
+/// On a `c_call` of `close` bound to a suspended generator or coroutine of this session,
+/// remembers its frame: the 'return' without a value that follows is GeneratorExit, not an
+/// error. A type check and a pointer read for every other C call.
+///
+/// # Safety
+/// GIL held; `func` is null or a live object.
+#[inline]
+unsafe fn note_close(func: *mut ffi::PyObject) {
+    // SAFETY: the caller's contract; a PyCFunction's layout is public.
+    unsafe {
+        if func.is_null() || ffi::PyCFunction_Check(func) == 0 {
+            return;
+        }
+        let owner = (*func.cast::<ffi::PyCFunctionObject>()).m_self;
+        if owner.is_null()
+            || (ffi::PyGen_CheckExact(owner) == 0 && ffi::PyCoro_CheckExact(owner) == 0)
+        {
+            return;
+        }
+        let ml = (*func.cast::<ffi::PyCFunctionObject>()).m_ml;
+        if ml.is_null() || std::ffi::CStr::from_ptr((*ml).ml_name) != c"close" {
+            return;
+        }
+        let frame = ffi::PyObject_GetAttrString(owner, c"gi_frame".as_ptr());
+        let frame = if frame.is_null() {
+            ffi::PyErr_Clear();
+            ffi::PyObject_GetAttrString(owner, c"cr_frame".as_ptr())
+        } else {
+            frame
+        };
+        if frame.is_null() {
+            ffi::PyErr_Clear();
+            return;
+        }
+        let key = frame as usize;
+        ffi::Py_DecRef(frame);
+        if hook::is_suspended(key) {
+            CLOSING
+                .lock()
+                .get_or_insert_with(std::collections::HashSet::new)
+                .insert(key);
+        }
+    }
 }
 
 /// The opcode at byte offset `lasti` of `code` (`co_code`, read once per code object).
