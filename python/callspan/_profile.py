@@ -96,7 +96,11 @@ def start_profile(
 def stop_profile() -> None:
     """Stop profiling (no-op when no profile runs). Calls still running on this thread end
     now; warns when no function matched the include globs."""
-    if sys.version_info < (3, 12) and threading.getprofile() is _callspan.profile_thread_hook:
+    # threading.getprofile() is 3.10+; the module attribute is there on every version.
+    if (
+        sys.version_info < (3, 12)
+        and getattr(threading, "_profile_hook", None) is _callspan.profile_thread_hook
+    ):
         threading.setprofile(None)  # type: ignore[arg-type]
     report = _callspan.stop_profile()
     if report is None:
