@@ -266,8 +266,11 @@ fn what_to_profile(
         .unwrap_or_else(|| "<unknown>".to_owned());
     let qualname = match frame {
         Some(f) => f.code_qualname(),
-        // SAFETY: a live code object; no globals to search.
-        None => unsafe { python_frame::code_qualname(py, code_ptr.cast(), std::ptr::null_mut()) },
+        // No running frame to search the module from (3.9/3.10 code has no co_qualname).
+        None => code
+            .getattr("co_qualname")
+            .or_else(|_| code.getattr("co_name"))?
+            .extract()?,
     };
     // SAFETY: a live code object.
     let file = unsafe { python_frame::code_filename(py, code_ptr.cast()) };

@@ -167,6 +167,7 @@ unsafe extern "C" fn py_start(
     }
     // SAFETY: CPython calls callbacks with the GIL held and valid arguments.
     let py = unsafe { Python::assume_attached() };
+    // SAFETY: nargs >= 1: the first argument is the code object.
     let code = unsafe { *args };
     // SAFETY: GIL held; the frame current now is the profiled function's.
     let callee = unsafe { python_frame::caller_frame(py) };
@@ -231,6 +232,7 @@ unsafe extern "C" fn py_return(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's callback contract.
     if let Some((profiled, code, key)) = unsafe { profiled_call(args, nargs) } {
+        // SAFETY: callbacks run with the GIL held.
         let py = unsafe { Python::assume_attached() };
         hook::on_end(py, profiled, code, key, End::Return);
     }
@@ -245,7 +247,9 @@ unsafe extern "C" fn py_unwind(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's callback contract.
     if let Some((profiled, code, key)) = unsafe { profiled_call(args, nargs) } {
+        // SAFETY: callbacks run with the GIL held.
         let py = unsafe { Python::assume_attached() };
+        // SAFETY: the third argument, when given, is the exception (borrowed for the call).
         let exc = (nargs >= 3).then(|| unsafe { Bound::from_borrowed_ptr(py, *args.add(2)) });
         hook::on_end(py, profiled, code, key, End::Raise(exc));
     }
@@ -260,6 +264,7 @@ unsafe extern "C" fn py_yield(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's callback contract.
     if let Some((_, code, key)) = unsafe { profiled_call(args, nargs) } {
+        // SAFETY: callbacks run with the GIL held.
         let py = unsafe { Python::assume_attached() };
         hook::on_suspend(py, code, key);
     }
@@ -274,6 +279,7 @@ unsafe extern "C" fn py_resume(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's callback contract.
     if let Some((_, code, key)) = unsafe { profiled_call(args, nargs) } {
+        // SAFETY: callbacks run with the GIL held.
         let py = unsafe { Python::assume_attached() };
         hook::on_resume(py, code, key);
     }

@@ -138,6 +138,7 @@ unsafe extern "C" fn profile(
     }
     // SAFETY: CPython calls the profile function with the GIL held and a live frame.
     let py = unsafe { Python::assume_attached() };
+    // SAFETY: `frame` is the live frame being called or returning.
     let Some(callee) = (unsafe { CallerFrame::from_frame_object(py, frame) }) else {
         return 0;
     };
