@@ -103,3 +103,24 @@ def test_versions_smoke(tmp_path):
     )
     rows = {row["name"] for row in json.loads(out.read_text())["rows"]}
     assert {"plain_function", "cprofile", "sampled_function", "unsampled_function"} <= rows
+
+
+HOOK_ROWS = [
+    "undecorated",
+    "cprofile",
+    "yappi",
+    "viztracer",
+    "hook_matching_nothing",
+    "hook_sampled",
+    "hook_always_off",
+    "decorator_sampled",
+]
+
+
+def test_hook_smoke(tmp_path):
+    pytest.importorskip("viztracer", reason="benchmark dependencies: make bench-deps")
+    result = run_bench("hook", tmp_path)
+    assert [row["row"] for row in result["rows"]] == HOOK_ROWS
+    assert set(result["mixed_workload_ms"]) == {"undecorated", "cprofile", "hook_one_module"}
+    assert result["spans_exported"] > 0
+    assert len(result["targets"]) == 2

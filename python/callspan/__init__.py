@@ -16,6 +16,7 @@ import threading
 
 from . import _callspan, _pool
 from ._config import configure
+from ._profile import profile, start_profile, stop_profile
 from ._propagation import RemoteSpan, extract, inject, remote_parent
 from ._trace import trace
 
@@ -29,9 +30,12 @@ __all__ = [
     "extract",
     "flush",
     "inject",
+    "profile",
     "remote_parent",
     "shutdown",
+    "start_profile",
     "stats",
+    "stop_profile",
     "trace",
 ]
 
@@ -124,5 +128,9 @@ _ensure_multiprocessing_hook()
 # while a worker unpickles its first task, after the after-fork callbacks ran (looked at now).
 _pool.flush_results_in_pool_worker(_flush_task_spans)
 _pool.wrap_pool_worker_in_spawn_child(_flush_task_spans)
+if os.environ.get("CALLSPAN_PROFILE_INCLUDE", "").strip():
+    # Profile mode from the environment: processes a framework starts inherit it.
+    start_profile()
+    atexit.register(stop_profile)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_ensure_multiprocessing_hook)

@@ -4,6 +4,8 @@
 * ``callspan view [FILE] [-o OUT.html]``: write a self-contained HTML page of the callers of
   each traced function from an OTLP JSON file (default: the file exporter's
   ``callspan-spans.jsonl``) and say where it is.
+* ``callspan run [--include GLOB]... [--exclude GLOB]... script.py | -m module | -- COMMAND``:
+  run a program with the profile hook on (``callspan._run``).
 """
 
 from __future__ import annotations
@@ -73,10 +75,18 @@ def parser() -> argparse.ArgumentParser:
         "-o", "--output", help="the HTML file to write (default: FILE with suffix .html)"
     )
     view.set_defaults(run=_view)
+    # Listed for `callspan --help`; `main` hands `run`'s arguments to its own parser untouched.
+    commands.add_parser(
+        "run", help="run a script, -m module or -- COMMAND with the profile hook on", add_help=False
+    )
     return top
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["run"]:
+        from . import _run
+
+        return _run.main(argv[1:])
     args = parser().parse_args(argv)
     return args.run(args)
 

@@ -21,6 +21,7 @@ pub mod context;
 pub mod fork;
 pub mod hot;
 pub mod ids;
+pub mod profile_filter;
 pub mod record;
 pub mod registry;
 pub mod sampler;

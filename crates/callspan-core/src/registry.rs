@@ -89,6 +89,8 @@ struct Tables {
     classes: Vec<Interned>,
     threads: Vec<ThreadInfo>,
     code_by_key: HashMap<usize, CodeId>,
+    /// Profiled (profile-hook) callees: code object address → function id.
+    function_by_code: HashMap<usize, FunctionId>,
     class_by_key: HashMap<usize, ClassId>,
 }
 
@@ -143,6 +145,25 @@ impl Registry {
         let mut t = self.tables.write();
         t.functions.push(info);
         next_id(t.functions.len() - 1)
+    }
+
+    /// The function id the profile hook gave the callee code object at `key`, if any.
+    #[inline]
+    pub fn function_for_code(&self, key: usize) -> Option<FunctionId> {
+        self.tables.read().function_by_code.get(&key).copied()
+    }
+
+    /// Registers the callee code object at `key` (its address, kept alive by the caller) as a
+    /// profiled function; returns the existing id if it was registered before.
+    pub fn add_code_function(&self, key: usize, info: FunctionInfo) -> FunctionId {
+        let mut t = self.tables.write();
+        if let Some(id) = t.function_by_code.get(&key) {
+            return *id;
+        }
+        t.functions.push(info);
+        let id = next_id(t.functions.len() - 1);
+        t.function_by_code.insert(key, id);
+        id
     }
 
     /// Registers a thread.
@@ -233,6 +254,25 @@ mod tests {
         let v = r.view();
         assert_eq!(v.code(a).unwrap().function_name, "m.a");
         assert_eq!(v.code(b).unwrap().function_name, "m.b");
+    }
+
+    #[test]
+    fn code_functions_are_registered_once_per_code_object() {
+        let r = Registry::new();
+        let info = |name: &str| FunctionInfo {
+            span_name: intern(name),
+            function_name: intern(name),
+            file: None,
+            line: 1,
+            attributes: Vec::new(),
+        };
+        assert_eq!(r.function_for_code(0x10), None);
+        let a = r.add_code_function(0x10, info("m.a"));
+        assert_eq!(r.add_code_function(0x10, info("ignored")), a);
+        let b = r.add_code_function(0x20, info("m.b"));
+        assert_ne!(a, b);
+        assert_eq!(r.function_for_code(0x10), Some(a));
+        assert_eq!(r.view().function(b).unwrap().function_name, "m.b");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! `span` is the span lifecycle every entry point shares (decide, caller, start, finish);
 //! `traced` is the decorator's C-level callable and `steps` its coroutine and generator
-//! wrappers; `caller`, `python_frame`, `thread`, `exception`, `task_context` and `otel` read
+//! wrappers; `hook` is profile mode (`hook_monitoring` on 3.12+, `hook_profile` before); `caller`, `python_frame`, `thread`, `exception`, `task_context` and `otel` read
 //! interpreter state for them; `diagnostics` forwards the exporter's warnings to
 //! Python `logging`. The functions below are the private `callspan._callspan` module that
 //! `python/callspan/__init__.py` wraps; `_callspan.pyi` documents them.
@@ -10,6 +10,11 @@
 mod caller;
 mod diagnostics;
 mod exception;
+mod hook;
+#[cfg(Py_3_12)]
+mod hook_monitoring;
+#[cfg(not(Py_3_12))]
+mod hook_profile;
 mod interruptible;
 mod otel;
 mod python_frame;
@@ -79,6 +84,7 @@ fn make_traced<'py>(
                 function_name: intern(&function_name),
                 file: intern(&file),
             };
+            hook::exclude_decorated(code.as_ptr());
             caller::register_code_object(code, info, registry);
         }
     }
@@ -296,5 +302,9 @@ fn _callspan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(current_span, m)?)?;
     m.add_function(wrap_pyfunction!(set_remote_parent, m)?)?;
     m.add_function(wrap_pyfunction!(reset_remote_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(hook::start_profile, m)?)?;
+    m.add_function(wrap_pyfunction!(hook::stop_profile, m)?)?;
+    #[cfg(not(Py_3_12))]
+    m.add_function(wrap_pyfunction!(hook_profile::profile_thread_hook, m)?)?;
     Ok(())
 }

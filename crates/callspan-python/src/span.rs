@@ -13,7 +13,7 @@
 //! 4. [`finish`]: end time, `CALLSPAN_MIN_DURATION`, the exception, submit; then diagnostics.
 //!
 //! The decorator's vectorcall (`traced`), the coroutine and generator wrappers (`steps`) and the
-//! profile hook all use these functions; none of them repeats a step.
+//! profile hook (`hook`) all use these functions; none of them repeats a step.
 
 use crate::python_frame::CallerFrame;
 use crate::{caller, diagnostics, otel, task_context, thread};
@@ -71,13 +71,26 @@ pub(crate) fn decide(
     function: FunctionId,
     rate: &FunctionRate,
 ) -> Decision {
+    decide_under(hot, function, rate, || current_parent(py))
+}
+
+/// [`decide`] with the parent found by `find_parent` (called only when the sampler may sample):
+/// the profile hook sees a coroutine only at its first step, where the task's published span,
+/// not the thread's, is the parent its call had.
+#[inline]
+pub(crate) fn decide_under(
+    hot: &HotState,
+    function: FunctionId,
+    rate: &FunctionRate,
+    find_parent: impl FnOnce() -> Option<ParentSpan>,
+) -> Decision {
     let rule = hot.sampling_rule();
     if rule.never_samples() {
         // always_off (or a ratio of 0): no parent can change this decision, so none is looked
         // up and no trace id is drawn.
         return Decision::Unsampled { trace_id: 0 };
     }
-    let parent = current_parent(py);
+    let parent = find_parent();
     let trace_id = match parent {
         // Trace id 0: the parent is an always_off call, which belongs to no trace.
         Some(parent) if parent.trace_id != 0 => parent.trace_id,

@@ -166,7 +166,7 @@ fn step<'py>(
 }
 
 /// An exception that ended a step's object; a cancelled coroutine says so.
-fn describe(py: Python<'_>, err: &PyErr) -> ExceptionInfo {
+pub(crate) fn describe(py: Python<'_>, err: &PyErr) -> ExceptionInfo {
     let mut info = exception::describe_error(py, err);
     if info.type_name.ends_with("CancelledError") {
         info.message = if info.message.is_empty() {

@@ -1,0 +1,627 @@
+//! Profile-hook mode: a span for every call of matching Python functions, without decorating them.
+//!
+//! `callspan.start_profile(include, exclude)` installs an interpreter hook — `sys.monitoring` on
+//! 3.12+ (`hook_monitoring`), a C profile function on every thread on 3.9–3.11 (`hook_profile`) —
+//! whose events come here. What this module does for both:
+//!
+//! * **Which code.** Each code object is decided once per profile session: its
+//!   `code.function.name` (module-qualified qualname, as the decorator names it) against the
+//!   include and exclude globs (`callspan_core::profile_filter`). The decision is cached in the code object's extra
+//!   slot (`PyUnstable_Code_SetExtra`), so an event costs one slot read and a session compare.
+//!   A matching code object becomes a registry function (`Registry::add_code_function`: the
+//!   registry's code object → function id map) with its own [`FunctionRate`], exactly what
+//!   `@callspan.trace` registers for the function: span name `__qualname__`, the def line, file.
+//!   Code the decorator wraps ([`exclude_decorated`]) never matches: one span per call, not two.
+//! * **Each call.** The span lifecycle in `span`, as the decorator runs it: decide, the caller
+//!   (the callee frame's `f_back`), enter, and at the return or unwind, exit and finish. Calls
+//!   nest per thread, so the running calls are a per-thread stack matched by code object.
+//! * **Generators, coroutines, async generators.** One span per call across its steps: the span
+//!   opens at the first step, leaves the thread's stack at each yield/await (kept by the frame
+//!   object, whose address is fixed for the object's life) and re-enters at each resume, as
+//!   `steps` does for decorated ones. A coroutine's first step takes its parent from the task's
+//!   published span first (the hook sees the coroutine only when it first runs, possibly in a
+//!   task of its own; the published span is the one that created it).
+
+use crate::python_frame::{self, CallerFrame};
+use crate::span::{self, Active, Decision, OpenSpan};
+use crate::steps::{self, Kind};
+use crate::{otel, task_context};
+use callspan_core::context::{self, ParentSpan};
+use callspan_core::hot::{self, FunctionRate, HotState, Mode};
+use callspan_core::profile_filter::{is_comprehension, Filter};
+use callspan_core::record::{ExceptionInfo, FunctionId};
+use callspan_core::registry::{self, intern, FunctionInfo};
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyGeneratorExit, PyRuntimeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+
+// ---------------------------------------------------------------------------------------------
+// Which code: the filter and the per-code-object decision
+// ---------------------------------------------------------------------------------------------
+
+/// A profiled function: what a `TracedFunction` holds for the decorator. Leaked (one per code
+/// object for the life of the process, like the registry entry) and only touched with the GIL.
+#[derive(Debug)]
+pub(crate) struct Profiled {
+    pub(crate) id: FunctionId,
+    pub(crate) rate: FunctionRate,
+    pub(crate) kind: Kind,
+}
+
+/// The decision cached in a code object's extra slot.
+pub(crate) struct CodeDecision {
+    /// The profile session it was made for (decisions of earlier sessions are stale).
+    session: u64,
+    /// Null: not profiled.
+    profiled: *const Profiled,
+    /// 3.12+: the code's local events are on for this session.
+    #[cfg_attr(not(Py_3_12), allow(dead_code))]
+    local_events: bool,
+}
+
+/// The code extra index (-1: not requested yet).
+static EXTRA_INDEX: AtomicIsize = AtomicIsize::new(-1);
+/// The current session (0: no profile has run; every start takes the next number).
+static SESSION: AtomicU64 = AtomicU64::new(0);
+
+unsafe extern "C" fn free_decision(decision: *mut c_void) {
+    if !decision.is_null() {
+        // SAFETY: every extra we store is a `Box<CodeDecision>`; CPython frees it once.
+        drop(unsafe { Box::from_raw(decision.cast::<CodeDecision>()) });
+    }
+}
+
+fn extra_index() -> isize {
+    let index = EXTRA_INDEX.load(Ordering::Relaxed);
+    if index >= 0 {
+        return index;
+    }
+    // SAFETY: GIL held (called from `start` only).
+    let index = unsafe { ffi::PyUnstable_Eval_RequestCodeExtraIndex(free_decision) };
+    EXTRA_INDEX.store(index as isize, Ordering::Relaxed);
+    index as isize
+}
+
+/// The cached decision of `code` for this session (None: not decided yet in this session).
+///
+/// # Safety
+/// GIL held; `code` is a live code object.
+#[inline]
+unsafe fn cached(code: *mut ffi::PyObject) -> Option<&'static mut CodeDecision> {
+    let index = EXTRA_INDEX.load(Ordering::Relaxed);
+    if index < 0 {
+        return None;
+    }
+    let mut extra: *mut c_void = std::ptr::null_mut();
+    // SAFETY: the caller's contract; the index was requested.
+    if unsafe { ffi::PyUnstable_Code_GetExtra(code, index as ffi::Py_ssize_t, &mut extra) } != 0 {
+        // SAFETY: GIL held.
+        unsafe { ffi::PyErr_Clear() };
+        return None;
+    }
+    // SAFETY: our extra is a `Box<CodeDecision>` owned by the code object; the GIL serializes
+    // every access, and no reference is kept across Python code.
+    let decision = unsafe { extra.cast::<CodeDecision>().as_mut()? };
+    (decision.session == SESSION.load(Ordering::Relaxed)).then_some(decision)
+}
+
+/// The profiled function `code` stands for in this session, if already decided and matching.
+///
+/// # Safety
+/// As [`cached`].
+#[inline]
+pub(crate) unsafe fn profiled_if_decided(code: *mut ffi::PyObject) -> Option<&'static Profiled> {
+    // SAFETY: forwarded contract; `profiled` is null or leaked.
+    unsafe { cached(code).and_then(|d| d.profiled.as_ref()) }
+}
+
+/// The decision for `code`: cached, else made now (`frame` is the code's running frame, which
+/// gives its module and qualname).
+///
+/// # Safety
+/// GIL held; `code` is a live code object and `frame`, if given, a frame running it.
+#[inline]
+pub(crate) unsafe fn decision(
+    py: Python<'_>,
+    code: *mut ffi::PyObject,
+    frame: Option<CallerFrame<'_>>,
+) -> Option<&'static mut CodeDecision> {
+    // SAFETY: forwarded contract.
+    if let Some(d) = unsafe { cached(code) } {
+        return Some(d);
+    }
+    // SAFETY: forwarded contract.
+    unsafe { decide_code(py, code, frame) }
+}
+
+/// Whether `decision` is a profiled function; for the 3.12+ hook, which turns on the code's
+/// local events on the first call of a session.
+pub(crate) fn profiled_of(decision: &CodeDecision) -> Option<&'static Profiled> {
+    // SAFETY: null or leaked.
+    unsafe { decision.profiled.as_ref() }
+}
+
+/// Marks the code's local events as on; true the first time in this session.
+#[cfg(Py_3_12)]
+pub(crate) fn first_local_events(decision: &mut CodeDecision) -> bool {
+    !std::mem::replace(&mut decision.local_events, true)
+}
+
+/// Code objects the decorator wraps (their spans come from the `TracedFunction`).
+static DECORATED: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+
+/// Keeps the profile hook off `code`, whose function `@callspan.trace` wraps (the registry keeps
+/// the code object alive, so its address stays its own).
+pub(crate) fn exclude_decorated(code: *mut ffi::PyObject) {
+    DECORATED
+        .lock()
+        .get_or_insert_with(HashSet::new)
+        .insert(code as usize);
+    // A decision made before the decoration (the function was called under the hook first).
+    // SAFETY: GIL held (called from `traced`); the code object is alive.
+    if let Some(d) = unsafe { cached(code) } {
+        d.profiled = std::ptr::null();
+    }
+}
+
+/// One profiled function per code object, across sessions.
+static PROFILED: Mutex<Option<HashMap<FunctionId, usize>>> = Mutex::new(None);
+
+const CO_OPTIMIZED: i64 = 0x1;
+const CO_GENERATOR: i64 = 0x20;
+const CO_COROUTINE: i64 = 0x80;
+const CO_ITERABLE_COROUTINE: i64 = 0x100;
+const CO_ASYNC_GENERATOR: i64 = 0x200;
+
+fn kind_of(flags: i64) -> Kind {
+    if flags & CO_ASYNC_GENERATOR != 0 {
+        Kind::AsyncGenerator
+    } else if flags & CO_COROUTINE != 0 {
+        Kind::Coroutine
+    } else if flags & (CO_GENERATOR | CO_ITERABLE_COROUTINE) != 0 {
+        Kind::Generator
+    } else {
+        Kind::Plain
+    }
+}
+
+#[cold]
+unsafe fn decide_code(
+    py: Python<'_>,
+    code: *mut ffi::PyObject,
+    frame: Option<CallerFrame<'_>>,
+) -> Option<&'static mut CodeDecision> {
+    let session = SESSION.load(Ordering::Relaxed);
+    let profiled = match what_to_profile(py, code, frame) {
+        Ok(Some(profiled)) => profiled as *const Profiled,
+        Ok(None) => std::ptr::null(),
+        Err(e) => {
+            tracing::warn!("profile hook: a code object could not be described: {e}");
+            std::ptr::null()
+        }
+    };
+    let index = EXTRA_INDEX.load(Ordering::Relaxed);
+    if index < 0 {
+        return None;
+    }
+    let mut existing: *mut c_void = std::ptr::null_mut();
+    // SAFETY: GIL held; `code` is live. A stale decision (an earlier session's) is updated in
+    // place: replacing an extra frees the old one on some versions and not on others.
+    unsafe {
+        if ffi::PyUnstable_Code_GetExtra(code, index as ffi::Py_ssize_t, &mut existing) != 0 {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        if let Some(decision) = existing.cast::<CodeDecision>().as_mut() {
+            *decision = CodeDecision {
+                session,
+                profiled,
+                local_events: false,
+            };
+            return Some(decision);
+        }
+        let fresh = Box::into_raw(Box::new(CodeDecision {
+            session,
+            profiled,
+            local_events: false,
+        }));
+        if ffi::PyUnstable_Code_SetExtra(code, index as ffi::Py_ssize_t, fresh.cast()) != 0 {
+            ffi::PyErr_Clear();
+            drop(Box::from_raw(fresh));
+            return None;
+        }
+        Some(&mut *fresh)
+    }
+}
+
+/// Describes `code` and matches it against the session's filter; registers it if it matches.
+fn what_to_profile(
+    py: Python<'_>,
+    code_ptr: *mut ffi::PyObject,
+    frame: Option<CallerFrame<'_>>,
+) -> PyResult<Option<&'static Profiled>> {
+    if DECORATED
+        .lock()
+        .as_ref()
+        .is_some_and(|d| d.contains(&(code_ptr as usize)))
+    {
+        return Ok(None);
+    }
+    // SAFETY: a live code object (the caller's contract).
+    let code = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, code_ptr) };
+    let flags: i64 = code.getattr("co_flags")?.extract()?;
+    if flags & CO_OPTIMIZED == 0 {
+        // A module or class body.
+        return Ok(None);
+    }
+    // Everything read from the frame is read before any Python code runs.
+    let frame = frame.filter(|f| f.code().cast::<ffi::PyObject>() == code_ptr);
+    let module = frame
+        .and_then(|f| f.module_name())
+        .unwrap_or_else(|| "<unknown>".to_owned());
+    let qualname = match frame {
+        Some(f) => f.code_qualname(),
+        // No running frame to search the module from (3.9/3.10 code has no co_qualname).
+        None => code
+            .getattr("co_qualname")
+            .or_else(|_| code.getattr("co_name"))?
+            .extract()?,
+    };
+    // SAFETY: a live code object.
+    let file = unsafe { python_frame::code_filename(py, code_ptr.cast()) };
+    let name = format!("{module}.{qualname}");
+    let matched = !is_comprehension(&qualname)
+        && with_session(|s| {
+            if !module.starts_with("callspan") {
+                s.modules_seen.insert(module.clone());
+            }
+            s.filter.matches(&name, &file)
+        })
+        .unwrap_or(false);
+    if !matched {
+        return Ok(None);
+    }
+    let registry = registry::global();
+    let id = match registry.function_for_code(code_ptr as usize) {
+        Some(id) => id,
+        None => {
+            let line = def_line(py, &code).unwrap_or(0);
+            let id = registry.add_code_function(
+                code_ptr as usize,
+                FunctionInfo {
+                    span_name: intern(&qualname),
+                    function_name: intern(&name),
+                    file: Some(intern(&file)),
+                    line,
+                    attributes: Vec::new(),
+                },
+            );
+            // The registry keys the function by this address: keep the code object alive.
+            std::mem::forget(code.clone().unbind());
+            id
+        }
+    };
+    with_session(|s| s.matched += 1);
+    let mut map = PROFILED.lock();
+    let map = map.get_or_insert_with(HashMap::new);
+    let ptr = *map.entry(id).or_insert_with(|| {
+        Box::leak(Box::new(Profiled {
+            id,
+            rate: FunctionRate::new(None),
+            kind: kind_of(flags),
+        })) as *const Profiled as usize
+    });
+    // SAFETY: leaked above, never freed.
+    Ok(Some(unsafe { &*(ptr as *const Profiled) }))
+}
+
+/// The `def` line, as `@callspan.trace` records it (`co_firstlineno` is the first decorator's).
+fn def_line(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<u32> {
+    py.import("callspan._trace")?
+        .getattr("_def_line")?
+        .call1((code,))?
+        .extract()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The session: start, stop, what it saw
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Session {
+    filter: Filter,
+    modules_seen: BTreeSet<String>,
+    matched: usize,
+}
+
+static STATE: Mutex<Option<Session>> = Mutex::new(None);
+
+fn with_session<T>(f: impl FnOnce(&mut Session) -> T) -> Option<T> {
+    STATE.lock().as_mut().map(f)
+}
+
+/// Whether a profile session is running.
+pub(crate) fn running() -> bool {
+    STATE.lock().is_some()
+}
+
+/// Starts a profile session: `include`/`exclude` globs, `library` path prefixes.
+#[pyfunction]
+pub(crate) fn start_profile(
+    py: Python<'_>,
+    include: Vec<String>,
+    exclude: Vec<String>,
+    library: Vec<String>,
+) -> PyResult<()> {
+    let filter = Filter::new(&include, &exclude, library)
+        .map_err(|e| PyValueError::new_err(format!("callspan.start_profile: {e}")))?;
+    if running() {
+        return Err(PyRuntimeError::new_err(
+            "callspan.start_profile: a profile is already running; call callspan.stop_profile() first",
+        ));
+    }
+    extra_index();
+    SESSION.fetch_add(1, Ordering::Relaxed);
+    *STATE.lock() = Some(Session {
+        filter,
+        modules_seen: BTreeSet::new(),
+        matched: 0,
+    });
+    if let Err(e) = install(py) {
+        *STATE.lock() = None;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Stops the profile session (no-op without one). Returns how many functions matched and the
+/// modules whose functions were seen, for the "matched nothing" warning.
+#[pyfunction]
+pub(crate) fn stop_profile(py: Python<'_>) -> PyResult<Option<(usize, Vec<String>)>> {
+    if !running() {
+        return Ok(None);
+    }
+    let result = uninstall(py);
+    end_running_calls(py);
+    let session = STATE.lock().take();
+    result?;
+    Ok(session.map(|s| (s.matched, s.modules_seen.into_iter().collect())))
+}
+
+#[cfg(Py_3_12)]
+fn install(py: Python<'_>) -> PyResult<()> {
+    crate::hook_monitoring::install(py)
+}
+
+#[cfg(Py_3_12)]
+fn uninstall(py: Python<'_>) -> PyResult<()> {
+    crate::hook_monitoring::uninstall(py)
+}
+
+#[cfg(not(Py_3_12))]
+fn install(py: Python<'_>) -> PyResult<()> {
+    crate::hook_profile::install(py)
+}
+
+#[cfg(not(Py_3_12))]
+fn uninstall(py: Python<'_>) -> PyResult<()> {
+    crate::hook_profile::uninstall(py)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Each call
+// ---------------------------------------------------------------------------------------------
+
+/// A span (or an unsampled call's marker) while one step of its call runs.
+#[derive(Debug)]
+struct Step {
+    /// What the step makes current: the span, or the unsampled marker its children inherit.
+    current: ParentSpan,
+    open: Option<OpenSpan>,
+    /// Coroutines and async generators publish the span in the task's context too.
+    publish: bool,
+}
+
+/// A call running on this thread.
+struct Running {
+    code: usize,
+    /// Generators and coroutines: the frame object (fixed for the object's life); 0 otherwise.
+    frame_key: usize,
+    step: Step,
+    active: Active,
+}
+
+thread_local! {
+    static RUNNING: RefCell<Vec<Running>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Generators and coroutines between two steps, by frame object.
+static SUSPENDED: Mutex<Option<HashMap<usize, Step>>> = Mutex::new(None);
+
+/// Whether spans are made now (the first call of the process reads the configuration).
+#[inline]
+fn enabled(hot: &HotState) -> bool {
+    match hot.mode() {
+        Mode::Enabled => true,
+        Mode::Disabled => false,
+        Mode::Unconfigured => {
+            callspan_otlp::pipeline::global();
+            hot.mode() == Mode::Enabled
+        }
+    }
+}
+
+/// A profiled function starts: `code` is its code object, `caller` the frame it was called
+/// from, `frame_key` its frame object if it is a generator or coroutine.
+pub(crate) fn on_start(
+    py: Python<'_>,
+    profiled: &Profiled,
+    code: *mut ffi::PyObject,
+    caller: Option<CallerFrame<'_>>,
+    frame_key: usize,
+) {
+    let hot = hot::state();
+    if !enabled(hot) {
+        return;
+    }
+    callspan_core::stats::count_started();
+    let publish = matches!(profiled.kind, Kind::Coroutine | Kind::AsyncGenerator);
+    let decision = span::decide_under(hot, profiled.id, &profiled.rate, || {
+        if publish {
+            task_context::parent(py)
+                .or_else(context::current)
+                .or_else(|| otel::current_parent(py))
+        } else {
+            span::current_parent(py)
+        }
+    });
+    let step = match decision {
+        Decision::Unsampled { trace_id } => Step {
+            current: Decision::unsampled_marker(trace_id),
+            open: None,
+            publish,
+        },
+        Decision::Sampled { trace_id, parent } => {
+            let caller = span::read_caller(py, hot, caller);
+            let open = OpenSpan::new(trace_id, parent, profiled.id, caller);
+            Step {
+                current: open.as_parent(),
+                open: Some(open),
+                publish,
+            }
+        }
+    };
+    if frame_key != 0 {
+        // A frame object of a generator abandoned without an end event, now reused.
+        let stale = SUSPENDED.lock().as_mut().and_then(|m| m.remove(&frame_key));
+        drop(stale);
+    }
+    begin_step(py, hot, code, frame_key, step);
+}
+
+fn begin_step(
+    py: Python<'_>,
+    hot: &HotState,
+    code: *mut ffi::PyObject,
+    frame_key: usize,
+    mut step: Step,
+) {
+    let active = span::enter(py, hot, step.current, step.publish);
+    if let Some(open) = step.open.as_mut() {
+        open.start_clock();
+    }
+    RUNNING.with(|r| {
+        r.borrow_mut().push(Running {
+            code: code as usize,
+            frame_key,
+            step,
+            active,
+        })
+    });
+}
+
+/// Takes this thread's innermost running call if it is `code`'s (and `frame_key`'s).
+fn take_running(code: *mut ffi::PyObject, frame_key: usize) -> Option<Running> {
+    RUNNING.with(|r| {
+        let mut r = r.borrow_mut();
+        match r.last() {
+            Some(top) if top.code == code as usize && top.frame_key == frame_key => r.pop(),
+            // A call that started before the profile (never pushed).
+            _ => None,
+        }
+    })
+}
+
+/// How a call ended.
+pub(crate) enum End<'py> {
+    Return,
+    /// The exception escaping the frame (None: unknown, as on 3.9–3.11).
+    Raise(Option<Bound<'py, PyAny>>),
+}
+
+/// A profiled call returns or raises (for a generator or coroutine: its last step).
+pub(crate) fn on_end(
+    py: Python<'_>,
+    profiled: &Profiled,
+    code: *mut ffi::PyObject,
+    frame_key: usize,
+    end: End<'_>,
+) {
+    let Some(running) = take_running(code, frame_key) else {
+        return;
+    };
+    let end_unix_ns = callspan_core::clock::now_unix_ns();
+    running.active.exit(py);
+    let Some(open) = running.step.open else {
+        return;
+    };
+    let kind = profiled.kind;
+    span::finish(py, hot::state(), open, end_unix_ns, || match end {
+        End::Return => None,
+        End::Raise(None) => Some(ExceptionInfo {
+            type_name: "<exception>".into(),
+            message:
+                "an exception ended the call (not visible to a profile function on this Python)"
+                    .into(),
+            traceback: None,
+        }),
+        End::Raise(Some(exc)) => {
+            let err = PyErr::from_value(exc);
+            if kind != Kind::Plain && err.is_instance_of::<PyGeneratorExit>(py) {
+                // close(): a normal end, as for decorated generators.
+                None
+            } else {
+                Some(steps::describe(py, &err))
+            }
+        }
+    });
+}
+
+/// A generator or coroutine yields (or awaits): its span leaves the thread until resumed.
+pub(crate) fn on_suspend(py: Python<'_>, code: *mut ffi::PyObject, frame_key: usize) {
+    let Some(running) = take_running(code, frame_key) else {
+        return;
+    };
+    running.active.exit(py);
+    SUSPENDED
+        .lock()
+        .get_or_insert_with(HashMap::new)
+        .insert(frame_key, running.step);
+}
+
+/// A suspended generator or coroutine resumes.
+pub(crate) fn on_resume(py: Python<'_>, code: *mut ffi::PyObject, frame_key: usize) {
+    let step = SUSPENDED.lock().as_mut().and_then(|m| m.remove(&frame_key));
+    if let Some(step) = step {
+        begin_step(py, hot::state(), code, frame_key, step);
+    }
+}
+
+/// Whether `frame_key` is a suspended generator or coroutine of this session.
+#[cfg(not(Py_3_12))]
+pub(crate) fn is_suspended(frame_key: usize) -> bool {
+    SUSPENDED
+        .lock()
+        .as_ref()
+        .is_some_and(|m| m.contains_key(&frame_key))
+}
+
+/// At stop: this thread's calls still running end now (innermost first); suspended objects and
+/// other threads' running calls end without a span (their events no longer come).
+fn end_running_calls(py: Python<'_>) {
+    let running = RUNNING.with(|r| std::mem::take(&mut *r.borrow_mut()));
+    let hot = hot::state();
+    for call in running.into_iter().rev() {
+        let end = callspan_core::clock::now_unix_ns();
+        call.active.exit(py);
+        if let Some(open) = call.step.open {
+            span::finish(py, hot, open, end, || None);
+        }
+    }
+    SUSPENDED.lock().take();
+}

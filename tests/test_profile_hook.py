@@ -1,0 +1,530 @@
+"""Profile mode: ``python -m callspan run`` and ``callspan.profile()`` on undecorated code.
+
+Each test writes a small undecorated program into a temporary directory, runs it in a child
+process under the profile hook, and checks the spans the recording receiver got.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from e2e_support import script_env
+
+# An undecorated image pipeline: a package beside the script, as a team's code would be.
+IMGPIPE = """
+import math
+
+
+class Transformer:
+    def apply_transform(self, pixels, matrix):
+        (a, b), (c, d) = matrix
+        return sorted((a * x + b * y, c * x + d * y) for x, y in pixels)
+
+
+class Rotator(Transformer):
+    def rotate_image(self, pixels, degrees):
+        r = math.radians(degrees)
+        matrix = ((math.cos(r), -math.sin(r)), (math.sin(r), math.cos(r)))
+        return self.apply_transform(pixels, matrix)  # rotate-calls
+
+
+class Scaler(Transformer):
+    def scale_image(self, pixels, factor):
+        return self.apply_transform(pixels, ((factor, 0.0), (0.0, factor)))  # scale-calls
+
+
+def make_image(size):
+    return [(float(x), float(y)) for x in range(size) for y in range(size)]
+"""
+
+APP = """
+import json
+import sys
+
+from imgpipe.core import Rotator, Scaler, make_image
+
+
+def main():
+    image = make_image(4)  # main-makes
+    Rotator().rotate_image(image, 90)  # main-rotates
+    Scaler().scale_image(image, 2.0)
+    print("ARGV " + json.dumps(sys.argv))
+    print("FILE " + __file__)
+    print("PATH0 " + sys.path[0])
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def marker_line(path: Path, text: str) -> int:
+    """The 1-based line of the one line of ``path`` containing ``text``."""
+    hits = [n for n, line in enumerate(Path(path).read_text().splitlines(), 1) if text in line]
+    assert len(hits) == 1, f"{text!r} on lines {hits} of {path}"
+    return hits[0]
+
+
+def write_program(directory: Path, app: str = APP) -> Path:
+    package = directory / "imgpipe"
+    package.mkdir(exist_ok=True)
+    (package / "__init__.py").write_text("")
+    (package / "core.py").write_text(IMGPIPE)
+    script = directory / "app.py"
+    script.write_text(textwrap.dedent(app))
+    return script
+
+
+def run(command, receiver, cwd, env=None, check=True, timeout=60):
+    completed = subprocess.run(
+        command,
+        env=script_env(receiver.endpoint, env),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and completed.returncode != 0:
+        pytest.fail(
+            f"{command} exited with {completed.returncode}\n"
+            f"--- stdout ---\n{completed.stdout}\n--- stderr ---\n{completed.stderr}"
+        )
+    return completed
+
+
+def callspan_run(*args):
+    return [sys.executable, "-m", "callspan", "run", *map(str, args)]
+
+
+def by_name(spans):
+    named = {}
+    for span in spans:
+        named.setdefault(span.name, []).append(span)
+    return named
+
+
+def check_pipeline_spans(spans, core: Path, app: Path):
+    named = by_name(spans)
+    assert set(named) == {
+        "main",
+        "make_image",
+        "Rotator.rotate_image",
+        "Scaler.scale_image",
+        "Transformer.apply_transform",
+    }, sorted(named)
+    (rotate,) = named["Rotator.rotate_image"]
+    assert rotate.attributes["code.function.name"] == "imgpipe.core.Rotator.rotate_image"
+    assert rotate.attributes["code.file.path"] == str(core)
+    assert rotate.attributes["code.line.number"] == marker_line(core, "def rotate_image")
+    assert rotate.attributes["caller.function.name"] == "__main__.main"
+    assert rotate.attributes["caller.file.path"] == str(app)
+    assert rotate.attributes["caller.line.number"] == marker_line(app, "# main-rotates")
+    transforms = named["Transformer.apply_transform"]
+    callers = {s.attributes["caller.function.name"]: s for s in transforms}
+    assert set(callers) == {"imgpipe.core.Rotator.rotate_image", "imgpipe.core.Scaler.scale_image"}
+    via_rotate = callers["imgpipe.core.Rotator.rotate_image"]
+    assert via_rotate.attributes["caller.line.number"] == marker_line(core, "# rotate-calls")
+    assert via_rotate.attributes["caller.class.name"] == "imgpipe.core.Rotator"
+    assert via_rotate.parent_span_id == rotate.span_id
+    (main,) = named["main"]
+    assert rotate.parent_span_id == main.span_id
+    assert main.attributes["caller.function.name"] == "__main__.<module>"
+
+
+def test_run_script_spans_name_their_callers_and_nothing_else(receiver, tmp_path):
+    app = write_program(tmp_path)
+    completed = run(callspan_run(app, "one", "--two"), receiver, tmp_path)
+    assert "ARGV " + json.dumps([str(app), "one", "--two"]) in completed.stdout
+    assert f"FILE {app}" in completed.stdout
+    assert f"PATH0 {tmp_path}" in completed.stdout
+    spans = receiver.wait_for_spans(6)
+    check_pipeline_spans(spans, tmp_path / "imgpipe" / "core.py", app)
+    # No builtins (sorted, math.*), no standard library, no callspan, no comprehensions.
+    for span in spans:
+        assert span.attributes["code.function.name"].startswith(("__main__.", "imgpipe.")), span
+
+
+def test_run_module(receiver, tmp_path):
+    write_program(tmp_path)
+    (tmp_path / "imgpipe" / "__main__.py").write_text(
+        "from imgpipe.core import Rotator, make_image\n"
+        "def entry():\n"
+        "    Rotator().rotate_image(make_image(2), 45)  # entry-rotates\n"
+        "entry()\n"
+    )
+    run(callspan_run("-m", "imgpipe"), receiver, tmp_path)
+    named = by_name(receiver.wait_for_spans(4))
+    (rotate,) = named["Rotator.rotate_image"]
+    assert rotate.attributes["caller.function.name"] == "__main__.entry"
+    assert rotate.attributes["caller.line.number"] == 3
+    assert "entry" in named and "Transformer.apply_transform" in named
+
+
+def test_console_script_and_command(receiver, tmp_path):
+    app = write_program(tmp_path)
+    console = Path(sys.executable).parent / "callspan"
+    assert console.exists(), "the callspan console script is installed with the package"
+    run([console, "run", "--include", "imgpipe.core.Scaler.*", app], receiver, tmp_path)
+    spans = receiver.wait_for_spans(1)
+    assert [s.name for s in spans] == ["Scaler.scale_image"]
+    receiver.clear()
+    # -- COMMAND: every Python process the command starts is profiled.
+    run(
+        callspan_run("--include", "imgpipe.core.Rotator", "--", sys.executable, app),
+        receiver,
+        tmp_path,
+    )
+    spans = receiver.wait_for_spans(1)
+    assert [s.name for s in spans] == ["Rotator.rotate_image"]
+
+
+def test_exit_codes_exceptions_and_missing_script(receiver, tmp_path):
+    write_program(tmp_path)
+    exits = tmp_path / "exits.py"
+    exits.write_text("import sys\ndef leave():\n    sys.exit(3)\nleave()\n")
+    assert run(callspan_run(exits), receiver, tmp_path, check=False).returncode == 3
+    raises = tmp_path / "raises.py"
+    raises.write_text("def fail():\n    raise KeyError('boom')  # raise-here\nfail()\n")
+    completed = run(callspan_run(raises), receiver, tmp_path, check=False)
+    plain = subprocess.run(
+        [sys.executable, str(raises)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert completed.returncode == plain.returncode == 1
+    assert completed.stderr == plain.stderr  # the same traceback, no callspan/runpy frames
+    named = by_name(receiver.wait_for_spans(2))
+    (fail,) = named["fail"]
+    assert fail.status_code == "STATUS_CODE_ERROR"
+    assert named["leave"][0].status_code == "STATUS_CODE_ERROR"  # SystemExit ends it too
+    if sys.version_info >= (3, 12):
+        assert fail.event("exception").attributes["exception.type"] == "KeyError"
+    missing = run(callspan_run(tmp_path / "nope.py"), receiver, tmp_path, check=False)
+    plain = subprocess.run(
+        [sys.executable, str(tmp_path / "nope.py")], capture_output=True, text=True
+    )
+    assert missing.returncode == plain.returncode == 2
+    assert missing.stderr == plain.stderr
+
+
+def test_exclusions_and_env_options(receiver, tmp_path):
+    app = write_program(tmp_path)
+    run(
+        callspan_run("--exclude", "imgpipe.core.Transformer.*", "--exclude", "__main__", app),
+        receiver,
+        tmp_path,
+    )
+    spans = receiver.wait_for_spans(3)
+    assert sorted(s.name for s in spans) == [
+        "Rotator.rotate_image",
+        "Scaler.scale_image",
+        "make_image",
+    ]
+    receiver.clear()
+    run(
+        [sys.executable, app],
+        receiver,
+        tmp_path,
+        env={
+            "CALLSPAN_PROFILE_INCLUDE": "imgpipe.core.*",
+            "CALLSPAN_PROFILE_EXCLUDE": "*.make_image, *.scale_image",
+        },
+        check=False,
+    )
+    # Plain `python app.py` does not import callspan: the environment alone changes nothing...
+    assert receiver.span_count() == 0
+    run(
+        [
+            sys.executable,
+            "-c",
+            "import callspan, runpy; runpy.run_path('app.py', run_name='__main__')",
+        ],
+        receiver,
+        tmp_path,
+        env={
+            "CALLSPAN_PROFILE_INCLUDE": "imgpipe.core.*",
+            "CALLSPAN_PROFILE_EXCLUDE": "*.make_image, *.scale_image",
+        },
+    )
+    # ...importing callspan starts the profile from it.
+    spans = receiver.wait_for_spans(3)
+    assert sorted(s.name for s in spans) == [
+        "Rotator.rotate_image",
+        "Transformer.apply_transform",
+        "Transformer.apply_transform",
+    ]
+
+
+def test_a_glob_matching_nothing_warns_with_the_modules_seen(receiver, tmp_path):
+    app = write_program(tmp_path)
+    completed = run(callspan_run("--include", "nothing_like_this.*", app), receiver, tmp_path)
+    assert "matched no function" in completed.stderr
+    assert "imgpipe.core" in completed.stderr and "__main__" in completed.stderr
+    assert completed.stderr.count("matched no function") == 1
+
+
+THREADS = """
+import threading
+import callspan
+
+
+def work(tag):
+    return tag  # work
+
+
+def loop(ready, go):
+    ready.set()
+    go.wait()
+    work("before")  # before-calls
+
+
+ready, go = threading.Event(), threading.Event()
+early = threading.Thread(target=loop, args=(ready, go), name="early")
+early.start()
+ready.wait()
+callspan.start_profile(["__main__.work", "__main__.late"])
+
+
+def late():
+    work("after")  # after-calls
+
+
+go.set()
+early.join()
+t = threading.Thread(target=late, name="late-thread")
+t.start()
+t.join()
+callspan.stop_profile()
+"""
+
+
+def test_threads_started_before_and_after(receiver, tmp_path):
+    script = tmp_path / "threads.py"
+    script.write_text(THREADS)
+    run([sys.executable, script], receiver, tmp_path)
+    spans = receiver.wait_for_spans(3)
+    named = by_name(spans)
+    works = {s.attributes["thread.name"]: s for s in named["work"]}
+    assert set(works) == {"early", "late-thread"}
+    assert works["early"].attributes["caller.line.number"] == marker_line(script, "before-calls")
+    assert works["late-thread"].attributes["caller.line.number"] == marker_line(
+        script, "after-calls"
+    )
+    (late,) = named["late"]
+    assert works["late-thread"].parent_span_id == late.span_id
+
+
+ASYNC = """
+import asyncio
+import callspan
+
+
+async def fetch(n):
+    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)
+    return n
+
+
+async def handler(n):
+    return await fetch(n)  # handler-awaits
+
+
+async def main():
+    tasks = [asyncio.create_task(handler(n)) for n in range(3)]  # main-creates
+    await asyncio.gather(*tasks)
+
+
+with callspan.profile(include="__main__"):
+    asyncio.run(main())
+"""
+
+
+def test_asyncio_tasks_one_span_per_call_with_task_parents(receiver, tmp_path):
+    script = tmp_path / "tasks.py"
+    script.write_text(ASYNC)
+    run([sys.executable, script], receiver, tmp_path)
+    spans = receiver.wait_for_spans(7)
+    named = by_name(spans)
+    assert {k: len(v) for k, v in named.items()} == {"main": 1, "handler": 3, "fetch": 3}
+    by_id = {s.span_id: s for s in spans}
+    (main,) = named["main"]
+    for handler in named["handler"]:
+        assert handler.parent_span_id == main.span_id
+        assert handler.trace_id == main.trace_id
+    for fetch in named["fetch"]:
+        parent = by_id[fetch.parent_span_id]
+        assert parent.name == "handler"
+        assert fetch.attributes["caller.function.name"] == "__main__.handler"
+        assert fetch.attributes["caller.line.number"] == marker_line(script, "handler-awaits")
+        # One span across the awaits: it lasts at least the sleep.
+        assert fetch.end_time_unix_nano - fetch.start_time_unix_nano >= 10_000_000
+
+
+GENERATORS = """
+import callspan
+
+
+def leaf(x):
+    return x
+
+
+def numbers(n):
+    for i in range(n):
+        yield leaf(i)  # yields
+
+
+def abandoned():
+    try:
+        yield 1
+        yield 2
+    finally:
+        pass
+
+
+def closed_outside_try():
+    yield 1
+    yield 2
+
+
+def consume():
+    total = sum(numbers(3))  # consume-iterates
+    g = abandoned()
+    next(g)
+    g.close()
+    h = closed_outside_try()
+    next(h)
+    h.close()
+    return total
+
+
+with callspan.profile(include="__main__"):
+    consume()
+"""
+
+
+def test_generators_one_span_per_call(receiver, tmp_path):
+    script = tmp_path / "gens.py"
+    script.write_text(GENERATORS)
+    run([sys.executable, script], receiver, tmp_path)
+    # 3.13 closes a generator suspended outside any try block without running its frame: no
+    # event reaches the hook, and that call has no span (README, "Profile mode").
+    closes_silently = sys.version_info[:2] == (3, 13)
+    expected = {"consume": 1, "numbers": 1, "leaf": 3, "abandoned": 1}
+    if not closes_silently:
+        expected["closed_outside_try"] = 1
+    spans = receiver.wait_for_spans(sum(expected.values()))
+    named = by_name(spans)
+    assert {k: len(v) for k, v in named.items()} == expected
+    (numbers,) = named["numbers"]
+    assert numbers.parent_span_id == named["consume"][0].span_id
+    assert numbers.attributes["caller.line.number"] == marker_line(script, "consume-iterates")
+    for leaf in named["leaf"]:
+        assert leaf.parent_span_id == numbers.span_id
+        assert leaf.attributes["caller.line.number"] == marker_line(script, "yields")
+    assert named["abandoned"][0].status_code != "STATUS_CODE_ERROR"  # close() is a normal end
+
+
+DECORATED = """
+import callspan
+
+
+@callspan.trace
+def traced(x):
+    return plain(x)
+
+
+def plain(x):
+    return x
+
+
+with callspan.profile(include="__main__"):
+    traced(1)
+"""
+
+
+def test_decorated_function_under_the_hook_gives_one_span(receiver, tmp_path):
+    script = tmp_path / "decorated.py"
+    script.write_text(DECORATED)
+    run([sys.executable, script], receiver, tmp_path)
+    spans = receiver.wait_for_spans(2)
+    assert sorted(s.name for s in spans) == ["plain", "traced"]
+    named = by_name(spans)
+    assert named["plain"][0].parent_span_id == named["traced"][0].span_id
+
+
+API = """
+import callspan
+
+callspan.stop_profile()  # without start: no-op
+callspan.start_profile(["__main__.f"])
+try:
+    callspan.start_profile(["__main__.f"])
+except RuntimeError as e:
+    print("TWICE", e)
+try:
+    callspan.start_profile([])
+except ValueError as e:
+    print("EMPTY", e)
+
+
+def f():
+    return 1
+
+
+f()
+callspan.stop_profile()
+callspan.stop_profile()
+f()
+"""
+
+
+def test_api_bad_input(receiver, tmp_path):
+    script = tmp_path / "api.py"
+    script.write_text(API)
+    completed = run([sys.executable, script], receiver, tmp_path)
+    assert "TWICE callspan.start_profile: a profile is already running" in completed.stdout
+    assert "EMPTY callspan.start_profile: no include glob" in completed.stdout
+    spans = receiver.wait_for_spans(1)
+    assert [s.name for s in spans] == ["f"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring: side by side from 3.12")
+def test_cprofile_runs_beside_the_hook(receiver, tmp_path):
+    app = write_program(tmp_path)
+    stats = tmp_path / "out.prof"
+    run(
+        callspan_run("--include", "imgpipe", "-m", "cProfile", "-o", stats, app),
+        receiver,
+        tmp_path,
+    )
+    import pstats
+
+    profiled = {func[2] for func in pstats.Stats(str(stats)).stats}
+    assert {"rotate_image", "apply_transform", "main"} <= profiled
+    spans = receiver.wait_for_spans(4)
+    assert {"Rotator.rotate_image", "Transformer.apply_transform"} <= {s.name for s in spans}
+
+
+def test_another_profiler_holding_the_hook_is_named(receiver, tmp_path):
+    script = tmp_path / "held.py"
+    script.write_text(
+        "import cProfile, callspan\n"
+        "p = cProfile.Profile()\n"
+        "p.enable()\n"
+        "try:\n"
+        "    callspan.start_profile(['__main__'])\n"
+        "    print('STARTED')\n"
+        "except RuntimeError as e:\n"
+        "    print('REFUSED', e)\n"
+        "p.disable()\n"
+        "callspan.stop_profile()\n"
+    )
+    completed = run([sys.executable, script], receiver, tmp_path)
+    if sys.version_info >= (3, 12):
+        assert "STARTED" in completed.stdout
+    else:
+        assert "REFUSED" in completed.stdout and "Profile" in completed.stdout
