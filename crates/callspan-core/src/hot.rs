@@ -170,6 +170,9 @@ pub struct HotState {
     min_duration_ns: AtomicU64,
     stack_depth: AtomicU8,
     otel_context: AtomicBool,
+    /// Every call is counted per caller edge ([`crate::edges`]): a metrics exporter or
+    /// `CALLSPAN_REPORT` is configured.
+    counting: AtomicBool,
     /// Bumped by every (re)configuration, so per-function decisions are made again.
     epoch: AtomicU32,
     /// `CALLSPAN_SAMPLE`, read once per function and configuration (never per call).
@@ -194,6 +197,7 @@ impl HotState {
             min_duration_ns: AtomicU64::new(0),
             stack_depth: AtomicU8::new(0),
             otel_context: AtomicBool::new(false),
+            counting: AtomicBool::new(false),
             epoch: AtomicU32::new(0),
             sample_rules: RwLock::new(Vec::new()),
         }
@@ -211,6 +215,9 @@ impl HotState {
         self.otel_context
             .store(config.otel_context, Ordering::Relaxed);
         self.limiter.set(config.max_spans_per_second);
+        crate::edges::set_max_edges(config.max_edges);
+        self.counting
+            .store(counts_calls(config), Ordering::Relaxed);
         self.sampler.store(config.sampler);
         *self.sample_rules.write() = config.sample_rules.clone();
         self.epoch.fetch_add(1, Ordering::Release);
@@ -258,6 +265,12 @@ impl HotState {
         self.otel_context.load(Ordering::Relaxed)
     }
 
+    /// Whether every call is counted per caller edge.
+    #[inline]
+    pub fn counting(&self) -> bool {
+        self.counting.load(Ordering::Relaxed)
+    }
+
     /// Changes with every (re)configuration.
     #[inline]
     pub fn epoch(&self) -> u32 {
@@ -298,6 +311,12 @@ impl HotState {
         crate::stats::count_rate_limited();
         false
     }
+}
+
+/// Whether `config` asks for every call to be counted: metrics are exported, or a report is
+/// printed at exit.
+pub fn counts_calls(config: &Config) -> bool {
+    config.metrics_exporter != crate::config::MetricsExporterKind::None || config.report.is_some()
 }
 
 /// One function's sampling rate (`sample_rate=` or `CALLSPAN_SAMPLE`) as a threshold for a

@@ -18,6 +18,7 @@
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod edges;
 pub mod fork;
 pub mod hot;
 pub mod ids;

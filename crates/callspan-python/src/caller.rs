@@ -71,6 +71,19 @@ pub(crate) fn check_frame_layout(py: Python<'_>) {
     }
 }
 
+/// The class of the exception being raised now (0: none), for counting failed calls by
+/// `error.type`. Reads the type slot only: no user code runs.
+#[cold]
+pub(crate) fn raised_class(py: Python<'_>) -> ClassId {
+    // SAFETY: GIL held; PyErr_Occurred returns a borrowed type (or NULL).
+    let tp = unsafe { ffi::PyErr_Occurred() };
+    if tp.is_null() {
+        return 0;
+    }
+    // SAFETY: a live exception type, GIL held.
+    unsafe { class_of_type(py, tp.cast(), callspan_core::registry::global()) }
+}
+
 /// Where a call made from `frame` came from: the frame's code, its current line, and the class
 /// of its `self`/`cls` when `with_class`. All zeros when frame reading is disabled.
 #[inline]
@@ -214,6 +227,20 @@ unsafe fn class_of_first_arg(
             ffi::Py_TYPE(arg)
         }
     };
+    // SAFETY: `tp` is alive (the argument or its type).
+    unsafe { class_of_type(py, tp, registry) }
+}
+
+/// The registry id of class `tp`, registered on first sight (cached per thread).
+///
+/// # Safety
+/// `tp` must be a live type object; GIL held.
+#[inline]
+pub(crate) unsafe fn class_of_type(
+    py: Python<'_>,
+    tp: *mut ffi::PyTypeObject,
+    registry: &Registry,
+) -> ClassId {
     let key = tp as usize;
     let slot = class_slot(key);
     // SAFETY: this thread's own cache; see `current_site`.

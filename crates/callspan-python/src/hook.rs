@@ -561,7 +561,7 @@ pub(crate) fn on_end(
         return;
     };
     let kind = profiled.kind;
-    span::finish(py, hot::state(), open, end_unix_ns, || match end {
+    span::finish(py, hot::state(), open, end_unix_ns, 0, || match end {
         End::Return => None,
         End::Raise(None) => Some(ExceptionInfo {
             type_name: "<exception>".into(),
@@ -620,7 +620,7 @@ fn end_running_calls(py: Python<'_>) {
         let end = callspan_core::clock::now_unix_ns();
         call.active.exit(py);
         if let Some(open) = call.step.open {
-            span::finish(py, hot, open, end, || None);
+            span::finish(py, hot, open, end, 0, || None);
         }
     }
     SUSPENDED.lock().take();

@@ -12,6 +12,12 @@
 //!    once; a coroutine or generator enters around each step and exits when the step suspends.
 //! 4. [`finish`]: end time, `CALLSPAN_MIN_DURATION`, the exception, submit; then diagnostics.
 //!
+//! When every call is counted (a metrics exporter or `CALLSPAN_REPORT`: [`HotState::counting`]),
+//! [`finish`] also counts the sampled call on its caller edge, with the span as the edge's
+//! exemplar; an unsampled call reads its caller site with [`caller_site`] (a per-thread cache
+//! hit, almost always), times itself and ends with [`count_call`]. Turned off, this costs one
+//! relaxed load per unsampled call.
+//!
 //! The decorator's vectorcall (`traced`), the coroutine and generator wrappers (`steps`) and the
 //! profile hook (`hook`) all use these functions; none of them repeats a step.
 
@@ -21,7 +27,10 @@ use callspan_core::clock::now_unix_ns;
 use callspan_core::config::Capture;
 use callspan_core::context::{self, ParentSpan};
 use callspan_core::hot::{FunctionRate, HotState};
-use callspan_core::record::{CallerSite, ExceptionInfo, FunctionId, SpanRecord, ThreadKey};
+use callspan_core::edges::{self, EdgeKey, Exemplar};
+use callspan_core::record::{
+    CallerSite, ClassId, ExceptionInfo, FunctionId, SpanRecord, ThreadKey,
+};
 use callspan_core::{ids, registry, stats};
 use callspan_otlp::pipeline;
 use pyo3::ffi;
@@ -129,13 +138,7 @@ pub(crate) fn read_caller(
 ) -> Caller {
     let omitted = hot.omitted();
     let registry = registry::global();
-    let frame_bits = Capture::FUNCTION | Capture::FILE | Capture::LINE | Capture::CLASS;
-    let site = match frame {
-        Some(frame) if omitted & frame_bits != frame_bits => {
-            caller::site_of(py, &frame, registry, omitted & Capture::CLASS == 0)
-        }
-        _ => CallerSite::default(),
-    };
+    let site = caller_site(py, hot, frame.as_ref());
     let depth = hot.stack_depth();
     let stack = match frame {
         Some(frame) if depth > 0 => caller::outer_stack(py, &frame, registry, depth),
@@ -153,6 +156,84 @@ pub(crate) fn read_caller(
         thread,
         stack,
         omitted,
+    }
+}
+
+/// The caller's code, call line and class (as `CALLSPAN_CAPTURE` asks) of a call made from
+/// `frame`; all zeros when called from C.
+#[inline]
+pub(crate) fn caller_site(
+    py: Python<'_>,
+    hot: &HotState,
+    frame: Option<&CallerFrame<'_>>,
+) -> CallerSite {
+    let omitted = hot.omitted();
+    let frame_bits = Capture::FUNCTION | Capture::FILE | Capture::LINE | Capture::CLASS;
+    match frame {
+        Some(frame) if omitted & frame_bits != frame_bits => {
+            caller::site_of(py, frame, registry::global(), omitted & Capture::CLASS == 0)
+        }
+        _ => CallerSite::default(),
+    }
+}
+
+/// Counts one finished call of `function` from `site` on its caller edge; `error` is the class
+/// of the exception that ended it (0: it returned), `exemplar` the span of a sampled call.
+#[inline]
+pub(crate) fn count_call(
+    function: FunctionId,
+    site: CallerSite,
+    duration_ns: u64,
+    error: ClassId,
+    exemplar: Option<&Exemplar>,
+) {
+    edges::count(
+        EdgeKey {
+            callee: function,
+            code: site.code,
+            line: site.line,
+            class: site.class,
+            error,
+        },
+        duration_ns,
+        exemplar,
+    );
+}
+
+/// The class of the exception a call is raising now, when calls are counted (else 0, unread).
+#[inline]
+pub(crate) fn raised_class(py: Python<'_>, hot: &HotState) -> ClassId {
+    if hot.counting() {
+        caller::raised_class(py)
+    } else {
+        0
+    }
+}
+
+/// An unsampled call being counted: where it was called from and when its code started.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CountedCall {
+    pub(crate) function: FunctionId,
+    pub(crate) site: CallerSite,
+    /// 0 until its code first runs (a generator starts at its first step).
+    pub(crate) start_unix_ns: u64,
+}
+
+impl CountedCall {
+    /// Ends the call now: counts it, with `error` the class of the exception that ended it.
+    pub(crate) fn finish(self, end_unix_ns: u64, error: ClassId) {
+        let start = if self.start_unix_ns == 0 {
+            end_unix_ns
+        } else {
+            self.start_unix_ns
+        };
+        count_call(
+            self.function,
+            self.site,
+            end_unix_ns.saturating_sub(start),
+            error,
+            None,
+        );
     }
 }
 
@@ -284,14 +365,17 @@ fn keeping_error(py: Python<'_>, f: impl FnOnce()) {
 }
 
 /// Step 4: ends `span` now; `error` describes the exception that ended it, if any (asked only
-/// when the span is kept). Submits it unless shorter than `CALLSPAN_MIN_DURATION`, then
-/// forwards pending diagnostics to Python `logging` (keeping a pending exception).
+/// when the span is kept), and `error_class` is its class ([`raised_class`]; 0: none). Counts
+/// the call on its caller edge when calls are counted, submits the span unless shorter than
+/// `CALLSPAN_MIN_DURATION`, then forwards pending diagnostics to Python `logging` (keeping a
+/// pending exception).
 #[inline]
 pub(crate) fn finish(
     py: Python<'_>,
     hot: &HotState,
     span: OpenSpan,
     end_unix_ns: u64,
+    error_class: ClassId,
     error: impl FnOnce() -> Option<ExceptionInfo>,
 ) {
     let start_unix_ns = if span.started() {
@@ -299,7 +383,25 @@ pub(crate) fn finish(
     } else {
         end_unix_ns
     };
-    if end_unix_ns.saturating_sub(start_unix_ns) < hot.min_duration_ns() {
+    let duration_ns = end_unix_ns.saturating_sub(start_unix_ns);
+    let kept = duration_ns >= hot.min_duration_ns();
+    if hot.counting() {
+        // A span too short to keep is no exemplar: it never arrives.
+        let exemplar = kept.then_some(Exemplar {
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            duration_ns,
+            time_unix_ns: end_unix_ns,
+        });
+        count_call(
+            span.function,
+            span.caller.site,
+            duration_ns,
+            error_class,
+            exemplar.as_ref(),
+        );
+    }
+    if !kept {
         stats::count_below_min_duration();
     } else {
         pipeline::global().submit(SpanRecord {

@@ -12,10 +12,10 @@
 //! still finds its parent.
 
 use crate::exception;
-use crate::span::{self, Decision, OpenSpan};
+use crate::span::{self, CountedCall, Decision, OpenSpan};
 use callspan_core::context::ParentSpan;
 use callspan_core::hot;
-use callspan_core::record::ExceptionInfo;
+use callspan_core::record::{ClassId, ExceptionInfo};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyGeneratorExit, PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
@@ -53,6 +53,8 @@ struct StepSpan {
     current: ParentSpan,
     /// The span while it is open; None when the call is not sampled or the span has ended.
     open: Option<OpenSpan>,
+    /// An unsampled call while it is counted (calls are counted and it has not ended).
+    counted: Option<CountedCall>,
     /// The object finished (or was abandoned): later steps are not part of the span.
     done: bool,
     /// Coroutines and async generators publish the span in the task's context too.
@@ -61,25 +63,40 @@ struct StepSpan {
 
 type Shared = Arc<Mutex<StepSpan>>;
 
-/// Ends the span of `shared` (once), describing the error only if the span is kept. The lock is
-/// not held while the span is finished: finishing may run Python code (diagnostics).
-fn end(py: Python<'_>, shared: &Shared, error: impl FnOnce() -> Option<ExceptionInfo>) {
-    let open = {
+/// Ends the span of `shared` (once), describing the error only if the span is kept;
+/// `error_class` is the class of the exception that ended it (0: none). The lock is not held
+/// while the span is finished: finishing may run Python code (diagnostics).
+fn end(
+    py: Python<'_>,
+    shared: &Shared,
+    error_class: ClassId,
+    error: impl FnOnce() -> Option<ExceptionInfo>,
+) {
+    let (open, counted) = {
         let mut s = shared.lock();
         if s.done {
             return;
         }
         s.done = true;
-        s.open.take()
+        (s.open.take(), s.counted.take())
     };
+    let now = callspan_core::clock::now_unix_ns();
     if let Some(open) = open {
-        span::finish(
-            py,
-            hot::state(),
-            open,
-            callspan_core::clock::now_unix_ns(),
-            error,
-        );
+        span::finish(py, hot::state(), open, now, error_class, error);
+    } else if let Some(counted) = counted {
+        counted.finish(now, error_class);
+    }
+}
+
+/// The class of `err`, when calls are counted (else 0).
+fn class_of(py: Python<'_>, err: &PyErr) -> ClassId {
+    if !hot::state().counting() {
+        return 0;
+    }
+    let ty = err.get_type(py);
+    // SAFETY: a live type object, GIL held.
+    unsafe {
+        crate::caller::class_of_type(py, ty.as_type_ptr(), callspan_core::registry::global())
     }
 }
 
@@ -150,6 +167,11 @@ fn step<'py>(
         if let Some(open) = s.open.as_mut() {
             open.start_clock();
         }
+        if let Some(counted) = s.counted.as_mut() {
+            if counted.start_unix_ns == 0 {
+                counted.start_unix_ns = callspan_core::clock::now_unix_ns();
+            }
+        }
         (s.current, s.publish_in_context)
     };
     let active = span::enter(py, hot::state(), current, publish);
@@ -158,8 +180,8 @@ fn step<'py>(
     if let Err(err) = &result {
         match classify(err, py) {
             Outcome::Continue => {}
-            Outcome::EndOk => end(py, shared, || None),
-            Outcome::EndError => end(py, shared, || Some(describe(py, err))),
+            Outcome::EndOk => end(py, shared, 0, || None),
+            Outcome::EndError => end(py, shared, class_of(py, err), || Some(describe(py, err))),
         }
     }
     result
@@ -218,13 +240,15 @@ fn finish_abandoned(py: Python<'_>, shared: &Shared) {
     let never_ran = {
         let s = shared.lock();
         s.open.as_ref().is_some_and(|open| !open.started())
+            || s.counted.is_some_and(|counted| counted.start_unix_ns == 0)
     };
     if never_ran {
         let mut s = shared.lock();
         s.done = true;
         s.open = None;
+        s.counted = None;
     } else {
-        end(py, shared, || None);
+        end(py, shared, 0, || None);
     }
 }
 
@@ -268,7 +292,7 @@ impl TracedCoroutine {
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let result = self.inner.bind(py).call_method0("close");
-        end(py, &self.span, || None);
+        end(py, &self.span, 0, || None);
         result.map(drop)
     }
 
@@ -526,6 +550,7 @@ pub(crate) fn wrap<'py>(
     created: Bound<'py, PyAny>,
     decision: Decision,
     mut span: Option<OpenSpan>,
+    mut counted: Option<CountedCall>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let current = match (&span, decision) {
         (Some(open), _) => open.as_parent(),
@@ -539,10 +564,14 @@ pub(crate) fn wrap<'py>(
         if let Some(open) = span.as_mut() {
             open.start_clock();
         }
+        if let Some(counted) = counted.as_mut() {
+            counted.start_unix_ns = callspan_core::clock::now_unix_ns();
+        }
     }
     let shared = Arc::new(Mutex::new(StepSpan {
         current,
         open: span,
+        counted,
         done: false,
         publish_in_context: kind != Kind::Generator,
     }));

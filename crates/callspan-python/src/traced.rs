@@ -12,7 +12,7 @@
 //! Instances carry a `__dict__` so that `functools.update_wrapper` can give them the wrapped
 //! function's `__name__`, `__qualname__`, `__doc__`, `__module__` and `__wrapped__`.
 
-use crate::span::{self, Active, Decision, OpenSpan};
+use crate::span::{self, Active, CountedCall, Decision, OpenSpan};
 use crate::steps::{self, Kind};
 use crate::thread_exit::{self, no_unwind};
 use crate::{exception, python_frame, stack_guard};
@@ -65,8 +65,9 @@ enum Begun {
     Failed,
     /// Call `func` untraced (callspan disabled).
     Untraced(*mut ffi::PyObject),
-    /// An unsampled call: its context entry is current; exit it after.
-    Unsampled(*mut ffi::PyObject, ManuallyDrop<Active>),
+    /// An unsampled call: its context entry is current; exit it after (and count it, when calls
+    /// are counted).
+    Unsampled(*mut ffi::PyObject, ManuallyDrop<Active>, Option<CountedCall>),
     /// A coroutine or generator function: create the object, then wrap it.
     Stepped(*mut ffi::PyObject, Decision),
     /// A sampled plain call: its span is current; finish it after.
@@ -92,13 +93,21 @@ unsafe extern "C-unwind" fn traced_vectorcall(
         Begun::Failed => ptr::null_mut(),
         // SAFETY: GIL held; forwarding our caller's arguments unchanged.
         Begun::Untraced(func) => unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) },
-        Begun::Unsampled(func, active) => {
+        Begun::Unsampled(func, active, counted) => {
             // SAFETY: GIL held; forwarding our caller's arguments unchanged.
             let result = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
             no_unwind(|| {
                 // SAFETY: the GIL is held for the whole call.
                 let py = unsafe { Python::assume_attached() };
                 ManuallyDrop::into_inner(active).exit(py);
+                if let Some(counted) = counted {
+                    let error = if result.is_null() {
+                        span::raised_class(py, hot::state())
+                    } else {
+                        0
+                    };
+                    counted.finish(now_unix_ns(), error);
+                }
             });
             result
         }
@@ -117,7 +126,13 @@ unsafe extern "C-unwind" fn traced_vectorcall(
                 let py = unsafe { Python::assume_attached() };
                 let (open, active) = ManuallyDrop::into_inner(call);
                 active.exit(py);
-                span::finish(py, hot::state(), open, end_unix_ns, || {
+                let hot = hot::state();
+                let error_class = if result.is_null() {
+                    span::raised_class(py, hot)
+                } else {
+                    0
+                };
+                span::finish(py, hot, open, end_unix_ns, error_class, || {
                     result.is_null().then(|| exception::capture_current(py))
                 });
             });
@@ -169,8 +184,17 @@ unsafe fn begin(this: &TracedObject) -> Begun {
     }
     match decision {
         Decision::Unsampled { trace_id } => {
+            let counted = hot.counting().then(|| {
+                // SAFETY: GIL held; the frame current now is our caller's.
+                let frame = unsafe { python_frame::caller_frame(py) };
+                CountedCall {
+                    function: this.function_id,
+                    site: span::caller_site(py, hot, frame.as_ref()),
+                    start_unix_ns: now_unix_ns(),
+                }
+            });
             let active = span::enter(py, hot, Decision::unsampled_marker(trace_id), false);
-            Begun::Unsampled(func, ManuallyDrop::new(active))
+            Begun::Unsampled(func, ManuallyDrop::new(active), counted)
         }
         Decision::Sampled { trace_id, parent } => {
             // SAFETY: GIL held; the frame current now is our caller's (no frame of ours exists).
@@ -202,17 +226,29 @@ unsafe fn wrap_stepped(
     // SAFETY: the caller's contract.
     let py = unsafe { Python::assume_attached() };
     let hot = hot::state();
-    let span = match decision {
-        Decision::Unsampled { .. } => None,
+    // SAFETY: GIL held; the frame current again is our caller's.
+    let frame = unsafe { python_frame::caller_frame(py) };
+    let (span, counted) = match decision {
+        Decision::Unsampled { .. } if hot.counting() => {
+            let counted = CountedCall {
+                function: this.function_id,
+                site: span::caller_site(py, hot, frame.as_ref()),
+                start_unix_ns: 0,
+            };
+            (None, Some(counted))
+        }
+        Decision::Unsampled { .. } => (None, None),
         Decision::Sampled { trace_id, parent } => {
-            // SAFETY: GIL held; the frame current again is our caller's.
-            let caller = span::read_caller(py, hot, unsafe { python_frame::caller_frame(py) });
-            Some(OpenSpan::new(trace_id, parent, this.function_id, caller))
+            let caller = span::read_caller(py, hot, frame);
+            (
+                Some(OpenSpan::new(trace_id, parent, this.function_id, caller)),
+                None,
+            )
         }
     };
     // SAFETY: a new reference from the creating call.
     let created = unsafe { Bound::from_owned_ptr(py, created) };
-    match steps::wrap(py, Kind::from_u8(this.kind), created, decision, span) {
+    match steps::wrap(py, Kind::from_u8(this.kind), created, decision, span, counted) {
         Ok(obj) => obj.into_ptr(),
         Err(e) => {
             e.restore(py);

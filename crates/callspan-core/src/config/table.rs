@@ -496,6 +496,15 @@ pub fn by_keyword(keyword: &str) -> Option<&'static Setting> {
         .find(|row| row.keyword == Some(keyword))
 }
 
+/// `CALLSPAN_REPORT`.
+pub static REPORT: Setting = Setting {
+    keyword: Some("report"),
+    variables: &[CALLSPAN_REPORT],
+    kind: Kind::Path,
+    default: DefaultValue::Absent("no report at exit"),
+    doc: "the caller report at exit: 1 (stderr) or a file path",
+};
+
 /// Every setting, in the README's order.
 pub static SETTINGS: &[&Setting] = &[
     &DISABLED,
@@ -532,6 +541,7 @@ pub static SETTINGS: &[&Setting] = &[
     &METRIC_EXPORT_TIMEOUT,
     &METRICS_TEMPORALITY,
     &MAX_EDGES,
+    &REPORT,
     &METRICS_OTLP.endpoint,
     &METRICS_OTLP.protocol,
     &METRICS_OTLP.headers,

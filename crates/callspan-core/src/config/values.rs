@@ -243,6 +243,8 @@ pub struct Config {
     pub metrics_temporality: Temporality,
     /// `CALLSPAN_MAX_EDGES` (resolved; nothing counts edges yet).
     pub max_edges: usize,
+    /// `CALLSPAN_REPORT`: `1` for stderr, else a file; `None`: no report at exit.
+    pub report: Option<String>,
     /// Where OTLP metrics would go: `OTEL_EXPORTER_OTLP_[METRICS_]*` (resolved; not used yet).
     pub metrics: OtlpSettings,
     /// Warnings about [`Config::metrics`] caused by generic `OTEL_EXPORTER_OTLP_*` variables

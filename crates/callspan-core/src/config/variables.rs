@@ -231,3 +231,6 @@ pub const OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE_DEFAULT: &str = "cum
 pub const CALLSPAN_MAX_EDGES: &str = "CALLSPAN_MAX_EDGES";
 /// Default of [`CALLSPAN_MAX_EDGES`].
 pub const CALLSPAN_MAX_EDGES_DEFAULT: &str = "10000";
+/// `CALLSPAN_REPORT` — print the caller report at exit: `1` (stderr) or a file path. Counting
+/// every call is on while it is set (or a metrics exporter is).
+pub const CALLSPAN_REPORT: &str = "CALLSPAN_REPORT";

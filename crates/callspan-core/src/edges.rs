@@ -1,0 +1,586 @@
+//! Caller-edge counting: every traced call, sampled or not, counted per callee and call site.
+//!
+//! An edge is a callee × caller code × call line × caller class (× the exception type, for
+//! failed calls): what `callspan.calls` and `callspan.call.duration` are broken down by, and what
+//! the report and the pstats file show. Each edge gets a small integer id the first time any
+//! thread sees it ([`EdgeTable`], behind a lock, off the hot path); past `CALLSPAN_MAX_EDGES`
+//! new edges fold into one overflow edge per callee (and exception type), so memory is bounded.
+//!
+//! The counts themselves live per thread, like the call counts of [`crate::stats`]: each thread
+//! owns a slot of counter pages indexed by edge id, and only that thread writes it, with plain
+//! relaxed loads and stores (no locked instruction, no shared cache line). A direct-mapped
+//! per-thread cache turns an edge key into its id without the lock. Readers ([`snapshot`]: the
+//! metrics exporter thread, `callspan.report()`) sum the slots. A slot outlives its thread and
+//! is reused by the next one, so no count is lost or counted twice.
+//!
+//! A sampled call also leaves an exemplar on its edge (trace id, span id, duration, time),
+//! written under a per-edge sequence number so that a reader never sees half of one.
+
+use crate::record::{ClassId, CodeId, FunctionId};
+use parking_lot::Mutex;
+use std::cell::UnsafeCell;
+use std::collections::HashMap;
+use std::ptr;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+
+/// [`EdgeKey::code`] of a callee's overflow edge (callers past `CALLSPAN_MAX_EDGES`).
+pub const OVERFLOW_CODE: CodeId = CodeId::MAX;
+
+/// What a call is counted under.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EdgeKey {
+    /// The traced function called.
+    pub callee: FunctionId,
+    /// The calling code (0: called from C; [`OVERFLOW_CODE`]: the overflow edge).
+    pub code: CodeId,
+    /// The line of the call.
+    pub line: u32,
+    /// The class of the caller's `self`/`cls` (0: none).
+    pub class: ClassId,
+    /// The class of the exception that ended the call (0: it returned).
+    pub error: ClassId,
+}
+
+impl EdgeKey {
+    /// The overflow edge of this key's callee.
+    fn overflow(self) -> EdgeKey {
+        EdgeKey {
+            callee: self.callee,
+            code: OVERFLOW_CODE,
+            line: 0,
+            class: 0,
+            error: self.error,
+        }
+    }
+
+    /// Whether this is a callee's overflow edge.
+    pub fn is_overflow(&self) -> bool {
+        self.code == OVERFLOW_CODE
+    }
+}
+
+/// Upper bounds of the duration histogram's buckets, in nanoseconds (the last bucket has none):
+/// 1 µs to 10 s in 1-2.5-5 steps, the range of a Python function call.
+pub const BUCKET_BOUNDS_NS: [u64; 22] = [
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+/// Buckets of the histogram: one per bound and one above the last.
+pub const BUCKETS: usize = BUCKET_BOUNDS_NS.len() + 1;
+
+/// The bucket a duration falls in (a bound is inclusive, as in OTLP explicit buckets).
+#[inline]
+pub fn bucket_of(duration_ns: u64) -> usize {
+    BUCKET_BOUNDS_NS.partition_point(|&bound| bound < duration_ns)
+}
+
+/// A sampled call, as an exemplar of its edge's histogram.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exemplar {
+    /// The span's trace.
+    pub trace_id: u128,
+    /// The span.
+    pub span_id: u64,
+    /// The call's duration.
+    pub duration_ns: u64,
+    /// When the call ended, Unix nanoseconds.
+    pub time_unix_ns: u64,
+}
+
+/// One thread's counts of one edge. Only the owning thread writes them.
+#[derive(Debug, Default)]
+struct Counters {
+    calls: AtomicU64,
+    total_ns: AtomicU64,
+    buckets: [AtomicU64; BUCKETS],
+    /// Odd while the exemplar is being written; 0: no exemplar yet.
+    exemplar_seq: AtomicU32,
+    trace_hi: AtomicU64,
+    trace_lo: AtomicU64,
+    span_id: AtomicU64,
+    exemplar_ns: AtomicU64,
+    exemplar_time: AtomicU64,
+}
+
+#[inline]
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl Counters {
+    #[inline]
+    fn add(&self, duration_ns: u64, exemplar: Option<&Exemplar>) {
+        bump(&self.calls, 1);
+        bump(&self.total_ns, duration_ns);
+        bump(&self.buckets[bucket_of(duration_ns)], 1);
+        if let Some(e) = exemplar {
+            self.set_exemplar(e);
+        }
+    }
+
+    fn set_exemplar(&self, e: &Exemplar) {
+        let seq = self.exemplar_seq.load(Relaxed);
+        self.exemplar_seq.store(seq | 1, Relaxed);
+        fence(Release);
+        self.trace_hi.store((e.trace_id >> 64) as u64, Relaxed);
+        self.trace_lo.store(e.trace_id as u64, Relaxed);
+        self.span_id.store(e.span_id, Relaxed);
+        self.exemplar_ns.store(e.duration_ns, Relaxed);
+        self.exemplar_time.store(e.time_unix_ns, Relaxed);
+        self.exemplar_seq.store((seq | 1).wrapping_add(1), Release);
+    }
+
+    fn exemplar(&self) -> Option<Exemplar> {
+        for _ in 0..16 {
+            let before = self.exemplar_seq.load(Acquire);
+            if before == 0 {
+                return None;
+            }
+            if before & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let e = Exemplar {
+                trace_id: (u128::from(self.trace_hi.load(Relaxed)) << 64)
+                    | u128::from(self.trace_lo.load(Relaxed)),
+                span_id: self.span_id.load(Relaxed),
+                duration_ns: self.exemplar_ns.load(Relaxed),
+                time_unix_ns: self.exemplar_time.load(Relaxed),
+            };
+            fence(Acquire);
+            if self.exemplar_seq.load(Relaxed) == before {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    fn reset(&self) {
+        self.calls.store(0, Relaxed);
+        self.total_ns.store(0, Relaxed);
+        for b in &self.buckets {
+            b.store(0, Relaxed);
+        }
+        self.exemplar_seq.store(0, Relaxed);
+    }
+}
+
+const PAGE: usize = 256;
+/// Edge ids past `PAGE * PAGES` are not counted apart (`CALLSPAN_MAX_EDGES` is capped below).
+const PAGES: usize = 1024;
+/// The largest `CALLSPAN_MAX_EDGES` honoured; overflow edges need ids too.
+pub const MAX_EDGES_CAP: usize = PAGE * PAGES / 2;
+
+type Page = [Counters; PAGE];
+
+/// One thread's counters, page by page.
+struct Slot {
+    pages: Box<[AtomicPtr<Page>]>,
+    taken: AtomicBool,
+    next: AtomicPtr<Slot>,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            pages: (0..PAGES).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+            taken: AtomicBool::new(true),
+            next: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// The counters of `id`, made on first use (only by the owning thread).
+    #[inline]
+    fn counters(&self, id: u32) -> Option<&Counters> {
+        let (page, index) = (id as usize / PAGE, id as usize % PAGE);
+        let cell = self.pages.get(page)?;
+        let mut p = cell.load(Acquire);
+        if p.is_null() {
+            p = new_page();
+            cell.store(p, Release);
+        }
+        // SAFETY: pages are never freed.
+        Some(unsafe { &(*p)[index] })
+    }
+
+    /// The counters of `id` if this slot ever counted on its page.
+    fn existing(&self, id: u32) -> Option<&Counters> {
+        let (page, index) = (id as usize / PAGE, id as usize % PAGE);
+        let p = self.pages.get(page)?.load(Acquire);
+        // SAFETY: pages are never freed.
+        (!p.is_null()).then(|| unsafe { &(*p)[index] })
+    }
+}
+
+#[cold]
+fn new_page() -> *mut Page {
+    let page: Box<Page> = Box::new(std::array::from_fn(|_| Counters::default()));
+    Box::into_raw(page)
+}
+
+/// Every slot ever made, newest first (push-only, so fork-safe).
+static SLOTS: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
+
+#[cold]
+fn claim_slot() -> &'static Slot {
+    let mut cursor = SLOTS.load(Acquire);
+    // SAFETY: slots are never freed.
+    while let Some(slot) = unsafe { cursor.as_ref() } {
+        if !slot.taken.load(Relaxed)
+            && slot
+                .taken
+                .compare_exchange(false, true, Acquire, Relaxed)
+                .is_ok()
+        {
+            return slot;
+        }
+        cursor = slot.next.load(Relaxed);
+    }
+    let slot: &'static Slot = Box::leak(Box::new(Slot::new()));
+    let mut head = SLOTS.load(Relaxed);
+    loop {
+        slot.next.store(head, Relaxed);
+        match SLOTS.compare_exchange_weak(head, ptr::from_ref(slot).cast_mut(), AcqRel, Relaxed) {
+            Ok(_) => return slot,
+            Err(current) => head = current,
+        }
+    }
+}
+
+fn for_each_slot(mut f: impl FnMut(&Slot)) {
+    let mut cursor = SLOTS.load(Acquire);
+    // SAFETY: slots are never freed.
+    while let Some(slot) = unsafe { cursor.as_ref() } {
+        f(slot);
+        cursor = slot.next.load(Relaxed);
+    }
+}
+
+/// Edge keys and their ids, shared by every thread; taken only on a thread's first sight of
+/// an edge.
+#[derive(Debug, Default)]
+pub struct EdgeTable {
+    ids: HashMap<EdgeKey, u32>,
+    keys: Vec<EdgeKey>,
+    /// Edges counted apart (overflow edges not included).
+    apart: usize,
+}
+
+impl EdgeTable {
+    /// The id of `key`, or of its callee's overflow edge once `max_edges` edges exist.
+    fn id(&mut self, key: EdgeKey, max_edges: usize) -> u32 {
+        if let Some(&id) = self.ids.get(&key) {
+            return id;
+        }
+        let key = if !key.is_overflow() && self.apart >= max_edges {
+            key.overflow()
+        } else {
+            key
+        };
+        if let Some(&id) = self.ids.get(&key) {
+            return id;
+        }
+        if !key.is_overflow() {
+            self.apart += 1;
+        }
+        let id = self.keys.len() as u32;
+        self.keys.push(key);
+        self.ids.insert(key, id);
+        id
+    }
+}
+
+static TABLE: Mutex<Option<EdgeTable>> = Mutex::new(None);
+static MAX_EDGES: AtomicUsize = AtomicUsize::new(10_000);
+/// Counts made by a thread during its exit, after its slot was released.
+static LATE: Mutex<Option<&'static Slot>> = Mutex::new(None);
+
+/// Sets `CALLSPAN_MAX_EDGES` (capped at [`MAX_EDGES_CAP`]); edges already counted apart stay.
+pub fn set_max_edges(max_edges: usize) {
+    MAX_EDGES.store(max_edges.clamp(1, MAX_EDGES_CAP), Relaxed);
+    install_fork_handler();
+}
+
+fn edge_id(key: EdgeKey) -> u32 {
+    TABLE
+        .lock()
+        .get_or_insert_with(EdgeTable::default)
+        .id(key, MAX_EDGES.load(Relaxed))
+}
+
+const CACHE_SLOTS: usize = 512;
+
+/// This thread's slot and its key → id cache.
+struct ThreadEdges {
+    slot: *const Slot,
+    cache: [(EdgeKey, u32); CACHE_SLOTS],
+}
+
+struct Claim(UnsafeCell<ThreadEdges>);
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        // SAFETY: slots are never freed; the claim is this thread's own.
+        if let Some(slot) = unsafe { (*self.0.get()).slot.as_ref() } {
+            slot.taken.store(false, Release);
+        }
+    }
+}
+
+thread_local! {
+    static CLAIM: Claim = const {
+        Claim(UnsafeCell::new(ThreadEdges {
+            slot: ptr::null(),
+            // Callee 0 is no function: an empty cache entry never matches a real key.
+            cache: [(EdgeKey { callee: 0, code: 0, line: 0, class: 0, error: 0 }, 0); CACHE_SLOTS],
+        }))
+    };
+}
+
+#[inline]
+fn cache_slot(key: &EdgeKey) -> usize {
+    let h = u64::from(key.callee)
+        ^ (u64::from(key.code) << 20)
+        ^ (u64::from(key.line) << 40)
+        ^ (u64::from(key.class) << 8)
+        ^ (u64::from(key.error) << 28);
+    (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CACHE_SLOTS.trailing_zeros())) as usize
+}
+
+/// Counts one call on `key`'s edge: `duration_ns`, and `exemplar` for a sampled call.
+#[inline]
+pub fn count(key: EdgeKey, duration_ns: u64, exemplar: Option<&Exemplar>) {
+    let counted = CLAIM.try_with(|claim| {
+        // SAFETY: this thread's own state; nothing here re-enters (no Python code runs).
+        let edges = unsafe { &mut *claim.0.get() };
+        let index = cache_slot(&key);
+        let (cached, cached_id) = edges.cache[index];
+        let id = if cached == key {
+            cached_id
+        } else {
+            let id = edge_id(key);
+            edges.cache[index] = (key, id);
+            id
+        };
+        // SAFETY: slots are never freed.
+        let slot = match unsafe { edges.slot.as_ref() } {
+            Some(slot) => slot,
+            None => {
+                let slot = claim_slot();
+                edges.slot = slot;
+                slot
+            }
+        };
+        if let Some(c) = slot.counters(id) {
+            c.add(duration_ns, exemplar);
+        }
+    });
+    if counted.is_err() {
+        count_late(key, duration_ns, exemplar);
+    }
+}
+
+#[cold]
+fn count_late(key: EdgeKey, duration_ns: u64, exemplar: Option<&Exemplar>) {
+    let id = edge_id(key);
+    let mut late = LATE.lock();
+    let slot = *late.get_or_insert_with(claim_slot);
+    if let Some(c) = slot.counters(id) {
+        c.add(duration_ns, exemplar);
+    }
+}
+
+/// One edge's counts summed over every thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeTotals {
+    /// The edge.
+    pub key: EdgeKey,
+    /// Calls counted.
+    pub calls: u64,
+    /// Their summed duration.
+    pub total_ns: u64,
+    /// Calls per duration bucket ([`BUCKET_BOUNDS_NS`]).
+    pub buckets: [u64; BUCKETS],
+    /// The latest sampled call of each thread that made one.
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// Every edge with at least one call, summed over every thread (off the hot path).
+pub fn snapshot() -> Vec<EdgeTotals> {
+    let keys: Vec<EdgeKey> = match TABLE.lock().as_ref() {
+        Some(table) => table.keys.clone(),
+        None => return Vec::new(),
+    };
+    let mut totals: Vec<EdgeTotals> = keys
+        .iter()
+        .map(|&key| EdgeTotals {
+            key,
+            calls: 0,
+            total_ns: 0,
+            buckets: [0; BUCKETS],
+            exemplars: Vec::new(),
+        })
+        .collect();
+    for_each_slot(|slot| {
+        for (id, t) in totals.iter_mut().enumerate() {
+            let Some(c) = slot.existing(id as u32) else {
+                continue;
+            };
+            t.calls = t.calls.wrapping_add(c.calls.load(Relaxed));
+            t.total_ns = t.total_ns.wrapping_add(c.total_ns.load(Relaxed));
+            for (sum, b) in t.buckets.iter_mut().zip(&c.buckets) {
+                *sum = sum.wrapping_add(b.load(Relaxed));
+            }
+            if let Some(e) = c.exemplar() {
+                t.exemplars.push(e);
+            }
+        }
+    });
+    totals.retain(|t| t.calls > 0);
+    totals
+}
+
+/// Zeroes every count (edge ids stay). Only exact while no other thread counts: a forked
+/// child's only thread, or tests.
+pub fn reset() {
+    let ids = TABLE.lock().as_ref().map_or(0, |t| t.keys.len());
+    for_each_slot(|slot| {
+        for id in 0..ids {
+            if let Some(c) = slot.existing(id as u32) {
+                c.reset();
+            }
+        }
+    });
+}
+
+fn install_fork_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        crate::fork::around_fork(lock_for_fork, unlock_after_fork);
+        crate::fork::on_fork_child(reset);
+    });
+}
+
+fn lock_for_fork() {
+    std::mem::forget(TABLE.lock());
+    std::mem::forget(LATE.lock());
+}
+
+fn unlock_after_fork() {
+    // SAFETY: `lock_for_fork` leaked exactly these guards on this thread.
+    unsafe {
+        LATE.force_unlock();
+        TABLE.force_unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(callee: FunctionId, line: u32) -> EdgeKey {
+        EdgeKey {
+            callee,
+            code: 7,
+            line,
+            class: 0,
+            error: 0,
+        }
+    }
+
+    fn totals_of(callee: FunctionId) -> Vec<EdgeTotals> {
+        let mut t: Vec<_> = snapshot()
+            .into_iter()
+            .filter(|t| t.key.callee == callee)
+            .collect();
+        t.sort_by_key(|t| (t.key.code, t.key.line));
+        t
+    }
+
+    #[test]
+    fn buckets_include_their_bound() {
+        assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(1_000), 0);
+        assert_eq!(bucket_of(1_001), 1);
+        assert_eq!(bucket_of(10_000_000_000), BUCKETS - 2);
+        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn counts_every_thread_and_survive_thread_exit() {
+        // Callee ids are unique to each test: tests of this binary share the table.
+        let threads: Vec<_> = (0..6)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        count(key(100, 10 + i % 2), 2_000, None);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        std::thread::spawn(|| count(key(100, 10), 3_000, None))
+            .join()
+            .unwrap();
+        let t = totals_of(100);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].calls, 3001);
+        assert_eq!(t[0].total_ns, 3000 * 2_000 + 3_000);
+        assert_eq!(t[0].buckets[1], 3001);
+        assert_eq!(t[1].calls, 3000);
+    }
+
+    #[test]
+    fn exemplars_are_kept_per_thread() {
+        let e = Exemplar {
+            trace_id: (5u128 << 64) | 6,
+            span_id: 9,
+            duration_ns: 4_000,
+            time_unix_ns: 1,
+        };
+        count(key(200, 1), 4_000, None);
+        count(key(200, 1), 4_000, Some(&e));
+        count(key(200, 1), 9_000, None);
+        let t = totals_of(200);
+        assert_eq!(t[0].calls, 3);
+        assert_eq!(t[0].exemplars, vec![e]);
+    }
+
+    #[test]
+    fn edges_past_the_bound_fold_into_one_overflow_edge_per_callee() {
+        let mut table = EdgeTable::default();
+        let a = table.id(key(1, 1), 2);
+        let b = table.id(key(1, 2), 2);
+        let c = table.id(key(1, 3), 2);
+        let d = table.id(key(2, 3), 2);
+        assert_ne!(a, b);
+        assert_ne!(c, d);
+        assert_eq!(table.id(key(1, 4), 2), c);
+        assert_eq!(table.keys[c as usize], key(1, 3).overflow());
+        assert_eq!(table.id(key(1, 1), 2), a);
+        assert_eq!(table.keys.len(), 4);
+    }
+}
