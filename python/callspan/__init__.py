@@ -13,6 +13,7 @@ import atexit
 import os
 import sys
 import threading
+from typing import Any
 
 from . import _callspan, _pool
 from ._config import configure
@@ -32,10 +33,12 @@ __all__ = [
     "inject",
     "profile",
     "remote_parent",
+    "report",
     "shutdown",
     "start_profile",
     "stats",
     "stop_profile",
+    "to_pstats",
     "trace",
 ]
 
@@ -67,6 +70,54 @@ def stats() -> dict[str, int]:
     return _callspan.stats()
 
 
+def _counted_rows() -> list[dict]:
+    counting, _ = _callspan.counting()
+    if not counting:
+        import warnings
+
+        warnings.warn(
+            "callspan: calls are not being counted; set CALLSPAN_REPORT=1 (or a metrics exporter, "
+            "OTEL_METRICS_EXPORTER=otlp) before the first traced call",
+            stacklevel=3,
+        )
+    return _callspan.edges()
+
+
+def report(file: Any = None, sort: str = "total", format: str = "text") -> str:
+    """The caller report: each traced function's calls, errors, total, mean and p99 time, and the
+    call sites that called it ("called by": caller function, ``file:line``, class, calls, total,
+    mean), sorted by ``sort`` (``total``, ``calls``, ``mean`` or ``name``).
+
+    Every call is counted, sampled or not, while ``CALLSPAN_REPORT`` or a metrics exporter is
+    configured. ``format="json"`` gives a JSON document for tools. Writes it to ``file`` (a path
+    or a text file; default stderr) and returns it.
+    """
+    from ._report import render
+
+    text = render(_counted_rows(), sort, format, source=f"counted in process {os.getpid()}")
+    _write_report(text, file)
+    return text
+
+
+def _write_report(text: str, file: Any) -> None:
+    if file is None:
+        sys.stderr.write(text)
+    elif hasattr(file, "write"):
+        file.write(text)
+    else:
+        with open(file, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def to_pstats(path: str | os.PathLike) -> str:
+    """Writes the counted calls as a pstats file: ``pstats.Stats(path)`` loads it, each traced
+    function with its callers filled in, and snakeviz, tuna and gprof2dot open it. Returns the
+    path."""
+    from ._report import write_pstats
+
+    return str(write_pstats(_counted_rows(), path))
+
+
 def destination() -> str:
     """Where spans go, e.g. ``'OTLP/gRPC to http://localhost:4317'``."""
     return _callspan.destination()
@@ -79,6 +130,21 @@ def _flush_task_spans() -> bool:
 def _flush_at_exit() -> None:
     # Bounded by OTEL_BSP_EXPORT_TIMEOUT: exit never hangs on an unreachable collector.
     _callspan.shutdown(None)
+    _report_at_exit()
+
+
+def _report_at_exit() -> None:
+    """``CALLSPAN_REPORT``: ``1`` prints the report on stderr, any other value names its file."""
+    counting, target = _callspan.counting()
+    if target is None or not counting:
+        return
+    from ._report import render
+
+    text = render(_callspan.edges(), source=f"counted in process {os.getpid()}")
+    try:
+        _write_report(text, None if target == "1" else target)
+    except OSError as error:
+        sys.stderr.write(f"callspan: CALLSPAN_REPORT={target}: cannot write the report: {error}\n")
 
 
 atexit.register(_flush_at_exit)
@@ -133,4 +199,8 @@ if os.environ.get("CALLSPAN_PROFILE_INCLUDE", "").strip():
     start_profile()
     atexit.register(stop_profile)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_ensure_multiprocessing_hook)
+    os.register_at_fork(
+        before=_ensure_multiprocessing_hook,
+        # The child counts its calls from zero and exports them under its own process.pid.
+        after_in_child=_callspan.restart_metrics_after_fork,
+    )

@@ -6,6 +6,8 @@
   ``callspan-spans.jsonl``) and say where it is.
 * ``callspan run [--include GLOB]... [--exclude GLOB]... script.py | -m module | -- COMMAND``:
   run a program with the profile hook on (``callspan._run``).
+* ``callspan report [FILE] [--sort total|calls|mean|name] [--format text|json]``: the caller
+  report (``callspan.report()``) of the spans in an OTLP JSON file.
 """
 
 from __future__ import annotations
@@ -52,6 +54,27 @@ def _view(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from ._otlp_json import OtlpJsonError, read_spans
+    from ._report import render, rows_from_spans
+
+    source = Path(args.file)
+    if not source.is_file():
+        print(
+            f"callspan report: {source} does not exist. Write spans to it first with the file "
+            "exporter (CALLSPAN_EXPORTER=file, CALLSPAN_FILE=path), or name an OTLP JSON file.",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        rows = rows_from_spans(read_spans(source))
+    except (OtlpJsonError, UnicodeDecodeError) as error:
+        print(f"callspan report: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render(rows, args.sort, args.format, source=f"spans in {source}"))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     from ._view import DEFAULT_INPUT
 
@@ -79,6 +102,18 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "run", help="run a script, -m module or -- COMMAND with the profile hook on", add_help=False
     )
+    report = commands.add_parser(
+        "report", help="print the callers of each traced function from an OTLP JSON file"
+    )
+    report.add_argument(
+        "file",
+        nargs="?",
+        default=DEFAULT_INPUT,
+        help=f"OTLP JSON (lines) file of spans (default: {DEFAULT_INPUT})",
+    )
+    report.add_argument("--sort", choices=("total", "calls", "mean", "name"), default="total")
+    report.add_argument("--format", choices=("text", "json"), default="text")
+    report.set_defaults(run=_report)
     return top
 
 

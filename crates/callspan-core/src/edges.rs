@@ -17,6 +17,7 @@
 //! written under a per-edge sequence number so that a reader never sees half of one.
 
 use crate::record::{ClassId, CodeId, FunctionId};
+use crate::registry::{Interned, RegistryView};
 use parking_lot::Mutex;
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
@@ -204,7 +205,9 @@ struct Slot {
 impl Slot {
     fn new() -> Slot {
         Slot {
-            pages: (0..PAGES).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+            pages: (0..PAGES)
+                .map(|_| AtomicPtr::new(ptr::null_mut()))
+                .collect(),
             taken: AtomicBool::new(true),
             next: AtomicPtr::new(ptr::null_mut()),
         }
@@ -426,6 +429,57 @@ pub struct EdgeTotals {
     pub exemplars: Vec<Exemplar>,
 }
 
+/// `caller.function.name` of a callee's overflow edge.
+pub const OVERFLOW_CALLER: &str = "<other callers>";
+
+/// An edge's names, as metric attributes and report rows show them (the span attributes'
+/// values).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EdgeNames {
+    /// `code.function.name`.
+    pub function: Interned,
+    /// `code.file.path` (empty: not Python code).
+    pub function_file: Interned,
+    /// `code.line.number` (0: unknown).
+    pub function_line: u32,
+    /// `caller.function.name` (empty: called from C; [`OVERFLOW_CALLER`]: the overflow edge).
+    pub caller_function: Interned,
+    /// `caller.file.path`.
+    pub caller_file: Interned,
+    /// `caller.line.number` (0: none).
+    pub caller_line: u32,
+    /// `caller.class.name` (empty: none).
+    pub caller_class: Interned,
+    /// `error.type` (empty: the calls returned).
+    pub error_type: Interned,
+}
+
+impl EdgeKey {
+    /// The names of this edge's callee, caller and error.
+    pub fn names(&self, registry: &RegistryView<'_>) -> EdgeNames {
+        let function = registry.function(self.callee);
+        let code = if self.is_overflow() {
+            None
+        } else {
+            registry.code(self.code)
+        };
+        EdgeNames {
+            function: function.map_or("", |f| f.function_name),
+            function_file: function.and_then(|f| f.file).unwrap_or(""),
+            function_line: function.map_or(0, |f| f.line),
+            caller_function: if self.is_overflow() {
+                OVERFLOW_CALLER
+            } else {
+                code.map_or("", |c| c.function_name)
+            },
+            caller_file: code.map_or("", |c| c.file),
+            caller_line: self.line,
+            caller_class: registry.class(self.class).copied().unwrap_or(""),
+            error_type: registry.class(self.error).copied().unwrap_or(""),
+        }
+    }
+}
+
 /// Every edge with at least one call, summed over every thread (off the hot path).
 pub fn snapshot() -> Vec<EdgeTotals> {
     let keys: Vec<EdgeKey> = match TABLE.lock().as_ref() {
@@ -549,7 +603,7 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].calls, 3001);
         assert_eq!(t[0].total_ns, 3000 * 2_000 + 3_000);
-        assert_eq!(t[0].buckets[1], 3001);
+        assert_eq!((t[0].buckets[1], t[0].buckets[2]), (3000, 1));
         assert_eq!(t[1].calls, 3000);
     }
 

@@ -216,8 +216,7 @@ impl HotState {
             .store(config.otel_context, Ordering::Relaxed);
         self.limiter.set(config.max_spans_per_second);
         crate::edges::set_max_edges(config.max_edges);
-        self.counting
-            .store(counts_calls(config), Ordering::Relaxed);
+        self.counting.store(counts_calls(config), Ordering::Relaxed);
         self.sampler.store(config.sampler);
         *self.sample_rules.write() = config.sample_rules.clone();
         self.epoch.fetch_add(1, Ordering::Release);
@@ -316,7 +315,9 @@ impl HotState {
 /// Whether `config` asks for every call to be counted: metrics are exported, or a report is
 /// printed at exit.
 pub fn counts_calls(config: &Config) -> bool {
-    config.metrics_exporter != crate::config::MetricsExporterKind::None || config.report.is_some()
+    !config.disabled
+        && (config.metrics_exporter != crate::config::MetricsExporterKind::None
+            || config.report.is_some())
 }
 
 /// One function's sampling rate (`sample_rate=` or `CALLSPAN_SAMPLE`) as a threshold for a

@@ -8,6 +8,8 @@
 //! sends them with [`otlp_client`] (gRPC on tonic, or HTTP/protobuf on reqwest, with the OTLP
 //! [`retry`] rules and [`tls`]; one client for every [`signal`]); the file and console
 //! [`transport`]s decode and render those same bytes. It never touches a Python object.
+//! Every call counted per caller edge (`callspan_core::edges`) goes out as OTLP [`metrics`]
+//! from a second thread, `callspan-metrics` ([`metrics_exporter`]), through the same client.
 //! [`diagnostic`] collects its warnings, rate-limited, for the binding to forward to Python's
 //! `logging`.
 
@@ -16,6 +18,8 @@ mod drop_report;
 pub mod encode;
 pub mod exporter;
 mod in_flight;
+pub mod metrics;
+pub mod metrics_exporter;
 pub mod otlp_client;
 pub mod pipeline;
 pub mod protowire;

@@ -9,6 +9,7 @@
 //! or joins — the parent's exporter, and starts its own with its next span.
 
 use crate::exporter::BatchExporter;
+use crate::metrics_exporter::MetricsExporter;
 use crate::resource::build_resource;
 use callspan_core::config::Config;
 use callspan_core::record::SpanRecord;
@@ -27,6 +28,8 @@ struct State {
     arguments: HashMap<String, String>,
     config: Config,
     exporter: Option<BatchExporter>,
+    /// The `callspan-metrics` thread, while metrics are exported.
+    metrics: Option<MetricsExporter>,
     shut_down: bool,
 }
 
@@ -57,6 +60,11 @@ pub fn global() -> &'static Pipeline {
     PIPELINE.get_or_init(|| Pipeline::new(HashMap::new()))
 }
 
+/// The process's pipeline if it exists already.
+pub fn get() -> Option<&'static Pipeline> {
+    PIPELINE.get()
+}
+
 /// Creates the pipeline with `callspan.configure()` arguments, or reconfigures it.
 pub fn configure(arguments: HashMap<String, String>) -> &'static Pipeline {
     let mut fresh = false;
@@ -82,6 +90,11 @@ impl Pipeline {
                 arguments,
                 config: config.clone(),
                 exporter: None,
+                metrics: MetricsExporter::start(
+                    &config,
+                    build_resource(&config),
+                    registry::global(),
+                ),
                 shut_down: false,
             }),
             reconfiguring: Mutex::new(()),
@@ -103,22 +116,29 @@ impl Pipeline {
                 config.max_queue_size
             );
         }
-        // the new configuration is put in place under the state lock, but
-        // the old exporter is drained outside it: threads that wait on that lock hold the GIL
-        // (a first traced call, `destination()`), and a silent collector can make the drain
-        // last the whole export timeout. Meanwhile `exporter_running` stays true, so traced
-        // calls keep queueing and none starts the new exporter before the old one has let go
-        // of the queue; the first call after that starts it, and it takes the rest.
+        // The new configuration is put in place under the state lock, but the old exporters
+        // are drained outside it: threads that wait on that lock hold the GIL (a first traced
+        // call, `destination()`), and a silent collector can make the drain last the whole
+        // export timeout. Meanwhile `exporter_running` stays true, so traced calls keep
+        // queueing and none starts the new exporter before the old one has let go of the
+        // queue; the first call after that starts it, and it takes the rest.
         let _one_at_a_time = self.reconfiguring.lock();
         let drain_timeout = config.export_timeout;
-        let old = {
+        let metrics_timeout = config.metric_export_timeout;
+        let fresh_metrics =
+            MetricsExporter::start(&config, build_resource(&config), registry::global());
+        let (old, old_metrics) = {
             let mut state = self.state.lock();
             state.arguments = arguments;
             state.shut_down = false;
             hot::state().apply(&config);
             state.config = config;
-            state.exporter.take()
+            let old_metrics = std::mem::replace(&mut state.metrics, fresh_metrics);
+            (state.exporter.take(), old_metrics)
         };
+        if let Some(metrics) = old_metrics {
+            metrics.shutdown(metrics_timeout);
+        }
         if let Some(exporter) = old {
             exporter.shutdown(&self.sink, drain_timeout);
         }
@@ -195,10 +215,41 @@ impl Pipeline {
                 state.config.export_timeout,
             )
         };
-        match flusher {
+        let spans_ok = match flusher {
             Some(f) => f.flush(timeout.unwrap_or(default_timeout)),
             // Nothing was ever started: nothing can be queued.
             None => self.sink.is_empty(),
+        };
+        self.flush_metrics(timeout) && spans_ok
+    }
+
+    /// Exports the caller-edge counts now (true also when metrics are not exported).
+    pub fn flush_metrics(&self, timeout: Option<Duration>) -> bool {
+        // The answer is waited for outside the state lock (other threads take it holding the
+        // GIL).
+        let (answer, default_timeout) = {
+            let state = self.state.lock();
+            let Some(metrics) = &state.metrics else {
+                return true;
+            };
+            (metrics.request_flush(), state.config.metric_export_timeout)
+        };
+        answer.is_some_and(|a| {
+            a.recv_timeout(timeout.unwrap_or(default_timeout))
+                .unwrap_or(false)
+        })
+    }
+
+    /// Starts the metrics exporter of a forked child (counting from zero under its own
+    /// `process.pid`); called by the binding right after the fork, with the GIL.
+    pub fn restart_metrics_after_fork(&self) {
+        let mut state = self.state.lock();
+        if state.metrics.is_none() && !state.shut_down {
+            state.metrics = MetricsExporter::start(
+                &state.config,
+                build_resource(&state.config),
+                registry::global(),
+            );
         }
     }
 
@@ -230,13 +281,20 @@ impl Pipeline {
             self.exporter_running.store(false, Ordering::Release);
             (state.exporter.take(), state.config.export_timeout)
         };
+        let metrics = self.state.lock().metrics.take();
+        let metrics_ok = match metrics {
+            Some(m) => {
+                m.shutdown(timeout.unwrap_or(self.state.lock().config.metric_export_timeout))
+            }
+            None => true,
+        };
         let ok = match exporter {
             Some(e) => e.shutdown(&self.sink, timeout.unwrap_or(default_timeout)),
             None => true,
         };
         // Whatever is still queued now will never be sent.
         self.sink.discard_all();
-        ok
+        ok && metrics_ok
     }
 
     /// Every counter, plus the queue length.
@@ -274,6 +332,11 @@ fn after_fork_in_child() {
     // dropped (that would try to join dead threads): forget it.
     if let Some(exporter) = state.exporter.take() {
         std::mem::forget(exporter);
+    }
+    // Likewise the parent's metrics thread; the child's starts from Python's after-fork hook
+    // (`restart_metrics_after_fork`), its counts zeroed by `edges`' own fork handler.
+    if let Some(metrics) = state.metrics.take() {
+        metrics.forget_after_fork();
     }
     // No waker: the child's exporter installs its own.
     p.sink.set_waker(usize::MAX, None);

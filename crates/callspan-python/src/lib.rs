@@ -171,8 +171,11 @@ fn flush(py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
     let answer = interruptible::wait(py, timeout.unwrap_or(default_timeout), |slice| {
         pending.wait(slice)
     });
+    let spans_ok = answer?.unwrap_or(false);
+    // The caller-edge counts go out too (bounded by OTEL_METRIC_EXPORT_TIMEOUT).
+    let metrics_ok = py.detach(|| pipeline::global().flush_metrics(timeout));
     diagnostics::forward(py);
-    Ok(answer?.unwrap_or(false))
+    Ok(spans_ok && metrics_ok)
 }
 
 /// Flushes and stops the exporter, waiting at most `timeout` seconds.
@@ -194,6 +197,60 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         d.set_item(k, v)?;
     }
     Ok(d)
+}
+
+/// Every caller edge counted so far (calls are counted while a metrics exporter or
+/// `CALLSPAN_REPORT` is configured), with its names, counts and histogram.
+#[pyfunction]
+fn edges(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
+    let totals = py.detach(callspan_core::edges::snapshot);
+    let registry = callspan_core::registry::global().view();
+    let mut rows = Vec::with_capacity(totals.len());
+    for t in totals {
+        let n = t.key.names(&registry);
+        let d = PyDict::new(py);
+        d.set_item("function", n.function)?;
+        d.set_item("function_file", n.function_file)?;
+        d.set_item("function_line", n.function_line)?;
+        d.set_item("caller_function", n.caller_function)?;
+        d.set_item("caller_file", n.caller_file)?;
+        d.set_item("caller_line", n.caller_line)?;
+        d.set_item("caller_class", n.caller_class)?;
+        d.set_item("error_type", n.error_type)?;
+        d.set_item("overflow", t.key.is_overflow())?;
+        d.set_item("calls", t.calls)?;
+        d.set_item("total_ns", t.total_ns)?;
+        d.set_item("buckets", t.buckets.to_vec())?;
+        let exemplars: Vec<(String, String)> = t
+            .exemplars
+            .iter()
+            .map(|e| {
+                (
+                    format!("{:032x}", e.trace_id),
+                    format!("{:016x}", e.span_id),
+                )
+            })
+            .collect();
+        d.set_item("exemplars", exemplars)?;
+        rows.push(d);
+    }
+    Ok(rows)
+}
+
+/// `(counting, CALLSPAN_REPORT)`: whether every call is counted per caller edge, and where the
+/// report at exit goes (None: no report).
+#[pyfunction]
+fn counting() -> (bool, Option<String>) {
+    let config = pipeline::global().config();
+    (callspan_core::hot::counts_calls(&config), config.report)
+}
+
+/// In a forked child: starts its own metrics exporter (its counts start from zero).
+#[pyfunction]
+fn restart_metrics_after_fork() {
+    if let Some(p) = pipeline::get() {
+        p.restart_metrics_after_fork();
+    }
 }
 
 /// Where spans go, for humans.
@@ -295,6 +352,13 @@ fn _callspan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flush, m)?)?;
     m.add_function(wrap_pyfunction!(shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
+    m.add_function(wrap_pyfunction!(edges, m)?)?;
+    m.add(
+        "EDGE_BUCKET_BOUNDS_NS",
+        callspan_core::edges::BUCKET_BOUNDS_NS.to_vec(),
+    )?;
+    m.add_function(wrap_pyfunction!(counting, m)?)?;
+    m.add_function(wrap_pyfunction!(restart_metrics_after_fork, m)?)?;
     m.add_function(wrap_pyfunction!(destination, m)?)?;
     m.add_function(wrap_pyfunction!(effective_config, m)?)?;
     m.add_function(wrap_pyfunction!(settings, m)?)?;

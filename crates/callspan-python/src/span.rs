@@ -26,8 +26,8 @@ use crate::{caller, diagnostics, otel, task_context, thread};
 use callspan_core::clock::now_unix_ns;
 use callspan_core::config::Capture;
 use callspan_core::context::{self, ParentSpan};
-use callspan_core::hot::{FunctionRate, HotState};
 use callspan_core::edges::{self, EdgeKey, Exemplar};
+use callspan_core::hot::{FunctionRate, HotState};
 use callspan_core::record::{
     CallerSite, ClassId, ExceptionInfo, FunctionId, SpanRecord, ThreadKey,
 };

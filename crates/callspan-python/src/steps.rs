@@ -95,9 +95,7 @@ fn class_of(py: Python<'_>, err: &PyErr) -> ClassId {
     }
     let ty = err.get_type(py);
     // SAFETY: a live type object, GIL held.
-    unsafe {
-        crate::caller::class_of_type(py, ty.as_type_ptr(), callspan_core::registry::global())
-    }
+    unsafe { crate::caller::class_of_type(py, ty.as_type_ptr(), callspan_core::registry::global()) }
 }
 
 /// How a step that raised affects the span.

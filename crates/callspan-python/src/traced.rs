@@ -67,7 +67,11 @@ enum Begun {
     Untraced(*mut ffi::PyObject),
     /// An unsampled call: its context entry is current; exit it after (and count it, when calls
     /// are counted).
-    Unsampled(*mut ffi::PyObject, ManuallyDrop<Active>, Option<CountedCall>),
+    Unsampled(
+        *mut ffi::PyObject,
+        ManuallyDrop<Active>,
+        Option<CountedCall>,
+    ),
     /// A coroutine or generator function: create the object, then wrap it.
     Stepped(*mut ffi::PyObject, Decision),
     /// A sampled plain call: its span is current; finish it after.
@@ -248,7 +252,14 @@ unsafe fn wrap_stepped(
     };
     // SAFETY: a new reference from the creating call.
     let created = unsafe { Bound::from_owned_ptr(py, created) };
-    match steps::wrap(py, Kind::from_u8(this.kind), created, decision, span, counted) {
+    match steps::wrap(
+        py,
+        Kind::from_u8(this.kind),
+        created,
+        decision,
+        span,
+        counted,
+    ) {
         Ok(obj) => obj.into_ptr(),
         Err(e) => {
             e.restore(py);

@@ -1,0 +1,231 @@
+//! The metrics exporter: one named OS thread, `callspan-metrics`, that sends the caller-edge
+//! counts every `OTEL_METRIC_EXPORT_INTERVAL`, at `callspan.flush()` and at exit.
+//!
+//! Each export takes a [`callspan_core::edges::snapshot`] (summing the per-thread counters off
+//! the hot path), encodes it ([`crate::metrics`]) and sends it with the same OTLP client and
+//! retry rules as the spans ([`crate::otlp_client`], signal [`Signal::Metrics`]), bounded by
+//! `OTEL_METRIC_EXPORT_TIMEOUT`; `console` prints the points on stderr instead. A receiver
+//! without a metrics service (gRPC `UNIMPLEMENTED`, HTTP 404: Jaeger) gets one warning saying
+//! so and how to turn metrics off, and no more metric exports; spans are not affected. Like the
+//! span exporter it never touches a Python object.
+
+use crate::metrics::MetricsEncoder;
+use crate::otlp_client::{ExportErrorKind, OtlpClient};
+use crate::signal::Signal;
+use callspan_core::clock::now_unix_ns;
+use callspan_core::config::{Config, MetricsExporterKind};
+use callspan_core::registry::Registry;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+enum Control {
+    /// Export now, then answer whether it went out.
+    Flush(Sender<bool>),
+    /// Export now, answer, and end the thread.
+    Shutdown(Sender<bool>),
+}
+
+/// Where the points go.
+enum Output {
+    Otlp(Box<OtlpClient>),
+    Console,
+    /// The receiver has no metrics service, or the client could not be built.
+    Stopped,
+}
+
+/// Owns the `callspan-metrics` thread; [`MetricsExporter::shutdown`] ends it.
+#[derive(Debug)]
+pub struct MetricsExporter {
+    control: Sender<Control>,
+    handle: Option<JoinHandle<()>>,
+    timeout: Duration,
+}
+
+impl MetricsExporter {
+    /// Starts the thread if `config` asks for metrics (`OTEL_METRICS_EXPORTER` otlp or console).
+    pub fn start(
+        config: &Config,
+        resource: Resource,
+        registry: &'static Registry,
+    ) -> Option<MetricsExporter> {
+        if config.disabled {
+            return None;
+        }
+        let console = match config.metrics_exporter {
+            MetricsExporterKind::None => return None,
+            MetricsExporterKind::Console => true,
+            MetricsExporterKind::Otlp => false,
+        };
+        let (control, control_rx) = crossbeam_channel::unbounded();
+        let interval = config.metric_export_interval.max(Duration::from_millis(1));
+        let timeout = config.metric_export_timeout;
+        let config = config.clone();
+        let encoder = MetricsEncoder::new(resource, config.metrics_temporality, now_unix_ns());
+        let handle = std::thread::Builder::new()
+            .name("callspan-metrics".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::warn!("cannot start the metrics exporter runtime: {e}");
+                        return;
+                    }
+                };
+                let output = if console {
+                    Output::Console
+                } else {
+                    match runtime.block_on(async { OtlpClient::build(&config, Signal::Metrics) }) {
+                        Ok(client) => Output::Otlp(Box::new(client)),
+                        Err(e) => {
+                            tracing::warn!("{e}; metrics are not exported");
+                            Output::Stopped
+                        }
+                    }
+                };
+                let mut worker = Worker {
+                    runtime,
+                    output,
+                    encoder,
+                    registry,
+                    timeout,
+                };
+                worker.run(&control_rx, interval);
+                let Worker { runtime, .. } = worker;
+                runtime.shutdown_background();
+            })
+            .map_err(|e| tracing::warn!("cannot start the callspan-metrics thread: {e}"))
+            .ok()?;
+        Some(MetricsExporter {
+            control,
+            handle: Some(handle),
+            timeout,
+        })
+    }
+
+    /// Exports the counts now; true when they went out within `timeout`.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.request_flush()
+            .is_some_and(|answer| answer.recv_timeout(timeout).unwrap_or(false))
+    }
+
+    /// Asks for an export now without waiting; the answer (true: it went out) comes on the
+    /// returned channel. None: the thread is gone.
+    pub fn request_flush(&self) -> Option<crossbeam_channel::Receiver<bool>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.control.send(Control::Flush(tx)).ok().map(|()| rx)
+    }
+
+    /// Exports the counts one last time and ends the thread, waiting at most `timeout` (also
+    /// bounded by `OTEL_METRIC_EXPORT_TIMEOUT`).
+    pub fn shutdown(mut self, timeout: Duration) -> bool {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self.control.send(Control::Shutdown(tx)).is_err() {
+            return false;
+        }
+        let ok = rx
+            .recv_timeout(timeout.min(self.timeout + Duration::from_millis(100)))
+            .unwrap_or(false);
+        if ok {
+            if let Some(handle) = self.handle.take() {
+                let _ = handle.join();
+            }
+        }
+        // Not answered in time: the thread is left to end by itself (never joined: exit must
+        // not wait on a stuck export).
+        ok
+    }
+
+    /// A child process must neither join nor drop the parent's thread: forget it.
+    pub fn forget_after_fork(self) {
+        std::mem::forget(self);
+    }
+}
+
+struct Worker {
+    runtime: tokio::runtime::Runtime,
+    output: Output,
+    encoder: MetricsEncoder,
+    registry: &'static Registry,
+    timeout: Duration,
+}
+
+impl Worker {
+    fn run(&mut self, control: &Receiver<Control>, interval: Duration) {
+        let mut next = Instant::now() + interval;
+        loop {
+            match control.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Ok(Control::Flush(answer)) => {
+                    let _ = answer.send(self.export());
+                }
+                Ok(Control::Shutdown(answer)) => {
+                    let _ = answer.send(self.export());
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.export();
+                    next = Instant::now() + interval;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// One export of every edge; true when it went out (or there was nothing to send).
+    fn export(&mut self) -> bool {
+        if matches!(self.output, Output::Stopped) {
+            return false;
+        }
+        let totals = callspan_core::edges::snapshot();
+        let view = self.registry.view();
+        let Some((body, points)) = self.encoder.encode(&totals, &view, now_unix_ns()) else {
+            return true;
+        };
+        match &self.output {
+            Output::Console => {
+                let request = <opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest as prost::Message>::decode(body.as_slice());
+                if let Ok(request) = request {
+                    eprintln!("{request:?}");
+                }
+                true
+            }
+            Output::Otlp(client) => {
+                let client = OtlpClient::clone(client);
+                let timeout = self.timeout;
+                let result = self.runtime.block_on(async move {
+                    tokio::time::timeout(timeout, client.export(body.into())).await
+                });
+                match result {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(e)) if e.kind == ExportErrorKind::NoService => {
+                        tracing::warn!(
+                            "the receiver has no metrics service ({e}): callspan.calls and \
+                             callspan.call.duration are not exported from now on; spans are not \
+                             affected. Set OTEL_METRICS_EXPORTER=none to turn metrics off, or \
+                             point OTEL_EXPORTER_OTLP_METRICS_ENDPOINT at a receiver that takes \
+                             metrics"
+                        );
+                        self.output = Output::Stopped;
+                        false
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!("metrics export failed ({points} data points lost): {e}");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            "metrics export timed out after {timeout:?} \
+                             (OTEL_METRIC_EXPORT_TIMEOUT); {points} data points lost"
+                        );
+                        false
+                    }
+                }
+            }
+            Output::Stopped => false,
+        }
+    }
+}
