@@ -2,7 +2,10 @@
 
 It is a real server built on the official ``opentelemetry-proto`` messages and ``grpcio``:
 it listens on 127.0.0.1 (ephemeral ports), implements ``TraceService/Export`` over gRPC and,
-when asked, ``POST /v1/traces`` over OTLP/HTTP with protobuf bodies. Every request is kept
+when asked, ``POST /v1/traces`` over OTLP/HTTP with protobuf bodies. It also implements the
+metrics service (``MetricsService/Export``, ``POST /v1/metrics``) unless started with
+``metrics=False``, which makes it answer metrics like Jaeger does (gRPC ``UNIMPLEMENTED``,
+HTTP 404). Every request is kept
 exactly as it arrived, together with its gRPC metadata or HTTP headers, so tests assert on
 what was on the wire and never on callspan's internal state.
 
@@ -46,6 +49,10 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import grpc  # noqa: E402
 from google.protobuf.message import DecodeError  # noqa: E402
+from opentelemetry.proto.collector.metrics.v1 import (  # noqa: E402
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+)
 from opentelemetry.proto.collector.trace.v1 import (  # noqa: E402
     trace_service_pb2,
     trace_service_pb2_grpc,
@@ -55,6 +62,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 OTLP_HTTP_TRACES_PATH = "/v1/traces"
+OTLP_HTTP_METRICS_PATH = "/v1/metrics"
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 
 # Readable names for the enums, so that assertion failures show "SPAN_KIND_INTERNAL", not "1".
@@ -234,6 +242,92 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         return outcome.response()
 
 
+@dataclass
+class MetricPoint:
+    """One data point of a received metric, with plain Python values."""
+
+    metric: str  # e.g. "callspan.calls"
+    kind: str  # "sum" or "histogram"
+    attributes: dict[str, Any]
+    resource_attributes: dict[str, Any]
+    temporality: str  # e.g. "AGGREGATION_TEMPORALITY_CUMULATIVE"
+    start_time_unix_nano: int
+    time_unix_nano: int
+    value: int | float | None = None  # a sum's value
+    count: int | None = None  # a histogram's count
+    sum: float | None = None
+    bucket_counts: list[int] = field(default_factory=list)
+    explicit_bounds: list[float] = field(default_factory=list)
+    # (trace_id hex, span_id hex, value) of each exemplar
+    exemplars: list[tuple[str, str, float]] = field(default_factory=list)
+    is_monotonic: bool | None = None
+
+
+def flatten_metrics(request: metrics_service_pb2.ExportMetricsServiceRequest) -> list[MetricPoint]:
+    """Every sum and histogram data point of one request."""
+    from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+    def temporality(value: int) -> str:
+        return metrics_pb2.AggregationTemporality.Name(value)
+
+    points = []
+    for resource_metrics in request.resource_metrics:
+        resource_attributes = decode_attributes(resource_metrics.resource.attributes)
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                which = metric.WhichOneof("data")
+                if which == "sum":
+                    for p in metric.sum.data_points:
+                        points.append(
+                            MetricPoint(
+                                metric=metric.name,
+                                kind="sum",
+                                attributes=decode_attributes(p.attributes),
+                                resource_attributes=resource_attributes,
+                                temporality=temporality(metric.sum.aggregation_temporality),
+                                start_time_unix_nano=p.start_time_unix_nano,
+                                time_unix_nano=p.time_unix_nano,
+                                value=getattr(p, p.WhichOneof("value") or "as_int"),
+                                is_monotonic=metric.sum.is_monotonic,
+                            )
+                        )
+                elif which == "histogram":
+                    for p in metric.histogram.data_points:
+                        points.append(
+                            MetricPoint(
+                                metric=metric.name,
+                                kind="histogram",
+                                attributes=decode_attributes(p.attributes),
+                                resource_attributes=resource_attributes,
+                                temporality=temporality(metric.histogram.aggregation_temporality),
+                                start_time_unix_nano=p.start_time_unix_nano,
+                                time_unix_nano=p.time_unix_nano,
+                                count=p.count,
+                                sum=p.sum,
+                                bucket_counts=list(p.bucket_counts),
+                                explicit_bounds=list(p.explicit_bounds),
+                                exemplars=[
+                                    (
+                                        e.trace_id.hex(),
+                                        e.span_id.hex(),
+                                        getattr(e, e.WhichOneof("value") or "as_double"),
+                                    )
+                                    for e in p.exemplars
+                                ],
+                            )
+                        )
+    return points
+
+
+class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, receiver: RecordingReceiver):
+        self._receiver = receiver
+
+    def Export(self, request, context):
+        self._receiver._record_metrics("grpc", request)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
 def _metadata_text(value: str | bytes) -> str:
     # Binary metadata ("-bin" keys) arrives as bytes; keep everything as text for easy asserts.
     return value.hex() if isinstance(value, bytes) else value
@@ -248,7 +342,10 @@ class _OtlpHttpHandler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         wire_size = len(body)
-        if self.path.split("?", 1)[0] != OTLP_HTTP_TRACES_PATH:
+        path = self.path.split("?", 1)[0]
+        if path == OTLP_HTTP_METRICS_PATH and self.server.receiver.metrics:
+            return self._metrics(body)
+        if path != OTLP_HTTP_TRACES_PATH:
             return self._reply(404, b"not found", "text/plain")
         content_type = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if content_type != PROTOBUF_CONTENT_TYPE:
@@ -283,6 +380,17 @@ class _OtlpHttpHandler(http.server.BaseHTTPRequestHandler):
         )
         self.server.receiver._delay_response()
         self._reply(200, outcome.response().SerializeToString(), PROTOBUF_CONTENT_TYPE)
+
+    def _metrics(self, body: bytes):
+        if (self.headers.get("Content-Encoding") or "").strip().lower() == "gzip":
+            body = gzip.decompress(body)
+        try:
+            request = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
+        except DecodeError as error:
+            return self._reply(400, f"undecodable body: {error}".encode(), "text/plain")
+        self.server.receiver._record_metrics("http", request)
+        response = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+        self._reply(200, response, PROTOBUF_CONTENT_TYPE)
 
     def _reply(self, status: int, body: bytes, content_type: str, extra_headers=()):
         self.send_response(status)
@@ -534,7 +642,8 @@ class RecordingReceiver:
     ``tls``: both servers speak TLS only, and the endpoints are ``https://``. ``response_delay``:
     seconds every request waits, after being recorded, before it is answered (for client
     timeouts). ``grpc_wire_tap``: ``endpoint`` leads through a tap that records each gRPC
-    message's compressed flag (``wire_messages()``); plain text only.
+    message's compressed flag (``wire_messages()``); plain text only. ``metrics=False``: no
+    metrics service (gRPC ``UNIMPLEMENTED``, HTTP 404), like Jaeger.
     """
 
     def __init__(
@@ -544,12 +653,15 @@ class RecordingReceiver:
         tls: ServerTls | None = None,
         response_delay: float = 0.0,
         grpc_wire_tap: bool = False,
+        metrics: bool = True,
     ):
         if tls is not None and grpc_wire_tap:
             raise ValueError("the gRPC wire tap cannot read TLS traffic")
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._requests: list[ReceivedRequest] = []
+        self._metric_requests: list[tuple[str, Any]] = []
+        self.metrics = metrics
         self._wire_messages: list[WireMessage] = []
         self._stopped = False
         self._planned: list[Outcome] = []
@@ -561,6 +673,10 @@ class RecordingReceiver:
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
             _TraceService(self), self._grpc_server
         )
+        if metrics:
+            metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
+                _MetricsService(self), self._grpc_server
+            )
         if tls is None:
             self.port = self._grpc_server.add_insecure_port(f"{LOOPBACK}:0")
         else:
@@ -636,6 +752,32 @@ class RecordingReceiver:
         with self._arrived:
             self._requests.append(received)
             self._arrived.notify_all()
+
+    def _record_metrics(self, transport: str, request) -> None:
+        with self._arrived:
+            self._metric_requests.append((transport, request))
+            self._arrived.notify_all()
+
+    def metric_requests(self) -> list:
+        """Every ExportMetricsServiceRequest so far, in arrival order."""
+        with self._lock:
+            return [request for _, request in self._metric_requests]
+
+    def metric_points(self, metric: str | None = None) -> list[MetricPoint]:
+        """Every data point so far (of ``metric``, if given), in arrival order."""
+        points = []
+        for request in self.metric_requests():
+            points.extend(p for p in flatten_metrics(request) if metric in (None, p.metric))
+        return points
+
+    def latest_points(self, metric: str) -> list[MetricPoint]:
+        """The points of ``metric`` in the last request that carried it (cumulative: the
+        totals)."""
+        for request in reversed(self.metric_requests()):
+            points = [p for p in flatten_metrics(request) if p.metric == metric]
+            if points:
+                return points
+        return []
 
     def _record_wire(self, message: WireMessage) -> None:
         with self._lock:

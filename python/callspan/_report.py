@@ -43,7 +43,14 @@ def rows_from_spans(spans: Iterable[CallSpan]) -> list[dict]:
     rows: dict[tuple, dict] = {}
     for span in spans:
         error = "error" if span.error else ""
-        key = (span.callee, span.caller, span.caller_file, span.caller_line, span.caller_class, error)
+        key = (
+            span.callee,
+            span.caller,
+            span.caller_file,
+            span.caller_line,
+            span.caller_class,
+            error,
+        )
         row = rows.get(key)
         if row is None:
             row = rows[key] = {
@@ -153,7 +160,9 @@ def _table(header: list[str], rows: list[list[str]], right: set[int], indent: st
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = []
     for r in [header, *rows]:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
+        ]
         lines.append((indent + "  ".join(cells)).rstrip())
     return lines
 
@@ -166,7 +175,9 @@ def render(rows: Iterable[dict], sort: str = "total", fmt: str = "text", source:
     if fmt != "text":
         raise ValueError(f"format must be 'text' or 'json', not {fmt!r}")
     total_calls = sum(f["calls"] for f in functions)
-    lines = [f"callspan report ({source}): {len(functions)} traced function(s), {total_calls} calls"]
+    lines = [
+        f"callspan report ({source}): {len(functions)} traced function(s), {total_calls} calls"
+    ]
     if not functions:
         lines.append("  no calls counted")
     for f in functions:
@@ -248,11 +259,15 @@ def pstats_data(rows: Iterable[dict]) -> dict:
             calls,
             own_ns / 1e9,
             total_ns / 1e9,
-            {
-                by: (n, n, ns * share / 1e9, ns / 1e9)
-                for by, (n, ns) in callers.items()
-            },
+            {by: (n, n, ns * share / 1e9, ns / 1e9) for by, (n, ns) in callers.items()},
         )
+    # Callers that are not traced have no counts of their own, but every function a caller
+    # names needs an entry (gprof2dot requires one): their time is that of the traced calls
+    # they made, all of it spent in callees.
+    for _, _, _, _, callers in list(out.values()):
+        for by in callers:
+            if by not in out:
+                out[by] = (0, 0, 0.0, children_ns.get(by, 0) / 1e9, {})
     return out
 
 

@@ -122,27 +122,56 @@ impl MetricsExporter {
 
     /// Exports the counts one last time and ends the thread, waiting at most `timeout` (also
     /// bounded by `OTEL_METRIC_EXPORT_TIMEOUT`).
-    pub fn shutdown(mut self, timeout: Duration) -> bool {
+    pub fn shutdown(self, timeout: Duration) -> bool {
+        self.begin_shutdown().wait(Instant::now() + timeout)
+    }
+
+    /// Asks for the last export and the end of the thread without waiting, so that the spans'
+    /// shutdown runs meanwhile; [`ShuttingDown::wait`] collects the answer.
+    pub fn begin_shutdown(self) -> ShuttingDown {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        if self.control.send(Control::Shutdown(tx)).is_err() {
-            return false;
+        let sent = self.control.send(Control::Shutdown(tx)).is_ok();
+        ShuttingDown {
+            exporter: self,
+            answer: sent.then_some(rx),
+            started: Instant::now(),
         }
-        let ok = rx
-            .recv_timeout(timeout.min(self.timeout + Duration::from_millis(100)))
+    }
+
+    /// A child process must neither join nor drop the parent's thread: forget it.
+    pub fn forget_after_fork(self) {
+        std::mem::forget(self);
+    }
+}
+
+/// A metrics exporter making its last export ([`MetricsExporter::begin_shutdown`]).
+#[derive(Debug)]
+pub struct ShuttingDown {
+    exporter: MetricsExporter,
+    answer: Option<Receiver<bool>>,
+    started: Instant,
+}
+
+impl ShuttingDown {
+    /// Whether the last export went out, waiting until `deadline` at most (and no longer than
+    /// `OTEL_METRIC_EXPORT_TIMEOUT` after the shutdown began).
+    pub fn wait(mut self, deadline: Instant) -> bool {
+        let Some(answer) = self.answer.take() else {
+            return false;
+        };
+        let limit = self.started + self.exporter.timeout + Duration::from_millis(100);
+        let deadline = deadline.min(limit);
+        let ok = answer
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .unwrap_or(false);
         if ok {
-            if let Some(handle) = self.handle.take() {
+            if let Some(handle) = self.exporter.handle.take() {
                 let _ = handle.join();
             }
         }
         // Not answered in time: the thread is left to end by itself (never joined: exit must
         // not wait on a stuck export).
         ok
-    }
-
-    /// A child process must neither join nor drop the parent's thread: forget it.
-    pub fn forget_after_fork(self) {
-        std::mem::forget(self);
     }
 }
 

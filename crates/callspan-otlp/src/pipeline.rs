@@ -275,25 +275,27 @@ impl Pipeline {
     /// Flushes and stops the exporter, waiting at most `timeout` (default
     /// `OTEL_BSP_EXPORT_TIMEOUT`). Later spans are dropped and counted until `configure()`.
     pub fn shutdown(&self, timeout: Option<Duration>) -> bool {
-        let (exporter, default_timeout) = {
+        let (exporter, metrics, default_timeout) = {
             let mut state = self.state.lock();
             state.shut_down = true;
             self.exporter_running.store(false, Ordering::Release);
-            (state.exporter.take(), state.config.export_timeout)
+            (
+                state.exporter.take(),
+                state.metrics.take(),
+                state.config.export_timeout,
+            )
         };
-        let metrics = self.state.lock().metrics.take();
-        let metrics_ok = match metrics {
-            Some(m) => {
-                m.shutdown(timeout.unwrap_or(self.state.lock().config.metric_export_timeout))
-            }
-            None => true,
-        };
+        // The last metric export runs while the spans drain, both within the same bound.
+        let timeout = timeout.unwrap_or(default_timeout);
+        let deadline = std::time::Instant::now() + timeout;
+        let metrics = metrics.map(MetricsExporter::begin_shutdown);
         let ok = match exporter {
-            Some(e) => e.shutdown(&self.sink, timeout.unwrap_or(default_timeout)),
+            Some(e) => e.shutdown(&self.sink, timeout),
             None => true,
         };
         // Whatever is still queued now will never be sent.
         self.sink.discard_all();
+        let metrics_ok = metrics.is_none_or(|m| m.wait(deadline));
         ok && metrics_ok
     }
 

@@ -1,0 +1,419 @@
+"""Every call counted per caller edge, at any sampling rate: OTLP metrics on the recording
+receiver's metrics service, the caller report, the pstats file, exemplars, threads, asyncio,
+the overflow edge, fork, and a receiver without a metrics service."""
+
+from __future__ import annotations
+
+import json
+import pstats
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from e2e_support import SCRIPTS_DIR, marker_line
+from otlp_receiver import RecordingReceiver
+
+IMGPIPE = str(SCRIPTS_DIR / "imgpipe.py")
+CALLS = "callspan.calls"
+DURATION = "callspan.call.duration"
+ERROR = "imgpipe.CorruptImageError"
+
+APPLY = "imgpipe.Transformer.apply_transform"
+PIPELINE = "imgpipe.Pipeline"
+MODULE = "__main__.<module>"
+# (callee, caller function, call-site marker or None, caller class, error type) → calls, for
+# tests/scripts/count_pipeline.py.
+EXPECTED = {
+    (APPLY, "imgpipe.Rotator.rotate_image", "rotator_rotate", "imgpipe.Rotator", None): 35,
+    (APPLY, "imgpipe.Scaler.scale_image", "scaler_scale", "imgpipe.Scaler", None): 25,
+    (APPLY, "imgpipe.Scaler.thumbnail", "scaler_classmethod", "imgpipe.FastScaler", None): 10,
+    (APPLY, "imgpipe.rotate_image", "func_rotate", None, None): 7,
+    (f"{PIPELINE}.process", MODULE, None, None, None): 5,
+    ("imgpipe.finalize", f"{PIPELINE}.process", "pipeline_finalize", PIPELINE, None): 5,
+    ("imgpipe.checksum", "imgpipe.finalize", "finalize_checksum", None, None): 5,
+    (f"{PIPELINE}.process_or_placeholder", MODULE, None, None, None): 3,
+    (
+        "imgpipe.decode",
+        f"{PIPELINE}.process_or_placeholder",
+        "pipeline_decode_caught",
+        PIPELINE,
+        ERROR,
+    ): 3,
+    (f"{PIPELINE}.process_corrupt", MODULE, None, None, ERROR): 2,
+    (
+        "imgpipe.decode",
+        f"{PIPELINE}.process_corrupt",
+        "pipeline_decode_propagates",
+        PIPELINE,
+        ERROR,
+    ): 2,
+}
+
+
+def edge_of(attributes: dict, with_line: bool) -> tuple:
+    return (
+        attributes["code.function.name"],
+        attributes.get("caller.function.name"),
+        attributes.get("caller.line.number") if with_line else None,
+        attributes.get("caller.class.name"),
+        attributes.get("error.type"),
+    )
+
+
+def expected_edges() -> dict[tuple, int]:
+    """EXPECTED with markers turned into line numbers (module-level calls: no line check)."""
+    return {
+        (callee, caller, marker_line(IMGPIPE, marker) if marker else None, cls, error): n
+        for (callee, caller, marker, cls, error), n in EXPECTED.items()
+    }
+
+
+def counted_on_receiver(points) -> dict[tuple, int]:
+    counted: dict[tuple, int] = {}
+    for p in points:
+        with_line = not p.attributes.get("caller.function.name", "").endswith("<module>")
+        key = edge_of(p.attributes, with_line)
+        counted[key] = counted.get(key, 0) + (p.value if p.kind == "sum" else p.count)
+    return counted
+
+
+def run_counted(run_script, tmp_path, env):
+    report, stats = tmp_path / "report.json", tmp_path / "calls.pstats"
+    done = run_script("count_pipeline.py", env=env, args=[report, stats])
+    return done, report, stats
+
+
+def test_every_call_is_counted_with_sampling_off_on_the_receiver_in_the_report_and_in_pstats(
+    receiver, run_script, tmp_path
+):
+    done, report, stats = run_counted(run_script, tmp_path, {"OTEL_TRACES_SAMPLER": "always_off"})
+    assert receiver.span_count() == 0
+    sums = receiver.latest_points(CALLS)
+    assert counted_on_receiver(sums) == expected_edges(), done.stderr
+    histograms = receiver.latest_points(DURATION)
+    assert counted_on_receiver(histograms) == expected_edges()
+    for point in sums:
+        assert point.is_monotonic
+        assert point.temporality == "AGGREGATION_TEMPORALITY_CUMULATIVE"
+        assert point.attributes["caller.file.path"].endswith(".py")
+    for point in histograms:
+        assert sum(point.bucket_counts) == point.count
+        assert len(point.bucket_counts) == len(point.explicit_bounds) + 1
+        assert point.sum > 0
+        # always_off: no span, so no exemplar.
+        assert point.exemplars == []
+    resource = sums[0].resource_attributes
+    assert resource["telemetry.sdk.name"] == "callspan"
+    assert "process.pid" in resource
+
+    # The report: the same counts per traced function and per call site.
+    functions = {f["function"]: f for f in json.loads(report.read_text())["functions"]}
+    per_function: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    for (callee, _, _, _, error), n in EXPECTED.items():
+        per_function[callee] = per_function.get(callee, 0) + n
+        errors[callee] = errors.get(callee, 0) + (n if error else 0)
+    assert {name: f["calls"] for name, f in functions.items()} == per_function
+    assert {name: f["errors"] for name, f in functions.items()} == errors
+    apply = functions["imgpipe.Transformer.apply_transform"]
+    assert sorted(c["calls"] for c in apply["callers"]) == [7, 10, 25, 35]
+    assert all(c["total_ns"] > 0 for c in apply["callers"])
+
+    # pstats: loads, each traced function with its callers and their call counts.
+    loaded = pstats.Stats(str(stats))
+    by_name = {key[2]: (key, value) for key, value in loaded.stats.items()}
+    key, (cc, nc, tt, ct, callers) = by_name["imgpipe.Transformer.apply_transform"]
+    assert key[0].endswith("imgpipe.py") and key[1] > 0
+    assert nc == 77 and cc == 77
+    assert 0 < tt <= ct
+    assert sorted(n for n, _, _, _ in callers.values()) == [7, 10, 25, 35]
+    # A traced caller is keyed the way it is keyed as a callee: gprof2dot draws one node.
+    _, (_, _, _, _, checksum_callers) = by_name["imgpipe.checksum"]
+    assert list(checksum_callers) == [by_name["imgpipe.finalize"][0]]
+    assert by_name["imgpipe.decode"][1][1] == 5
+
+
+def test_the_pstats_file_renders_with_gprof2dot(receiver, run_script, tmp_path):
+    _, _, stats = run_counted(run_script, tmp_path, {"OTEL_TRACES_SAMPLER": "always_off"})
+    dot = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gprof2dot",
+            "-f",
+            "pstats",
+            "--node-thres=0",
+            "--edge-thres=0",
+            str(stats),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert dot.startswith("digraph")
+    assert "imgpipe.Transformer.apply_transform" in dot
+    assert "imgpipe.Rotator.rotate_image" in dot
+    assert "->" in dot
+
+
+def test_exemplars_point_at_spans_that_arrived(receiver, run_script, tmp_path):
+    run_counted(run_script, tmp_path, {"OTEL_TRACES_SAMPLER": "always_on"})
+    spans = {(s.trace_id, s.span_id): s for s in receiver.spans()}
+    assert len(spans) == sum(EXPECTED.values())
+    histograms = receiver.latest_points(DURATION)
+    assert counted_on_receiver(histograms) == expected_edges()
+    for point in histograms:
+        assert point.exemplars, point.attributes
+        for trace_id, span_id, value in point.exemplars:
+            span = spans[(trace_id, span_id)]
+            assert span.attributes["code.function.name"] == point.attributes["code.function.name"]
+            assert span.attributes.get("caller.line.number") == point.attributes.get(
+                "caller.line.number"
+            )
+            duration = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
+            assert value == pytest.approx(duration)
+
+
+THREADS = """
+import threading
+import callspan
+
+@callspan.trace
+def work(i):
+    return i + 1
+
+def worker():
+    for i in range(2500):
+        work(i)  # CALL:thread_work
+
+threads = [threading.Thread(target=worker) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+for i in range(100):
+    work(i)
+"""
+
+
+def test_calls_from_many_threads_are_all_counted(receiver, run_script):
+    run_script(
+        THREADS, env={"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}
+    )
+    counted = {
+        (p.attributes["caller.function.name"], p.value) for p in receiver.latest_points(CALLS)
+    }
+    assert counted == {("__main__.worker", 10_000), ("__main__.<module>", 100)}
+
+
+ASYNC = """
+import asyncio
+import callspan
+
+@callspan.trace
+async def fetch(i):
+    await asyncio.sleep(0)
+    if i % 10 == 0:
+        raise KeyError(i)
+    return i
+
+async def gather_all():
+    results = await asyncio.gather(*(fetch(i) for i in range(50)), return_exceptions=True)
+    assert sum(isinstance(r, KeyError) for r in results) == 5
+
+asyncio.run(gather_all())
+"""
+
+
+def test_coroutine_calls_are_counted_with_their_errors(receiver, run_script):
+    run_script(ASYNC, env={"OTEL_TRACES_SAMPLER": "always_off"})
+    counted = {
+        (p.attributes["caller.function.name"], p.attributes.get("error.type")): p.value
+        for p in receiver.latest_points(CALLS)
+    }
+    # The coroutines are created in the generator expression: that is their caller.
+    caller = "__main__.gather_all.<locals>.<genexpr>"
+    assert counted == {(caller, None): 45, (caller, "KeyError"): 5}
+
+
+OVERFLOW = """
+import callspan
+
+@callspan.trace
+def f():
+    pass
+
+@callspan.trace
+def g():
+    pass
+
+for _ in range(3):
+    f(); f(); f(); f(); f()
+    f()
+    f()
+    f()
+    g()
+"""
+
+
+def test_edges_past_the_bound_fold_into_one_overflow_edge_per_callee(receiver, run_script):
+    run_script(OVERFLOW, env={"OTEL_TRACES_SAMPLER": "always_off", "CALLSPAN_MAX_EDGES": "2"})
+    points = receiver.latest_points(CALLS)
+    by_caller = sorted(
+        (p.attributes["code.function.name"], p.attributes["caller.function.name"], p.value)
+        for p in points
+    )
+    # f's first two call sites (lines) are counted apart; its third, fourth and g's fold.
+    assert by_caller == [
+        ("__main__.f", "<other callers>", 6),
+        ("__main__.f", "__main__.<module>", 3),
+        ("__main__.f", "__main__.<module>", 15),
+        ("__main__.g", "<other callers>", 3),
+    ]
+    assert sum(p.value for p in points) == 27
+
+
+FORK = """
+import os
+import callspan
+
+@callspan.trace
+def step():
+    pass
+
+for _ in range(3):
+    step()
+pid = os.fork()
+if pid == 0:
+    for _ in range(5):
+        step()
+    callspan.shutdown()
+    os._exit(0)
+os.waitpid(pid, 0)
+print("CHILD", pid)
+"""
+
+
+def test_a_forked_child_counts_from_zero_under_its_own_pid(receiver, run_script):
+    done = run_script(FORK, env={"OTEL_TRACES_SAMPLER": "always_off"})
+    child = int(done.stdout.split("CHILD", 1)[1])
+    latest: dict[int, int] = {}
+    for p in receiver.metric_points(CALLS):
+        latest[p.resource_attributes["process.pid"]] = p.value
+    assert latest[child] == 5
+    parents = [pid for pid in latest if pid != child]
+    assert len(parents) == 1 and latest[parents[0]] == 3
+
+
+SIMPLE = """
+import callspan
+
+@callspan.trace
+def work():
+    pass
+
+for _ in range(4):
+    work()
+callspan.flush()
+for _ in range(3):
+    work()
+"""
+
+
+def test_delta_temporality_sends_what_changed(receiver, run_script):
+    run_script(
+        SIMPLE,
+        env={
+            "OTEL_TRACES_SAMPLER": "always_off",
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",
+        },
+    )
+    points = receiver.metric_points(CALLS)
+    assert [p.value for p in points] == [4, 3]
+    assert {p.temporality for p in points} == {"AGGREGATION_TEMPORALITY_DELTA"}
+    assert points[1].start_time_unix_nano == points[0].time_unix_nano
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_a_receiver_without_a_metrics_service_gets_one_warning_and_traces_go_on(
+    run_script, tmp_path, protocol
+):
+    with RecordingReceiver(http=True, metrics=False) as jaeger_like:
+        endpoint = jaeger_like.endpoint if protocol == "grpc" else jaeger_like.http_endpoint
+        done = subprocess.run(
+            [sys.executable, "-c", SIMPLE],
+            env={
+                **__import__("e2e_support").script_env(endpoint),
+                "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert jaeger_like.span_count() == 7
+    warnings = [line for line in done.stderr.splitlines() if "no metrics service" in line]
+    assert len(warnings) == 1, done.stderr
+    assert "OTEL_METRICS_EXPORTER=none" in warnings[0]
+
+
+def test_the_report_at_exit_and_from_a_span_file(receiver, run_script, tmp_path):
+    spans = tmp_path / "spans.jsonl"
+    done = run_script(
+        "count_pipeline.py",
+        env={"CALLSPAN_REPORT": "1", "CALLSPAN_EXPORTER": "file", "CALLSPAN_FILE": str(spans)},
+        args=[tmp_path / "r.json", tmp_path / "s.pstats"],
+    )
+    # At exit on stderr: aligned tables, apply_transform first (most total time is not
+    # guaranteed, so look it up), its callers with their file:line.
+    text = done.stderr
+    assert "callspan report" in text
+    assert "called by" in text
+    rotate_line = marker_line(IMGPIPE, "rotator_rotate")
+    assert f"imgpipe.py:{rotate_line}" in text
+    # From the span file: the same counts per function.
+    from_file = subprocess.run(
+        [sys.executable, "-m", "callspan", "report", str(spans), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    counted = {f["function"]: f["calls"] for f in json.loads(from_file)["functions"]}
+    in_process = {
+        f["function"]: f["calls"]
+        for f in json.loads((tmp_path / "r.json").read_text())["functions"]
+    }
+    assert counted == in_process
+    assert counted["imgpipe.Transformer.apply_transform"] == 77
+    text_from_file = subprocess.run(
+        [sys.executable, "-m", "callspan", "report", str(spans)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"imgpipe.py:{rotate_line}" in text_from_file
+
+
+def test_counting_is_off_without_a_metrics_exporter_or_report(receiver, run_script, tmp_path):
+    done = run_script(
+        "import callspan, json\n"
+        "@callspan.trace\n"
+        "def f():\n    pass\n"
+        "f()\n"
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    callspan.report(open('/dev/null', 'w'))\n"
+        "print(json.dumps([str(w.message) for w in caught]))\n",
+        env={"OTEL_METRICS_EXPORTER": "none"},
+    )
+    assert receiver.metric_requests() == []
+    assert "CALLSPAN_REPORT=1" in json.loads(done.stdout.strip().splitlines()[-1])[0]
+
+
+def test_marker_lines_exist():
+    for _, _, marker, _, _ in EXPECTED:
+        if marker:
+            assert marker_line(IMGPIPE, marker) > 0
+    assert Path(IMGPIPE).is_file()
