@@ -18,6 +18,8 @@ IMGPIPE = str(SCRIPTS_DIR / "imgpipe.py")
 CALLS = "callspan.calls"
 DURATION = "callspan.call.duration"
 ERROR = "imgpipe.CorruptImageError"
+# Metrics are sent when asked for.
+METRICS = {"OTEL_METRICS_EXPORTER": "otlp"}
 
 APPLY = "imgpipe.Transformer.apply_transform"
 PIPELINE = "imgpipe.Pipeline"
@@ -87,7 +89,9 @@ def run_counted(run_script, tmp_path, env):
 def test_every_call_is_counted_with_sampling_off_on_the_receiver_in_the_report_and_in_pstats(
     receiver, run_script, tmp_path
 ):
-    done, report, stats = run_counted(run_script, tmp_path, {"OTEL_TRACES_SAMPLER": "always_off"})
+    done, report, stats = run_counted(
+        run_script, tmp_path, {"OTEL_TRACES_SAMPLER": "always_off", **METRICS}
+    )
     assert receiver.span_count() == 0
     sums = receiver.latest_points(CALLS)
     assert counted_on_receiver(sums) == expected_edges(), done.stderr
@@ -135,7 +139,9 @@ def test_every_call_is_counted_with_sampling_off_on_the_receiver_in_the_report_a
 
 
 def test_the_pstats_file_renders_with_gprof2dot(receiver, run_script, tmp_path):
-    _, _, stats = run_counted(run_script, tmp_path, {"OTEL_TRACES_SAMPLER": "always_off"})
+    _, _, stats = run_counted(
+        run_script, tmp_path, {"OTEL_TRACES_SAMPLER": "always_off", **METRICS}
+    )
     dot = subprocess.run(
         [
             sys.executable,
@@ -158,7 +164,7 @@ def test_the_pstats_file_renders_with_gprof2dot(receiver, run_script, tmp_path):
 
 
 def test_exemplars_point_at_spans_that_arrived(receiver, run_script, tmp_path):
-    run_counted(run_script, tmp_path, {"OTEL_TRACES_SAMPLER": "always_on"})
+    run_counted(run_script, tmp_path, {"OTEL_TRACES_SAMPLER": "always_on", **METRICS})
     spans = {(s.trace_id, s.span_id): s for s in receiver.spans()}
     assert len(spans) == sum(EXPECTED.values())
     histograms = receiver.latest_points(DURATION)
@@ -199,7 +205,8 @@ for i in range(100):
 
 def test_calls_from_many_threads_are_all_counted(receiver, run_script):
     run_script(
-        THREADS, env={"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}
+        THREADS,
+        env={"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01", **METRICS},
     )
     counted = {
         (p.attributes["caller.function.name"], p.value) for p in receiver.latest_points(CALLS)
@@ -227,7 +234,7 @@ asyncio.run(gather_all())
 
 
 def test_coroutine_calls_are_counted_with_their_errors(receiver, run_script):
-    run_script(ASYNC, env={"OTEL_TRACES_SAMPLER": "always_off"})
+    run_script(ASYNC, env={"OTEL_TRACES_SAMPLER": "always_off", **METRICS})
     counted = {
         (p.attributes["caller.function.name"], p.attributes.get("error.type")): p.value
         for p in receiver.latest_points(CALLS)
@@ -258,7 +265,9 @@ for _ in range(3):
 
 
 def test_edges_past_the_bound_fold_into_one_overflow_edge_per_callee(receiver, run_script):
-    run_script(OVERFLOW, env={"OTEL_TRACES_SAMPLER": "always_off", "CALLSPAN_MAX_EDGES": "2"})
+    run_script(
+        OVERFLOW, env={"OTEL_TRACES_SAMPLER": "always_off", "CALLSPAN_MAX_EDGES": "2", **METRICS}
+    )
     points = receiver.latest_points(CALLS)
     by_caller = sorted(
         (p.attributes["code.function.name"], p.attributes["caller.function.name"], p.value)
@@ -296,7 +305,7 @@ print("CHILD", pid)
 
 
 def test_a_forked_child_counts_from_zero_under_its_own_pid(receiver, run_script):
-    done = run_script(FORK, env={"OTEL_TRACES_SAMPLER": "always_off"})
+    done = run_script(FORK, env={"OTEL_TRACES_SAMPLER": "always_off", **METRICS})
     child = int(done.stdout.split("CHILD", 1)[1])
     latest: dict[int, int] = {}
     for p in receiver.metric_points(CALLS):
@@ -327,6 +336,7 @@ def test_delta_temporality_sends_what_changed(receiver, run_script):
         env={
             "OTEL_TRACES_SAMPLER": "always_off",
             "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",
+            **METRICS,
         },
     )
     points = receiver.metric_points(CALLS)
@@ -346,6 +356,7 @@ def test_a_receiver_without_a_metrics_service_gets_one_warning_and_traces_go_on(
             env={
                 **__import__("e2e_support").script_env(endpoint),
                 "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+                **METRICS,
             },
             capture_output=True,
             text=True,
@@ -396,6 +407,7 @@ def test_the_report_at_exit_and_from_a_span_file(receiver, run_script, tmp_path)
 
 
 def test_counting_is_off_without_a_metrics_exporter_or_report(receiver, run_script, tmp_path):
+    # OTEL_METRICS_EXPORTER unset is no metrics exporter.
     done = run_script(
         "import callspan, json\n"
         "@callspan.trace\n"
@@ -406,7 +418,6 @@ def test_counting_is_off_without_a_metrics_exporter_or_report(receiver, run_scri
         "    warnings.simplefilter('always')\n"
         "    callspan.report(open('/dev/null', 'w'))\n"
         "print(json.dumps([str(w.message) for w in caught]))\n",
-        env={"OTEL_METRICS_EXPORTER": "none"},
     )
     assert receiver.metric_requests() == []
     assert "CALLSPAN_REPORT=1" in json.loads(done.stdout.strip().splitlines()[-1])[0]
@@ -417,3 +428,37 @@ def test_marker_lines_exist():
         if marker:
             assert marker_line(IMGPIPE, marker) > 0
     assert Path(IMGPIPE).is_file()
+
+
+INSTANCE = """
+import callspan
+
+@callspan.trace
+def work():
+    pass
+
+class Caller:
+    def __repr__(self):
+        raise AssertionError("user code ran")
+
+    def call(self):
+        work()  # CALL:instance_call
+
+one, two = Caller(), Caller()
+one.call()
+two.call()
+work()
+print("IDS", hex(id(one)), hex(id(two)))
+"""
+
+
+def test_caller_instance_id_is_the_callers_self_when_asked_for(receiver, run_script):
+    done = run_script(INSTANCE, env={"CALLSPAN_CAPTURE": "all,instance"})
+    ids = done.stdout.split("IDS", 1)[1].split()
+    spans = receiver.wait_for_spans(3)
+    assert [s.attributes.get("caller.instance.id") for s in spans] == [*ids, None]
+    # Off by default.
+    receiver.clear()
+    run_script(INSTANCE)
+    spans = receiver.wait_for_spans(3)
+    assert all("caller.instance.id" not in s.attributes for s in spans)

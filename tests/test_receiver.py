@@ -239,7 +239,7 @@ def test_http_rejects_other_content_types_and_paths(receiver):
             timeout=10,
         )
     with pytest.raises(urllib.error.HTTPError) as wrong_path:
-        export_over_http(receiver.http_endpoint + "/v1/metrics", sample_request())
+        export_over_http(receiver.http_endpoint + "/v1/logs", sample_request())
 
     assert wrong_type.value.code == 415
     assert wrong_path.value.code == 404

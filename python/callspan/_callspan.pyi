@@ -118,6 +118,23 @@ def stats() -> dict[str, int]:
     dropped_queue_full, dropped_export_failed, dropped_shutdown, export_errors, export_batches,
     spans_rate_limited, spans_below_min_duration, queue_len."""
 
+def edges() -> list[dict[str, Any]]:
+    """Every caller edge counted so far: ``function``, ``function_file``, ``function_line``,
+    ``caller_function``, ``caller_file``, ``caller_line``, ``caller_class``, ``error_type``
+    (empty strings when absent), ``overflow``, ``calls``, ``total_ns``, ``buckets`` (calls per
+    duration bucket, upper bounds ``EDGE_BUCKET_BOUNDS_NS``) and ``exemplars`` (``(trace_id,
+    span_id)`` hex pairs of sampled calls)."""
+
+EDGE_BUCKET_BOUNDS_NS: list[int]
+"""Upper bounds (inclusive, nanoseconds) of the edge duration histogram; one more bucket above."""
+
+def counting() -> tuple[bool, str | None]:
+    """``(counting, CALLSPAN_REPORT)``: whether every call is counted per caller edge (a metrics
+    exporter or CALLSPAN_REPORT is configured), and where the report at exit goes."""
+
+def restart_metrics_after_fork() -> None:
+    """In a forked child: start its own metrics exporter (its counts start from zero)."""
+
 def destination() -> str:
     """Where spans go, e.g. ``'OTLP/gRPC to http://localhost:4317'``."""
 

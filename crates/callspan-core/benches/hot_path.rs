@@ -41,6 +41,7 @@ fn record(span_id: u64) -> SpanRecord {
         thread: 1,
         error: None,
         omitted: 0,
+        instance: 0,
         stack: None,
     }
 }

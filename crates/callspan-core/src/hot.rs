@@ -167,6 +167,8 @@ pub struct HotState {
     limiter: RateLimiter,
     /// `CALLSPAN_CAPTURE` bits that are *not* captured.
     omitted: AtomicU8,
+    /// `CALLSPAN_CAPTURE` names `instance`.
+    instance: AtomicBool,
     min_duration_ns: AtomicU64,
     stack_depth: AtomicU8,
     otel_context: AtomicBool,
@@ -194,6 +196,7 @@ impl HotState {
             sampler: SamplerCell::new(),
             limiter: RateLimiter::new(),
             omitted: AtomicU8::new(0),
+            instance: AtomicBool::new(false),
             min_duration_ns: AtomicU64::new(0),
             stack_depth: AtomicU8::new(0),
             otel_context: AtomicBool::new(false),
@@ -208,6 +211,8 @@ impl HotState {
     pub fn apply(&self, config: &Config) {
         self.omitted
             .store(!config.capture.0 & Capture::ALL.0, Ordering::Relaxed);
+        self.instance
+            .store(config.capture.has(Capture::INSTANCE), Ordering::Relaxed);
         self.min_duration_ns
             .store(config.min_duration.as_nanos() as u64, Ordering::Relaxed);
         self.stack_depth
@@ -244,6 +249,12 @@ impl HotState {
     #[inline]
     pub fn omitted(&self) -> u8 {
         self.omitted.load(Ordering::Relaxed)
+    }
+
+    /// Whether `caller.instance.id` is captured.
+    #[inline]
+    pub fn instance(&self) -> bool {
+        self.instance.load(Ordering::Relaxed)
     }
 
     /// `CALLSPAN_MIN_DURATION` in nanoseconds.

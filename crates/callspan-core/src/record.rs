@@ -26,6 +26,10 @@ pub struct CallerSite {
     pub class: ClassId,
 }
 
+/// The outer caller chain of a span (see [`SpanRecord::stack`]).
+#[allow(clippy::redundant_allocation)]
+pub type Stack = Box<Box<[CallerSite]>>;
+
 /// An exception that escaped a traced call, captured while the GIL was held.
 ///
 /// An exception unwinding through N traced layers is described once: every layer's record shares
@@ -96,8 +100,13 @@ pub struct SpanRecord {
     pub error: Option<Box<ExceptionInfo>>,
     /// Caller attributes *not* captured (`CALLSPAN_CAPTURE` bits; 0: all of them).
     pub omitted: u8,
-    /// The frames beyond the caller, innermost first (`CALLSPAN_STACK_DEPTH`).
-    pub stack: Option<Box<[CallerSite]>>,
+    /// `caller.instance.id`: the address (`id()`) of the caller's `self`/`cls`, with
+    /// `CALLSPAN_CAPTURE=...,instance`; 0: not captured or none.
+    pub instance: u64,
+    /// The frames beyond the caller, innermost first (`CALLSPAN_STACK_DEPTH`). Boxed twice so
+    /// that the record holds a thin pointer: the rare stack pays one allocation more, every
+    /// record keeps 8 bytes.
+    pub stack: Option<Stack>,
 }
 
 impl SpanRecord {

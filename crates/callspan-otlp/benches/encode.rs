@@ -107,6 +107,7 @@ fn records(n: usize, shape: Shape) -> Vec<SpanRecord> {
                 })
             }),
             omitted: 0,
+            instance: 0,
             stack: matches!(shape, Shape::Stack).then(|| {
                 (0..5u32)
                     .map(|f| CallerSite {
@@ -114,7 +115,8 @@ fn records(n: usize, shape: Shape) -> Vec<SpanRecord> {
                         line: 40 + f,
                         class: 0,
                     })
-                    .collect()
+                    .collect::<Box<[CallerSite]>>()
+                    .into()
             }),
         })
         .collect()

@@ -416,6 +416,14 @@ impl RequestEncoder {
         if let Some(class) = class {
             budget.put(out, class, 1);
         }
+        if record.instance != 0 && budget.take_one() {
+            put_string_attribute(
+                out,
+                field::SPAN_ATTRIBUTES,
+                semconv::CALLER_INSTANCE_ID,
+                &limits.truncate_str(&format!("{:#x}", record.instance)),
+            );
+        }
         if let Some(frames) = &record.stack {
             if budget.take_one() {
                 let text = &mut self.stack_text;
@@ -770,6 +778,7 @@ pub(crate) mod tests {
             thread,
             error: None,
             omitted: 0,
+            instance: 0,
             stack: None,
         };
         let error = |message: &str| {
@@ -831,14 +840,19 @@ pub(crate) mod tests {
                         },
                         base.caller,
                     ]
-                    .into_boxed_slice(),
+                    .into_boxed_slice()
+                    .into(),
                 ),
                 ..base.clone()
             },
             SpanRecord {
-                stack: Some(Box::new([])),
+                stack: Some(Box::new(Box::new([]))),
                 error: error("both"),
                 function: decorated,
+                ..base.clone()
+            },
+            SpanRecord {
+                instance: 0x7f12_3456_789a,
                 ..base.clone()
             },
         ];
@@ -893,6 +907,12 @@ pub(crate) mod tests {
         }
         if let Some(class) = view.class(r.caller.class) {
             attributes.push(text(semconv::CALLER_CLASS_NAME, class));
+        }
+        if r.instance != 0 {
+            attributes.push(text(
+                semconv::CALLER_INSTANCE_ID,
+                &format!("{:#x}", r.instance),
+            ));
         }
         if let Some(frames) = &r.stack {
             let mut trace = String::new();

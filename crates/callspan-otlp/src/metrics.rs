@@ -67,6 +67,11 @@ impl MetricsEncoder {
         }
     }
 
+    /// Whether points are deltas (a failed export loses them).
+    pub fn is_delta(&self) -> bool {
+        self.delta
+    }
+
     /// One `ExportMetricsServiceRequest` of `totals` at `now_unix_ns`, and its data points;
     /// `None` when there is nothing to send (no edge, or nothing new for delta).
     pub fn encode(

@@ -204,6 +204,15 @@ impl Worker {
         }
     }
 
+    /// What a failed export of `points` data points loses.
+    fn lost(&self, points: usize) -> String {
+        if self.encoder.is_delta() {
+            format!("{points} delta data points lost")
+        } else {
+            format!("{points} data points; the next export carries the totals")
+        }
+    }
+
     /// One export of every edge; true when it went out (or there was nothing to send).
     fn export(&mut self) -> bool {
         if matches!(self.output, Output::Stopped) {
@@ -242,13 +251,14 @@ impl Worker {
                         false
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!("metrics export failed ({points} data points lost): {e}");
+                        tracing::warn!("metrics export failed ({}): {e}", self.lost(points));
                         false
                     }
                     Err(_) => {
                         tracing::warn!(
                             "metrics export timed out after {timeout:?} \
-                             (OTEL_METRIC_EXPORT_TIMEOUT); {points} data points lost"
+                             (OTEL_METRIC_EXPORT_TIMEOUT; {})",
+                            self.lost(points)
                         );
                         false
                     }

@@ -24,6 +24,8 @@ pub const CALLER_FILE_PATH: &str = "caller.file.path";
 pub const CALLER_LINE_NUMBER: &str = "caller.line.number";
 /// The class of the caller's `self` or `cls`, when it has one.
 pub const CALLER_CLASS_NAME: &str = "caller.class.name";
+/// The caller's `self` (or `cls`) identity, as hex of its `id()` (`CALLSPAN_CAPTURE=instance`).
+pub const CALLER_INSTANCE_ID: &str = "caller.instance.id";
 
 /// The calling thread's `threading.get_ident()`.
 pub const THREAD_ID: &str = "thread.id";

@@ -179,8 +179,11 @@ proptest! {
                     })
                 }),
                 omitted: p.omitted,
+                instance: 0,
                 stack: p.stack.as_ref().map(|frames| {
-                    frames.iter().map(|(code, line)| site(&(*code, *line, None))).collect()
+                    Box::new(
+                        frames.iter().map(|(code, line)| site(&(*code, *line, None))).collect(),
+                    )
                 }),
             })
             .collect();

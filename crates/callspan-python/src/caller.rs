@@ -114,6 +114,19 @@ pub(crate) fn site_of(
     }
 }
 
+/// `caller.instance.id`: the address of the `self`/`cls` of `frame` (0: it has none). The
+/// object is not touched: its identity is its address, as `id()` says.
+pub(crate) fn instance_of(py: Python<'_>, frame: &CallerFrame<'_>, registry: &Registry) -> u64 {
+    if FRAME_READING_DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
+        return 0;
+    }
+    if !site_entry(py, frame, registry).has_self {
+        return 0;
+    }
+    // SAFETY: `has_self` is the cached parameter-name check for this code object.
+    unsafe { frame.first_arg_slot() }.map_or(0, |arg| arg as usize as u64)
+}
+
 /// The `depth` frames beyond `frame` (the caller), innermost first, for `code.stacktrace`.
 pub(crate) fn outer_stack(
     py: Python<'_>,

@@ -125,6 +125,8 @@ pub(crate) struct Caller {
     site: CallerSite,
     thread: ThreadKey,
     stack: Option<Box<[CallerSite]>>,
+    /// `caller.instance.id` (0: not captured).
+    instance: u64,
     /// `CALLSPAN_CAPTURE` bits not captured.
     omitted: u8,
 }
@@ -139,6 +141,10 @@ pub(crate) fn read_caller(
     let omitted = hot.omitted();
     let registry = registry::global();
     let site = caller_site(py, hot, frame.as_ref());
+    let instance = match frame {
+        Some(frame) if hot.instance() => caller::instance_of(py, &frame, registry),
+        _ => 0,
+    };
     let depth = hot.stack_depth();
     let stack = match frame {
         Some(frame) if depth > 0 => caller::outer_stack(py, &frame, registry, depth),
@@ -155,6 +161,7 @@ pub(crate) fn read_caller(
         site,
         thread,
         stack,
+        instance,
         omitted,
     }
 }
@@ -416,7 +423,8 @@ pub(crate) fn finish(
             thread: span.caller.thread,
             error: error().map(Box::new),
             omitted: span.caller.omitted,
-            stack: span.caller.stack,
+            instance: span.caller.instance,
+            stack: span.caller.stack.map(Box::new),
         });
     }
     if callspan_otlp::diagnostic::pending() {

@@ -23,7 +23,7 @@ pub(super) fn parse_capture(s: &str) -> Result<Capture, String> {
                 Some((_, bit)) => bits |= bit,
                 None => {
                     return Err(format!(
-                        "unknown item {name:?}; expected function, file, line, class, thread, all or none"
+                        "unknown item {name:?}; expected function, file, line, class, thread, instance, all or none"
                     ))
                 }
             },

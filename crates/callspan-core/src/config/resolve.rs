@@ -491,15 +491,6 @@ impl Config {
             |t| format!("{t:?}").to_ascii_lowercase(),
             parse_temporality,
         );
-        // Not set, metrics go where spans go: OTLP beside OTLP spans, nowhere beside a span
-        // file or the console (which have no collector to receive them).
-        let metrics_exporter = match r.effective.last_mut() {
-            Some((_, shown, Source::Default)) if exporter != super::ExporterKind::Otlp => {
-                *shown = "none (spans do not go to OTLP)".to_owned();
-                super::MetricsExporterKind::None
-            }
-            _ => metrics_exporter,
-        };
         let max_edges = r.get(&table::MAX_EDGES, show_n, parse_positive);
         let (report, _) = r.get_optional(&table::REPORT, String::clone, |s| Ok(s.to_owned()));
         // What is wrong with a metrics variable is said now; what is wrong for metrics only

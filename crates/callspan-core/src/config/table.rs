@@ -449,7 +449,7 @@ pub static OTEL_CONTEXT: Setting = Setting {
 };
 /// `OTEL_METRICS_EXPORTER`.
 pub static METRICS_EXPORTER: Setting = Setting {
-    keyword: None,
+    keyword: Some("metrics_exporter"),
     variables: &[OTEL_METRICS_EXPORTER],
     kind: Kind::Choice,
     default: DefaultValue::Value(OTEL_METRICS_EXPORTER_DEFAULT),

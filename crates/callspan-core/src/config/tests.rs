@@ -803,7 +803,8 @@ mod metrics {
     #[test]
     fn metric_export_settings() {
         let c = Config::defaults();
-        assert_eq!(c.metrics_exporter, MetricsExporterKind::Otlp);
+        // Not the spec's otlp: metrics (and counting every call) when asked for.
+        assert_eq!(c.metrics_exporter, MetricsExporterKind::None);
         assert_eq!(c.metric_export_interval, Duration::from_millis(60_000));
         assert_eq!(c.metric_export_timeout, Duration::from_millis(30_000));
         assert_eq!(c.metrics_temporality, Temporality::Cumulative);

@@ -148,9 +148,13 @@ impl Capture {
     pub const CLASS: u8 = 8;
     /// `thread.id`, `thread.name`.
     pub const THREAD: u8 = 16;
-    /// Everything.
+    /// `caller.instance.id`: the caller's `self` (or `cls`) identity. Off unless named: not
+    /// part of `all`.
+    pub const INSTANCE: u8 = 32;
+    /// Everything but `instance`.
     pub const ALL: Capture = Capture(31);
-    pub(super) const NAMES: [(&'static str, u8); 5] = [
+    pub(super) const NAMES: [(&'static str, u8); 6] = [
+        ("instance", Self::INSTANCE),
         ("function", Self::FUNCTION),
         ("file", Self::FILE),
         ("line", Self::LINE),

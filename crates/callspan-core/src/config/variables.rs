@@ -211,8 +211,10 @@ pub const CALLSPAN_OTEL_CONTEXT_DEFAULT: &str = "false";
 
 /// `OTEL_METRICS_EXPORTER` — `otlp`, `console` or `none`.
 pub const OTEL_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
-/// Default of [`OTEL_METRICS_EXPORTER`].
-pub const OTEL_METRICS_EXPORTER_DEFAULT: &str = "otlp";
+/// Default of [`OTEL_METRICS_EXPORTER`]: `none`, not the spec's `otlp`. Exporting metrics
+/// means counting every call; a process that only asked for spans pays nothing for it, and an
+/// existing OTLP setup gets no second signal it did not ask for.
+pub const OTEL_METRICS_EXPORTER_DEFAULT: &str = "none";
 /// `OTEL_METRIC_EXPORT_INTERVAL` — ms between two metric exports.
 pub const OTEL_METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
 /// Default of [`OTEL_METRIC_EXPORT_INTERVAL`].
