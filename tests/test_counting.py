@@ -462,3 +462,61 @@ def test_caller_instance_id_is_the_callers_self_when_asked_for(receiver, run_scr
     run_script(INSTANCE)
     spans = receiver.wait_for_spans(3)
     assert all("caller.instance.id" not in s.attributes for s in spans)
+
+
+PROFILED = """
+import callspan
+
+def work(i):
+    if i % 4 == 0:
+        raise ValueError(i)
+    return i
+
+def caller():
+    for i in range(40):
+        try:
+            work(i)  # CALL:profiled_work
+        except ValueError:
+            pass
+
+with callspan.profile(include=["__main__.work"]):
+    caller()
+"""
+
+
+def test_the_profile_hooks_calls_are_counted_the_same_way(receiver, run_script):
+    run_script(PROFILED, env={"OTEL_TRACES_SAMPLER": "always_off", **METRICS})
+    counted = {
+        (p.attributes["code.function.name"], p.attributes["caller.function.name"]): p.value
+        for p in receiver.latest_points(CALLS)
+    }
+    # Every call, whatever the sampler; on 3.9-3.11 the hook cannot see the exception's type,
+    # so failed calls carry no error.type there and fold in with the others.
+    assert sum(counted.values()) == 40
+    assert set(counted) == {("__main__.work", "__main__.caller")}
+    errors = [p.value for p in receiver.latest_points(CALLS) if p.attributes.get("error.type")]
+    if sys.version_info >= (3, 12):
+        assert errors == [10]
+
+
+def test_callspan_run_report_prints_the_report_of_the_profiled_calls(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(
+        "def work(i):\n    return i\n\n\ndef caller():\n"
+        "    for i in range(12):\n        work(i)\n\n\ncaller()\n"
+    )
+    from e2e_support import script_env
+
+    env = script_env("http://127.0.0.1:9", {"OTEL_TRACES_SAMPLER": "always_off"})
+    env["CALLSPAN_EXPORTER"] = "none"
+    done = subprocess.run(
+        [sys.executable, "-m", "callspan", "run", "--report", "--include", "__main__.work", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "__main__.work" in done.stderr
+    assert f"{script}:7" in done.stderr
+    assert " 12 " in done.stderr

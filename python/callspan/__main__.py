@@ -8,11 +8,14 @@
   run a program with the profile hook on (``callspan._run``).
 * ``callspan report [FILE] [--sort total|calls|mean|name] [--format text|json]``: the caller
   report (``callspan.report()``) of the spans in an OTLP JSON file.
+* ``callspan run [--report] ...``: run a program with the profile hook on (see
+  ``callspan._run``); ``--report`` prints the caller report at exit (``CALLSPAN_REPORT=1``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -121,7 +124,13 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["run"]:
         from . import _run
 
-        return _run.main(argv[1:])
+        rest = argv[1:]
+        if rest[:1] == ["--report"]:
+            # The caller report at exit (every call counted), in this process and in those a
+            # command starts (they inherit the environment).
+            os.environ["CALLSPAN_REPORT"] = "1"
+            rest = rest[1:]
+        return _run.main(rest)
     args = parser().parse_args(argv)
     return args.run(args)
 
