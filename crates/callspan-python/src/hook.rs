@@ -23,7 +23,7 @@
 //!   task of its own; the published span is the one that created it).
 
 use crate::python_frame::{self, CallerFrame};
-use crate::span::{self, Active, Decision, OpenSpan};
+use crate::span::{self, Active, CountedCall, Decision, OpenSpan};
 use crate::steps::{self, Kind};
 use crate::{otel, task_context};
 use callspan_core::context::{self, ParentSpan};
@@ -423,6 +423,8 @@ struct Step {
     /// What the step makes current: the span, or the unsampled marker its children inherit.
     current: ParentSpan,
     open: Option<OpenSpan>,
+    /// An unsampled call while calls are counted.
+    counted: Option<CountedCall>,
     /// Coroutines and async generators publish the span in the task's context too.
     publish: bool,
 }
@@ -484,6 +486,11 @@ pub(crate) fn on_start(
         Decision::Unsampled { trace_id } => Step {
             current: Decision::unsampled_marker(trace_id),
             open: None,
+            counted: hot.counting().then(|| CountedCall {
+                function: profiled.id,
+                site: span::caller_site(py, hot, caller.as_ref()),
+                start_unix_ns: callspan_core::clock::now_unix_ns(),
+            }),
             publish,
         },
         Decision::Sampled { trace_id, parent } => {
@@ -492,6 +499,7 @@ pub(crate) fn on_start(
             Step {
                 current: open.as_parent(),
                 open: Some(open),
+                counted: None,
                 publish,
             }
         }
@@ -557,11 +565,34 @@ pub(crate) fn on_end(
     };
     let end_unix_ns = callspan_core::clock::now_unix_ns();
     running.active.exit(py);
+    let kind = profiled.kind;
+    let hot = hot::state();
+    // The exception's class, for `error.type` (unknown on 3.9–3.11: counted as returned).
+    let error_class = match &end {
+        End::Raise(Some(exc)) if hot.counting() => {
+            let closed = kind != Kind::Plain && exc.is_instance_of::<PyGeneratorExit>();
+            if closed {
+                0
+            } else {
+                // SAFETY: a live type object, GIL held.
+                unsafe {
+                    crate::caller::class_of_type(
+                        py,
+                        exc.get_type().as_type_ptr(),
+                        callspan_core::registry::global(),
+                    )
+                }
+            }
+        }
+        _ => 0,
+    };
+    if let Some(counted) = running.step.counted {
+        counted.finish(end_unix_ns, error_class);
+    }
     let Some(open) = running.step.open else {
         return;
     };
-    let kind = profiled.kind;
-    span::finish(py, hot::state(), open, end_unix_ns, 0, || match end {
+    span::finish(py, hot, open, end_unix_ns, error_class, || match end {
         End::Return => None,
         End::Raise(None) => Some(ExceptionInfo {
             type_name: "<exception>".into(),
@@ -619,6 +650,9 @@ fn end_running_calls(py: Python<'_>) {
     for call in running.into_iter().rev() {
         let end = callspan_core::clock::now_unix_ns();
         call.active.exit(py);
+        if let Some(counted) = call.step.counted {
+            counted.finish(end, 0);
+        }
         if let Some(open) = call.step.open {
             span::finish(py, hot, open, end, 0, || None);
         }
