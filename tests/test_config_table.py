@@ -80,14 +80,6 @@ def test_readme_keyword_and_default_match_the_rust_table(row):
     assert row["default"] == default, row["line"]
 
 
-def test_settings_not_used_yet_say_so():
-    # Metrics settings are resolved and checked but nothing exports metrics yet: be honest.
-    for row in readme_rows():
-        variables = " ".join(row["variables"])
-        if "METRIC" in variables or "MAX_EDGES" in variables:
-            assert "(metrics: coming)" in row["meaning"], row["line"]
-
-
 def test_every_keyword_is_accepted_by_configure_and_misspelt_ones_are_refused():
     keywords = {row[0] for row in _callspan.settings() if row[0]}
     assert {"endpoint", "timeout_ms", "sample", "otel_context"} <= keywords

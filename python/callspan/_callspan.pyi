@@ -26,7 +26,7 @@ class TracedFunction:
     __type_params__: tuple[Any, ...]  # 3.12+
     # types.FunctionType when the wrapped object is a Python function (isinstance checks),
     # else TracedFunction; type() is always TracedFunction.
-    @property
+    @property  # type: ignore[misc]
     def __class__(self) -> type: ...  # type: ignore[override]
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
@@ -172,6 +172,6 @@ def start_profile(include: list[str], exclude: list[str], library: list[str]) ->
 def stop_profile() -> tuple[int, list[str]] | None:
     """Remove the profile hook; ``(functions matched, modules seen)``, None without a profile."""
 
-def profile_thread_hook(frame: Any, event: str, arg: Any) -> None:
+def profile_thread_hook(frame: Any, event: str, _arg: Any) -> None:
     """3.9-3.11 only: the ``threading.setprofile`` hook that puts the C profile function on a
     new thread (and is every thread's profile object while profiling)."""

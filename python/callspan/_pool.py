@@ -21,6 +21,7 @@ export timeout at most.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 
 class _FlushFirstLock:
@@ -71,11 +72,11 @@ def wrap_pool_worker_in_spawn_child(flush) -> None:
         return
     import multiprocessing.pool as pool_module
 
-    original = pool_module.worker
+    original: Any = pool_module.worker  # type: ignore[attr-defined]  # private, 3.9-3.13
     if getattr(original, "_callspan_wrapped", False):
         return
 
-    def worker(inqueue, outqueue, *args, **kwargs):
+    def worker(inqueue: Any, outqueue: Any, *args: Any, **kwargs: Any) -> Any:
         lock = getattr(outqueue, "_wlock", None)
         if lock is not None and not isinstance(lock, _FlushFirstLock):
             outqueue._wlock = _FlushFirstLock(lock, flush)
@@ -84,5 +85,5 @@ def wrap_pool_worker_in_spawn_child(flush) -> None:
     worker.__module__ = original.__module__
     worker.__qualname__ = original.__qualname__
     worker.__name__ = original.__name__
-    worker._callspan_wrapped = True
-    pool_module.worker = worker
+    worker._callspan_wrapped = True  # type: ignore[attr-defined]
+    pool_module.worker = worker  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ import marshal
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from . import _callspan
 from ._otlp_json import CallSpan
@@ -227,7 +228,7 @@ def pstats_data(rows: Iterable[dict]) -> dict:
     their counts differently, as cProfile writes them). Times in seconds; a function's own time
     is its total minus the traced calls it made."""
     rows = list(rows)
-    names = {}
+    names: dict[Any, Any] = {}
     for row in rows:
         names.setdefault(
             row["function"], (row["function_file"], row["function_line"], row["function"])

@@ -80,7 +80,7 @@ def _parse(argv: list[str]) -> tuple[list[str], list[str], str, list[str]]:
 
 def _modules_beside(directory: str) -> list[str]:
     """The top-level modules and packages in ``directory`` (the script's own code)."""
-    names = []
+    names: list[str] = []
     try:
         entries = sorted(os.listdir(directory))
     except OSError:

@@ -453,7 +453,7 @@ pub static METRICS_EXPORTER: Setting = Setting {
     variables: &[OTEL_METRICS_EXPORTER],
     kind: Kind::Choice,
     default: DefaultValue::Value(OTEL_METRICS_EXPORTER_DEFAULT),
-    doc: "where metrics go: otlp, console or none (metrics: coming)",
+    doc: "where the caller-edge metrics go: otlp, console or none (the default: not exported)",
 };
 /// `OTEL_METRIC_EXPORT_INTERVAL`.
 pub static METRIC_EXPORT_INTERVAL: Setting = Setting {
@@ -461,7 +461,7 @@ pub static METRIC_EXPORT_INTERVAL: Setting = Setting {
     variables: &[OTEL_METRIC_EXPORT_INTERVAL],
     kind: Kind::Milliseconds,
     default: DefaultValue::Value(OTEL_METRIC_EXPORT_INTERVAL_DEFAULT),
-    doc: "ms between metric exports, positive (metrics: coming)",
+    doc: "ms between metric exports, positive",
 };
 /// `OTEL_METRIC_EXPORT_TIMEOUT`.
 pub static METRIC_EXPORT_TIMEOUT: Setting = Setting {
@@ -469,7 +469,7 @@ pub static METRIC_EXPORT_TIMEOUT: Setting = Setting {
     variables: &[OTEL_METRIC_EXPORT_TIMEOUT],
     kind: Kind::Milliseconds,
     default: DefaultValue::Value(OTEL_METRIC_EXPORT_TIMEOUT_DEFAULT),
-    doc: "ms for one metric export, positive (metrics: coming)",
+    doc: "ms for one metric export, positive",
 };
 /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`.
 pub static METRICS_TEMPORALITY: Setting = Setting {
@@ -477,7 +477,7 @@ pub static METRICS_TEMPORALITY: Setting = Setting {
     variables: &[OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE],
     kind: Kind::Choice,
     default: DefaultValue::Value(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE_DEFAULT),
-    doc: "cumulative, delta or lowmemory (metrics: coming)",
+    doc: "cumulative, delta or lowmemory",
 };
 /// `CALLSPAN_MAX_EDGES`.
 pub static MAX_EDGES: Setting = Setting {
@@ -485,7 +485,7 @@ pub static MAX_EDGES: Setting = Setting {
     variables: &[CALLSPAN_MAX_EDGES],
     kind: Kind::Integer,
     default: DefaultValue::Value(CALLSPAN_MAX_EDGES_DEFAULT),
-    doc: "caller edges counted apart; the rest fold into one per callee (metrics: coming)",
+    doc: "caller edges counted apart; the rest fold into one per callee",
 };
 
 /// The setting a `callspan.configure()` keyword sets, if it is one.
