@@ -116,3 +116,36 @@ def test_web_app_requests_are_parents_and_join_the_clients_trace(run_script, rec
         "__main__.quote": 10,
         "__main__.basket": 30,
     }
+
+
+def test_profile_mode_traces_the_undecorated_program(receiver, tmp_path):
+    import subprocess
+    import sys
+
+    from e2e_support import script_env
+
+    done = subprocess.run(
+        [sys.executable, "-m", "callspan", "run", str(EXAMPLES / "profile_mode.py")],
+        env=script_env(receiver.endpoint, {}),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "checksum" in done.stdout
+    assert f"spans went to OTLP/gRPC to {receiver.endpoint}" in done.stdout
+    # 25 x (run_pipeline's 2 callees + apply_transform twice), main and run_pipeline once each.
+    spans = receiver.wait_for_spans(25 * 4 + 2)
+    assert callers_of(spans, "__main__.Transformer.apply_transform") == {
+        "__main__.Rotator.rotate_image": 25,
+        "__main__.Scaler.scale_image": 25,
+    }
+    names = {span.attributes["code.function.name"] for span in spans}
+    assert names == {
+        "__main__.main",
+        "__main__.run_pipeline",
+        "__main__.Rotator.rotate_image",
+        "__main__.Scaler.scale_image",
+        "__main__.Transformer.apply_transform",
+    }
