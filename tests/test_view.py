@@ -168,3 +168,45 @@ def test_console_script_runs_the_same_command(span_file, tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert f"wrote {out}" in completed.stdout
     assert page_data(out.read_text())["span_count"] == 100
+
+
+REPORTING = """
+import callspan
+
+@callspan.trace
+def apply_transform(i):
+    return i
+
+def rotate_image():
+    for i in range(30):
+        apply_transform(i)
+
+def scale_image():
+    for i in range(12):
+        apply_transform(i)
+
+rotate_image()
+scale_image()
+callspan.report(file=REPORT_PATH, format="json")
+"""
+
+
+def test_view_draws_the_page_from_a_caller_report(tmp_path):
+    # Every call counted with sampling off: the report, not spans, is the page's data.
+    report = tmp_path / "report.json"
+    run_python_script(
+        REPORTING.replace("REPORT_PATH", repr(str(report))),
+        "http://127.0.0.1:9",
+        env={"OTEL_TRACES_SAMPLER": "always_off", "CALLSPAN_REPORT": str(tmp_path / "exit.txt")},
+        workdir=tmp_path,
+    )
+    done = run_view(report, "-o", tmp_path / "page.html")
+    assert done.returncode == 0, done.stderr
+    (function,) = page_data((tmp_path / "page.html").read_text())["functions"]
+    assert function["name"] == "__main__.apply_transform"
+    assert {c["caller"]: c["calls"] for c in function["callers"]} == {
+        "__main__.rotate_image": 30,
+        "__main__.scale_image": 12,
+    }
+    assert all(sum(c["histogram"]["counts"]) == c["calls"] for c in function["callers"])
+    assert all(c["slowest"] == [] for c in function["callers"])

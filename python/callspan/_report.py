@@ -114,10 +114,12 @@ def aggregate(rows: Iterable[dict], sort: str = "total") -> list[dict]:
                 "calls": 0,
                 "errors": 0,
                 "total_ns": 0,
+                "buckets": [0] * (len(BOUNDS_NS) + 1),
             }
         caller["calls"] += row["calls"]
         caller["errors"] += failed
         caller["total_ns"] += row["total_ns"]
+        _sum_buckets(caller["buckets"], row["buckets"])
 
     def order(entry: dict, name: str):
         mean = entry["total_ns"] / entry["calls"] if entry["calls"] else 0
@@ -172,7 +174,10 @@ def render(rows: Iterable[dict], sort: str = "total", fmt: str = "text", source:
     """The report of `rows` as aligned text (``fmt="text"``) or a JSON document (``"json"``)."""
     functions = aggregate(rows, sort)
     if fmt == "json":
-        return json.dumps({"source": source, "functions": functions}, indent=2) + "\n"
+        # `bounds_ns` and each caller's `buckets` (the duration histogram, one more bucket than
+        # bounds) let `callspan view` draw the page from this document too.
+        document = {"source": source, "bounds_ns": list(BOUNDS_NS), "functions": functions}
+        return json.dumps(document, indent=2) + "\n"
     if fmt != "text":
         raise ValueError(f"format must be 'text' or 'json', not {fmt!r}")
     total_calls = sum(f["calls"] for f in functions)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ._otlp_json import read_spans
-from ._view_data import edges_from_spans, view_data
+from ._view_data import CallerEdge, edges_from_spans, view_data
 
 DEFAULT_INPUT = "callspan-spans.jsonl"  # the file exporter's default (CALLSPAN_FILE)
 _TEMPLATE = Path(__file__).with_name("_view_page.html")
@@ -67,10 +67,58 @@ def summary_lines(data: dict, callers_per_function: int = 5) -> list[str]:
     return lines
 
 
+def edges_from_report(document: dict) -> list[CallerEdge]:
+    """The caller edges of a caller report (``callspan.report(format="json")``, or
+    ``CALLSPAN_REPORT``'s file written with ``format="json"``): every call counted, no spans."""
+    bounds = tuple(document["bounds_ns"])
+    edges: dict[tuple[str, str], CallerEdge] = {}
+    for function in document["functions"]:
+        for caller in function["callers"]:
+            key = (function["function"], caller["caller_function"])
+            edge = edges.get(key)
+            if edge is None:
+                edge = edges[key] = CallerEdge(
+                    callee=function["function"],
+                    caller=caller["caller_function"],
+                    bounds_ns=bounds,
+                    counts=[0] * (len(bounds) + 1),
+                )
+            edge.calls += caller["calls"]
+            edge.errors += caller["errors"]
+            edge.total_ns += caller["total_ns"]
+            edge.counts = [a + b for a, b in zip(edge.counts, caller["buckets"])]
+            edge.sites.append(
+                {
+                    "file": caller["caller_file"],
+                    "line": caller["caller_line"],
+                    "class": caller["caller_class"],
+                    "calls": caller["calls"],
+                }
+            )
+    return list(edges.values())
+
+
+def _report_document(source: Path) -> dict | None:
+    """``source`` as a caller report JSON document; None for OTLP JSON or anything else."""
+    try:
+        document = json.loads(source.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if isinstance(document, dict) and "functions" in document and "bounds_ns" in document:
+        return document
+    return None
+
+
 def write_view(source: str | Path, output: str | Path | None = None) -> tuple[Path, dict]:
-    """Reads ``source``, writes the page; returns the page's path and its data."""
+    """Reads ``source`` (OTLP JSON spans, or a caller report JSON document), writes the page;
+    returns the page's path and its data."""
     source = Path(source)
-    data = view_data(edges_from_spans(read_spans(source)), source=str(source))
+    report = _report_document(source)
+    if report is not None:
+        edges = edges_from_report(report)
+        data = view_data(edges, source=str(source))
+    else:
+        data = view_data(edges_from_spans(read_spans(source)), source=str(source))
     target = Path(output) if output is not None else default_output(source)
     target.write_text(render_html(data), encoding="utf-8")
     return target, data
