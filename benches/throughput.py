@@ -12,8 +12,9 @@ parent runs the receiver, a counting OTLP/gRPC receiver (``counting_receiver.py`
 * % delivered (counted by the receiver / made), the exporter's drop counters, how long the final
   flush took, and the child's peak RSS (VmHWM).
 
-Variants: callspan with its defaults (queue 2048, batch 512) flat out and paced at 500,000/s
-and at 550,000/s;
+Variants: callspan with its defaults flat out and paced at 500,000/s and at 550,000/s;
+``callspan_defaults_paced_550k_contended``, the 550,000/s row while another process (started and
+stopped by the benchmark, pinned to one CPU) keeps one core busy, as a build or a neighbour does;
 callspan with a larger queue and batch (to show whether the limit is the queue or the export);
 the OpenTelemetry Python SDK (BatchSpanProcessor defaults + OTLP/gRPC exporter) flat out; and a
 control row, ``receiver_ceiling_512``, that sends pre-encoded 512-span requests as fast as the
@@ -25,12 +26,23 @@ its own process because callspan's queue size is fixed on first use.
 receiver: callspan then talks to a fast gRPC server, and rotel forwards in batches of 8192
 spans, uncompressed. rotel's own limits (its queue, its CPU share) then count too.
 
+Every callspan row also reports, per thread of the child (the hot ``MainThread``,
+``callspan-export``, ``callspan-export-io``), the CPU time per span made and the wake-ups per
+second (voluntary context switches: each is a sleep ended by a wake-up) plus the involuntary
+ones (preemptions), read from ``/proc/self/task/*`` over the hot window and the flush. These are
+the stable proxies for the exporter's cost on a loaded machine, where the delivered % is not.
+
+The contention row alone, in one command (on a quiet machine; it takes ~15 s)::
+
+    .venv/bin/python benches/throughput.py --variants callspan_defaults_paced_550k_contended
+
     python benches/throughput.py [--smoke] [--json PATH] [--seconds S] [--variants a,b]
                                  [--receiver direct|rotel] [--rate R]
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -48,6 +60,8 @@ VARIANTS: dict[str, tuple[str, float | None, dict[str, Any]]] = {
     # 10 % above the target rate: a row paced at exactly 500,000/s can only count 500,000/s if
     # not one span is lost and the last request arrives with the last call.
     "callspan_defaults_paced_550k": ("callspan", 550_000.0, {}),
+    # The same with another process keeping one of the two cores busy (CONTENDED).
+    "callspan_defaults_paced_550k_contended": ("callspan", 550_000.0, {}),
     "callspan_queue_64k_batch_8k": (
         "callspan",
         None,
@@ -59,6 +73,8 @@ VARIANTS: dict[str, tuple[str, float | None, dict[str, Any]]] = {
     # the receiver counts here is the most this receiver setup can show for 512-span batches.
     "receiver_ceiling_512": ("blast", None, {"batch": 512}),
 }
+# Variants run while a busy process (see ``BusyCore``) keeps one core busy.
+CONTENDED = {"callspan_defaults_paced_550k_contended"}
 TARGET_RATE = 500_000
 TARGET_DELIVERED_PCT = 99.0
 
@@ -89,6 +105,45 @@ def hot_loop(fn, seconds: float, rate: float | None) -> tuple[int, float, float]
                     pass
 
 
+def thread_counters() -> dict[str, dict[str, float]]:
+    """Per thread of this process, by name: CPU seconds and context switches so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    threads: dict[str, dict[str, float]] = {}
+    # Linux cuts thread names at 15 characters: "callspan-export-io" reads "callspan-export".
+    # The I/O thread is started by the exporter thread, so it has the later id: "#2".
+    for tid in sorted(os.listdir("/proc/self/task"), key=int):
+        base = f"/proc/self/task/{tid}"
+        try:
+            with open(f"{base}/stat") as f:
+                # the name is in parentheses and may hold spaces: split after it
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"{base}/status") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+            with open(f"{base}/comm") as f:
+                name = f.read().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if int(tid) == os.getpid():
+            name = "main (hot)"
+        if name in threads:
+            name = f"{name}#{sum(1 for n in threads if n.split('#')[0] == name) + 1}"
+        counters = threads[name] = {}
+        # fields[0] is the state (field 3 of stat): utime and stime are fields 14 and 15
+        counters["cpu_s"] = (int(fields[11]) + int(fields[12])) / ticks
+        counters["voluntary"] = int(status["voluntary_ctxt_switches"])
+        counters["nonvoluntary"] = int(status["nonvoluntary_ctxt_switches"])
+    return threads
+
+
+def thread_deltas(before: dict, after: dict) -> dict[str, dict[str, float]]:
+    """``after - before`` per thread name (threads started in between count from zero)."""
+    zero = {"cpu_s": 0.0, "voluntary": 0.0, "nonvoluntary": 0.0}
+    return {
+        name: {key: values[key] - before.get(name, zero)[key] for key in zero}
+        for name, values in after.items()
+    }
+
+
 def child_result(made, times, flush_ok, rss_start, **extra) -> dict:
     """What every child reports: calls made, (start, end, flushed) times, the flush outcome,
     RSS at the start and at its peak, plus its SDK's own counters."""
@@ -115,6 +170,7 @@ def child_callspan(endpoint: str, seconds: float, rate: float | None, settings: 
         return x
 
     rss_start = benchkit.rss_bytes()
+    threads_before = thread_counters()
     made, start, end = hot_loop(work, seconds, rate)
     at_end = callspan.stats()
     flushed_ok = callspan.flush(120.0)
@@ -128,6 +184,7 @@ def child_callspan(endpoint: str, seconds: float, rate: float | None, settings: 
         stats_at_end=at_end,
         stats_after_flush=after,
         dropped=after["spans_dropped"],
+        threads=thread_deltas(threads_before, thread_counters()),
     )
 
 
@@ -265,7 +322,60 @@ def run_child(args) -> int:
     return 0
 
 
-# -- the parent: receiver and report ------------------------------------------------------------
+# -- the parent: receiver, contention and report -------------------------------------------------
+
+
+class BusyCore:
+    """``with BusyCore():`` — another process spinning on one CPU for the block's duration.
+
+    It is pinned to the last CPU this process may use, so that one core (of the machine's two)
+    is busy the whole time, as a compiler or a neighbour's job would keep it; everything else
+    (the hot thread, the exporter's threads, the receiver) shares what is left. Its CPU time is
+    reported, to show it really ran.
+    """
+
+    SPIN = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass\n"
+
+    def __init__(self) -> None:
+        cpus = sorted(os.sched_getaffinity(0))
+        self.cpu = cpus[-1]
+        self.process: subprocess.Popen | None = None
+        self.cpu_s = 0.0
+
+    def __enter__(self) -> BusyCore:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", self.SPIN, str(self.cpu)], stdin=subprocess.DEVNULL
+        )
+        time.sleep(0.2)  # let it reach its loop before the row starts
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        assert self.process is not None
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            self.cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+        self.process.kill()
+        self.process.wait()
+
+
+def thread_rows(
+    threads: dict, made: int, received: int, seconds: float
+) -> dict[str, dict[str, float]]:
+    """Per thread: CPU ns per span made and per span received, wake-ups and preemptions per
+    second. The exporter's work is per span received (a dropped span costs it nothing), the
+    hot thread's per span made."""
+    return {
+        name: {
+            "cpu_ns_per_span_made": 1e9 * t["cpu_s"] / made if made else 0.0,
+            "cpu_ns_per_span_received": 1e9 * t["cpu_s"] / received if received else 0.0,
+            "wakeups_per_s": t["voluntary"] / seconds,
+            "preemptions_per_s": t["nonvoluntary"] / seconds,
+        }
+        for name, t in sorted(threads.items())
+    }
 
 
 def run_variant(
@@ -279,6 +389,7 @@ def run_variant(
 ) -> dict:
     """Runs one variant's child exporting to ``endpoint``; counts at ``receiver``."""
     receiver.reset()
+    busy = BusyCore() if name in CONTENDED else None
     command = [
         sys.executable,
         os.path.abspath(__file__),
@@ -291,9 +402,10 @@ def run_variant(
     ]
     if rate is not None:
         command += ["--rate", str(rate)]
-    completed = subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
+    with busy or contextlib.nullcontext():
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     if completed.returncode != 0 or not lines:
         raise RuntimeError(
@@ -306,6 +418,7 @@ def run_variant(
     window = child["t_end"] - child["t_start"]
     in_window = receiver.spans_by(child["t_end"])
     made = child["made"]
+    threads = child.get("threads")
     return {
         "name": name,
         "sdk": child["sdk"],
@@ -327,6 +440,11 @@ def run_variant(
         "bytes_per_span": receiver.bytes / received if received else None,
         "peak_rss_mib": child["peak_rss"] / benchkit.MIB,
         "rss_start_mib": child["rss_start"] / benchkit.MIB,
+        "contended": busy is not None,
+        "busy_process_cpu_s": busy.cpu_s if busy else None,
+        "threads": thread_rows(threads, made, received, child["t_flushed"] - child["t_start"])
+        if threads
+        else None,
         "child": child,
         "stderr_tail": completed.stderr[-2000:],
     }
@@ -346,6 +464,7 @@ def evaluate_targets(rows: list[dict]) -> list[dict]:
     checks = {
         "callspan_defaults_paced_500k": ("delivered",),
         "callspan_defaults_paced_550k": ("counted", "delivered"),
+        "callspan_defaults_paced_550k_contended": ("delivered",),
         "callspan_defaults": ("counted",),
     }
     for name, kinds in checks.items():
@@ -468,6 +587,36 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows
         ],
     )
+    thread_table = [
+        [
+            row["name"],
+            thread,
+            t["cpu_ns_per_span_made"],
+            t["cpu_ns_per_span_received"],
+            t["wakeups_per_s"],
+            t["preemptions_per_s"],
+        ]
+        for row in rows
+        if row["threads"]
+        for thread, t in row["threads"].items()
+    ]
+    if thread_table:
+        print()
+        print(
+            "per thread, over the hot window and the flush (/proc/self/task; "
+            "callspan-export#2 is the I/O thread callspan-export-io):"
+        )
+        benchkit.print_table(
+            [
+                "variant",
+                "thread",
+                "CPU ns/span made",
+                "CPU ns/span received",
+                "wake-ups/s",
+                "preemptions/s",
+            ],
+            thread_table,
+        )
     if targets:
         print()
         benchkit.print_targets(targets)

@@ -233,7 +233,9 @@ def test_python_m_callspan_config_shows_values_and_sources(receiver):
     row = next(line for line in lines if line.startswith("OTEL_SERVICE_NAME"))
     assert "svc" in row
     row = next(line for line in lines if line.startswith("OTEL_BSP_MAX_QUEUE_SIZE"))
-    assert "2048" in row and "(default)" in row
+    assert "CALLSPAN_MAX_QUEUE_BYTES" in row and "(default)" in row
+    row = next(line for line in lines if line.startswith("CALLSPAN_MAX_QUEUE_BYTES"))
+    assert "8388608 (74898 spans)" in row and "(default)" in row
     assert any(line.startswith("spans go to") and receiver.endpoint in line for line in lines)
 
 

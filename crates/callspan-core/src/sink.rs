@@ -11,6 +11,17 @@ use crossbeam_queue::ArrayQueue;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+/// Bytes one queued record takes in the ring: the record and the slot's sequence stamp, as
+/// [`ArrayQueue`] lays out a slot (`CALLSPAN_MAX_QUEUE_BYTES` is counted in these).
+pub const SLOT_BYTES: usize = std::mem::size_of::<SlotLayout>();
+
+/// The shape of one of [`ArrayQueue`]'s slots (a stamp, then the value), for [`SLOT_BYTES`].
+#[allow(dead_code)]
+struct SlotLayout {
+    stamp: AtomicUsize,
+    record: SpanRecord,
+}
+
 /// A wake-up call into the exporter thread.
 pub type Waker = Box<dyn Fn() + Send + Sync>;
 

@@ -110,8 +110,8 @@ impl Pipeline {
         report(warnings);
         if config.max_queue_size != self.sink.capacity() {
             tracing::warn!(
-                "OTEL_BSP_MAX_QUEUE_SIZE: the queue was created with {} slots on first use and keeps them; \
-                 {} applies from the next process",
+                "OTEL_BSP_MAX_QUEUE_SIZE / CALLSPAN_MAX_QUEUE_BYTES: the queue was created with {} slots \
+                 on first use and keeps them; {} applies from the next process",
                 self.sink.capacity(),
                 config.max_queue_size
             );

@@ -28,7 +28,7 @@ mod values;
 pub mod variables;
 
 pub use parse::{glob_match, parse_endpoint, parse_headers, parse_key_values, signal_url};
-pub use resolve::Resolver;
+pub use resolve::{queue_capacity, Resolver};
 pub use table::{DefaultValue, Kind, OtlpRows, Setting, Signal, SETTINGS};
 pub use values::{
     sample_rate_for, Capture, Config, ExporterKind, MetricsExporterKind, OtlpSettings, PemFile,

@@ -8,7 +8,8 @@ use super::parse::*;
 use super::table::{self, DefaultValue, OtlpRows, Setting, Signal};
 use super::values::{Config, OtlpSettings, PemFile, Protocol, SampleRule, Source};
 use super::variables::{
-    OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_EXPORTER_OTLP_ENDPOINT,
+    CALLSPAN_MAX_QUEUE_BYTES, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
     OTEL_EXPORTER_OTLP_ENDPOINT_GRPC_DEFAULT, OTEL_EXPORTER_OTLP_ENDPOINT_HTTP_DEFAULT,
 };
 use crate::sampler::{RootSampler, Sampler};
@@ -74,6 +75,16 @@ impl<'a, E: Fn(&str) -> Option<String>> Resolver<'a, E> {
         show: impl Fn(&T) -> String,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> T {
+        self.get_sourced(row, show, parse).0
+    }
+
+    /// [`Self::get`], also telling where the value came from.
+    fn get_sourced<T: Clone>(
+        &mut self,
+        row: &'static Setting,
+        show: impl Fn(&T) -> String,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> (T, Source) {
         // The table's defaults are constants, each resolved by a unit test
         // (`every_default_parses`): failing here is a bug in the table, not a user's mistake.
         let default = match row.default {
@@ -94,7 +105,6 @@ impl<'a, E: Fn(&str) -> Option<String>> Resolver<'a, E> {
             |raw, _| parse(raw),
             Shown::AsGiven,
         )
-        .0
     }
 
     /// Resolves a setting whose default is its absence ([`DefaultValue::Absent`], shown as the
@@ -423,13 +433,25 @@ impl Config {
         let schedule_delay = r.get(&table::SCHEDULE_DELAY, show_ms, parse_millis);
         // 0 would fail every export at once.
         let export_timeout = r.get(&table::EXPORT_TIMEOUT, show_ms, parse_positive_millis);
-        let max_queue_size = r.get(&table::MAX_QUEUE_SIZE, show_n, parse_positive);
+        let (queue_spans, _) = r.get_optional(&table::MAX_QUEUE_SIZE, show_n, parse_positive);
+        let (max_queue_bytes, bytes_source) = r.get_sourced(
+            &table::MAX_QUEUE_BYTES,
+            |b| format!("{b} ({} spans)", queue_capacity(None, *b, true)),
+            parse_positive,
+        );
+        let max_queue_size =
+            queue_capacity(queue_spans, max_queue_bytes, bytes_source != Source::Default);
         let mut max_export_batch_size =
             r.get(&table::MAX_EXPORT_BATCH_SIZE, show_n, parse_positive);
         if max_export_batch_size > max_queue_size {
+            let queue = if queue_spans == Some(max_queue_size) {
+                OTEL_BSP_MAX_QUEUE_SIZE
+            } else {
+                CALLSPAN_MAX_QUEUE_BYTES
+            };
             r.warn(format!(
                 "{OTEL_BSP_MAX_EXPORT_BATCH_SIZE}: {max_export_batch_size} is larger than \
-                 {OTEL_BSP_MAX_QUEUE_SIZE} ({max_queue_size}); using {max_queue_size}"
+                 the queue ({max_queue_size} spans, set by {queue}); using {max_queue_size}"
             ));
             max_export_batch_size = max_queue_size;
         }
@@ -518,6 +540,7 @@ impl Config {
             schedule_delay,
             export_timeout,
             max_queue_size,
+            max_queue_bytes,
             max_export_batch_size,
             attribute_value_length_limit,
             span_attribute_count_limit,
@@ -539,5 +562,17 @@ impl Config {
             effective: std::mem::take(&mut r.effective),
         };
         (config, r.warnings)
+    }
+}
+
+/// The span queue's capacity in records: `OTEL_BSP_MAX_QUEUE_SIZE` when it is set (the spec's
+/// meaning), else as many records as `CALLSPAN_MAX_QUEUE_BYTES` holds; with both set, the
+/// smaller. The default byte budget does not cap a queue size asked for explicitly.
+pub fn queue_capacity(spans: Option<usize>, bytes: usize, bytes_set: bool) -> usize {
+    let by_bytes = (bytes / crate::sink::SLOT_BYTES).max(1);
+    match spans {
+        Some(n) if bytes_set => n.min(by_bytes),
+        Some(n) => n,
+        None => by_bytes,
     }
 }

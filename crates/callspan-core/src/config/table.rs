@@ -364,8 +364,16 @@ pub static MAX_QUEUE_SIZE: Setting = Setting {
     keyword: Some("max_queue_size"),
     variables: &[OTEL_BSP_MAX_QUEUE_SIZE],
     kind: Kind::Integer,
-    default: DefaultValue::Value(OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT),
+    default: DefaultValue::Absent(OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT),
     doc: "spans held before new ones are dropped (counted)",
+};
+/// `CALLSPAN_MAX_QUEUE_BYTES`.
+pub static MAX_QUEUE_BYTES: Setting = Setting {
+    keyword: Some("max_queue_bytes"),
+    variables: &[CALLSPAN_MAX_QUEUE_BYTES],
+    kind: Kind::Integer,
+    default: DefaultValue::Value(CALLSPAN_MAX_QUEUE_BYTES_DEFAULT),
+    doc: "the queue's size in bytes of span records (the smaller queue applies when OTEL_BSP_MAX_QUEUE_SIZE is set too)",
 };
 /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
 pub static MAX_EXPORT_BATCH_SIZE: Setting = Setting {
@@ -526,6 +534,7 @@ pub static SETTINGS: &[&Setting] = &[
     &SCHEDULE_DELAY,
     &EXPORT_TIMEOUT,
     &MAX_QUEUE_SIZE,
+    &MAX_QUEUE_BYTES,
     &MAX_EXPORT_BATCH_SIZE,
     &ATTRIBUTE_VALUE_LENGTH_LIMIT,
     &SPAN_ATTRIBUTE_COUNT_LIMIT,

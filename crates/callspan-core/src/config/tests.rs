@@ -159,7 +159,9 @@ mod otlp {
         assert_eq!(c.sampler, Sampler::ParentBased(RootSampler::AlwaysOn));
         assert_eq!(c.schedule_delay, Duration::from_millis(5000));
         assert_eq!(c.export_timeout, Duration::from_millis(30000));
-        assert_eq!((c.max_queue_size, c.max_export_batch_size), (2048, 512));
+        // The queue is sized by bytes, not the spec's 2048 spans (see `queue_sized_by_bytes`).
+        let queue = 8 * 1024 * 1024 / crate::sink::SLOT_BYTES;
+        assert_eq!((c.max_queue_size, c.max_export_batch_size), (queue, 512));
         assert_eq!(c.exporter, ExporterKind::Otlp);
         assert!(!c.disabled);
     }
@@ -238,6 +240,48 @@ mod otlp {
         );
         assert_eq!(c.sampler, Sampler::TraceIdRatio(1.0));
         assert!(w[0].contains(OTEL_TRACES_SAMPLER_ARG), "{w:?}");
+    }
+
+    #[test]
+    fn queue_sized_by_bytes() {
+        let slot = crate::sink::SLOT_BYTES;
+        // Unset: the byte budget decides, 8 MiB by default.
+        let (c, _) = resolve(&[], &[]);
+        assert_eq!(c.max_queue_size, 8 * 1024 * 1024 / slot);
+        assert!(c.max_queue_size > 50_000, "{}", c.max_queue_size);
+        // OTEL_BSP_MAX_QUEUE_SIZE alone: the spec's meaning, whatever the default budget holds.
+        let (c, _) = resolve(&[(OTEL_BSP_MAX_QUEUE_SIZE, "2048")], &[]);
+        assert_eq!(c.max_queue_size, 2048);
+        let (c, _) = resolve(&[(OTEL_BSP_MAX_QUEUE_SIZE, "1000000")], &[]);
+        assert_eq!(c.max_queue_size, 1_000_000);
+        // CALLSPAN_MAX_QUEUE_BYTES alone, as argument or variable.
+        let bytes = (1000 * slot).to_string();
+        let (c, _) = resolve(&[(CALLSPAN_MAX_QUEUE_BYTES, &bytes)], &[]);
+        assert_eq!(c.max_queue_size, 1000);
+        let (c, _) = resolve(&[], &[("max_queue_bytes", &bytes)]);
+        assert_eq!(c.max_queue_size, 1000);
+        // Both set: the smaller queue.
+        let (c, _) = resolve(
+            &[(CALLSPAN_MAX_QUEUE_BYTES, &bytes), (OTEL_BSP_MAX_QUEUE_SIZE, "600")],
+            &[],
+        );
+        assert_eq!(c.max_queue_size, 600);
+        let (c, _) = resolve(
+            &[(CALLSPAN_MAX_QUEUE_BYTES, &bytes), (OTEL_BSP_MAX_QUEUE_SIZE, "5000")],
+            &[],
+        );
+        assert_eq!(c.max_queue_size, 1000);
+        // Less than one record still holds one.
+        let (c, _) = resolve(&[(CALLSPAN_MAX_QUEUE_BYTES, "1")], &[("max_export_batch_size", "1")]);
+        assert_eq!(c.max_queue_size, 1);
+        // A batch larger than a byte-sized queue is capped, naming the byte setting.
+        let (c, w) = resolve(&[(CALLSPAN_MAX_QUEUE_BYTES, &(100 * slot).to_string())], &[]);
+        assert_eq!(c.max_export_batch_size, 100);
+        assert!(w.len() == 1 && w[0].contains(CALLSPAN_MAX_QUEUE_BYTES), "{w:?}");
+        // Unusable bytes: one warning naming the variable, then the default.
+        let (c, w) = resolve(&[(CALLSPAN_MAX_QUEUE_BYTES, "lots")], &[]);
+        assert_eq!(c.max_queue_size, 8 * 1024 * 1024 / slot);
+        assert!(w.len() == 1 && w[0].starts_with(CALLSPAN_MAX_QUEUE_BYTES), "{w:?}");
     }
 
     #[test]

@@ -215,8 +215,11 @@ pub struct Config {
     pub schedule_delay: Duration,
     /// `OTEL_BSP_EXPORT_TIMEOUT`.
     pub export_timeout: Duration,
-    /// `OTEL_BSP_MAX_QUEUE_SIZE`.
+    /// The queue's capacity in spans: `OTEL_BSP_MAX_QUEUE_SIZE`, or what
+    /// `CALLSPAN_MAX_QUEUE_BYTES` holds (see [`super::resolve::queue_capacity`]).
     pub max_queue_size: usize,
+    /// `CALLSPAN_MAX_QUEUE_BYTES`.
+    pub max_queue_bytes: usize,
     /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
     pub max_export_batch_size: usize,
     /// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`; `None`: no limit.
