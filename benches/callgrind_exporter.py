@@ -7,8 +7,9 @@ function from its main thread, exporting with OTLP/gRPC to the counting receiver
 (``counting_receiver.py``, in this process, outside valgrind), then flushes; it runs under
 ``valgrind --tool=callgrind --separate-threads=yes``. Two runs with ``N`` and ``2 N`` spans
 cancel start-up and exit, so the difference of each thread's instruction count divided by ``N``
-is what one more span costs that thread: the hot thread (the push included), ``callspan-export``
-(pop, encode, hand-off) and ``callspan-export-io`` (tonic/h2, the system calls' user side).
+is what one more span costs that thread: the hot thread (the push included) and
+``callspan-export`` (pop, encode, and the sending: tonic/h2, the system calls' user side).
+Builds that sent from a second runtime thread show it as ``callspan-export-io``.
 Every span must arrive (the queue is made large enough for valgrind's slow threads; the
 batch size stays the default, which is what sets the per-request costs).
 
@@ -43,8 +44,8 @@ print("STATS " + json.dumps(callspan.stats()), flush=True)
 callspan.shutdown()
 """
 
-# callgrind numbers threads in creation order: the main thread, then callspan-export, which
-# starts its tokio runtime's worker. Blocking-pool threads (DNS) would come later.
+# callgrind numbers threads in creation order: the main thread, then callspan-export, then (in
+# builds that had one) its runtime's I/O worker. Blocking-pool threads (DNS) would come later.
 THREADS = {"01": "main (hot)", "02": "callspan-export", "03": "callspan-export-io"}
 
 
@@ -129,8 +130,12 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"settings": settings, "spans": args.spans, "requests": requests,
-                 "ir_per_span": per_span},
+                {
+                    "settings": settings,
+                    "spans": args.spans,
+                    "requests": requests,
+                    "ir_per_span": per_span,
+                },
                 f,
                 indent=2,
             )

@@ -26,11 +26,14 @@ its own process because callspan's queue size is fixed on first use.
 receiver: callspan then talks to a fast gRPC server, and rotel forwards in batches of 8192
 spans, uncompressed. rotel's own limits (its queue, its CPU share) then count too.
 
-Every callspan row also reports, per thread of the child (the hot ``MainThread``,
-``callspan-export``, ``callspan-export-io``), the CPU time per span made and the wake-ups per
-second (voluntary context switches: each is a sleep ended by a wake-up) plus the involuntary
-ones (preemptions), read from ``/proc/self/task/*`` over the hot window and the flush. These are
-the stable proxies for the exporter's cost on a loaded machine, where the delivered % is not.
+Every callspan row also reports, per thread of the child (the hot main thread and
+``callspan-export``), the CPU time per span made and per span received, the wake-ups per
+second (voluntary context switches: each is a sleep ended by a wake-up) and the involuntary
+ones (preemptions), read from ``/proc/self/task/*`` over the hot window and the flush: the
+proxies for the exporter's cost that a loaded machine disturbs least (CPU times still stretch
+with cache contention; ``callgrind_exporter.py`` counts instructions instead). Builds whose
+exporter sent from a second thread show it as ``callspan-export#2`` (``callspan-export-io``:
+Linux cuts thread names at 15 characters).
 
 The contention row alone, in one command (on a quiet machine; it takes ~15 s)::
 
@@ -602,10 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if thread_table:
         print()
-        print(
-            "per thread, over the hot window and the flush (/proc/self/task; "
-            "callspan-export#2 is the I/O thread callspan-export-io):"
-        )
+        print("per thread, over the hot window and the flush (/proc/self/task):")
         benchkit.print_table(
             [
                 "variant",

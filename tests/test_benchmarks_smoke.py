@@ -41,6 +41,7 @@ THROUGHPUT_ROWS = [
     "callspan_defaults",
     "callspan_defaults_paced_500k",
     "callspan_defaults_paced_550k",
+    "callspan_defaults_paced_550k_contended",
     "callspan_queue_64k_batch_8k",
     "otel_sdk_defaults",
     "receiver_ceiling_512",
@@ -82,6 +83,12 @@ def test_throughput_smoke(tmp_path):
         assert row["spans_made"] > 0
         for key in ("made_per_s", "received_per_s", "delivered_pct", "dropped", "peak_rss_mib"):
             assert key in row
+        assert row["contended"] == row["name"].endswith("_contended")
+        if row["sdk"] == "callspan":
+            # per-thread CPU and wake-ups, the hot thread's and the exporter's at least
+            assert {"main (hot)", "callspan-export"} <= set(row["threads"]), row["threads"]
+    contended = next(row for row in result["rows"] if row["contended"])
+    assert contended["busy_process_cpu_s"] > 0
     assert result["targets"]
 
 

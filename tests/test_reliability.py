@@ -307,7 +307,12 @@ finish()
     assert stats["dropped_queue_full"] > 0, stats
     full = [m for m in output.facts["messages"] if "span queue was full" in m]
     assert full, output.facts["messages"]
-    for setting in ("OTEL_BSP_MAX_QUEUE_SIZE", "CALLSPAN_SAMPLE", "CALLSPAN_MAX_SPANS_PER_SECOND"):
+    for setting in (
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "CALLSPAN_MAX_QUEUE_BYTES",
+        "CALLSPAN_SAMPLE",
+        "CALLSPAN_MAX_SPANS_PER_SECOND",
+    ):
         assert setting in full[0]
     # Each message counts the drops since the previous one; by the flush all were reported.
     counts = [int(re.search(r"(\d+) spans dropped", m).group(1)) for m in full]

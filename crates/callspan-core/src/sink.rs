@@ -2,8 +2,11 @@
 //!
 //! A traced call must never block and never allocate for the queue, so the sink is a fixed-size
 //! lock-free ring ([`crossbeam_queue::ArrayQueue`]). When it is full the new record is dropped and
-//! counted. When it holds a full batch the exporter is woken once — the `wake_pending` flag keeps
-//! a hot loop from signalling on every push.
+//! counted. When it holds the exporter's wake threshold (a few batches) the exporter is woken
+//! once — the `wake_pending` flag keeps a hot loop from signalling on every push. The queue's
+//! length is read only every few pushes ([`SpanSink::set_waker`]): reading it loads the head
+//! index, a cache line the exporter writes at every pop, and a wake a few records late costs
+//! nothing.
 
 use crate::record::SpanRecord;
 use crate::stats::Stats;
@@ -30,10 +33,23 @@ pub struct SpanSink {
     queue: ArrayQueue<SpanRecord>,
     /// Counters shared with the exporter.
     pub stats: Stats,
+    /// Pushes so far, to check the length every `check_mask + 1` of them. Producers racing may
+    /// lose an increment, which only moves a check; its own cache line, written by producers only.
+    pushes: PushCounter,
+    check_mask: AtomicUsize,
     batch_threshold: AtomicUsize,
     wake_pending: AtomicBool,
     waker: Mutex<Option<Waker>>,
 }
+
+/// [`SpanSink::pushes`], alone on its cache lines (128 bytes: the adjacent-line prefetcher
+/// pairs them).
+#[repr(align(128))]
+#[derive(Default)]
+struct PushCounter(AtomicUsize);
+
+/// The most pushes between two reads of the queue length.
+const MAX_CHECK_INTERVAL: usize = 64;
 
 impl std::fmt::Debug for SpanSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,6 +66,8 @@ impl SpanSink {
         SpanSink {
             queue: ArrayQueue::new(capacity.max(1)),
             stats: Stats::default(),
+            pushes: PushCounter::default(),
+            check_mask: AtomicUsize::new(0),
             batch_threshold: AtomicUsize::new(usize::MAX),
             wake_pending: AtomicBool::new(false),
             waker: Mutex::new(None),
@@ -64,7 +82,13 @@ impl SpanSink {
             self.wake();
             return false;
         }
-        if self.queue.len() >= self.batch_threshold.load(Ordering::Relaxed) {
+        let pushes = self.pushes.0.load(Ordering::Relaxed);
+        self.pushes
+            .0
+            .store(pushes.wrapping_add(1), Ordering::Relaxed);
+        if pushes & self.check_mask.load(Ordering::Relaxed) == 0
+            && self.queue.len() >= self.batch_threshold.load(Ordering::Relaxed)
+        {
             self.wake();
         }
         true
@@ -101,11 +125,17 @@ impl SpanSink {
         self.queue.capacity()
     }
 
-    /// Installs the exporter's wake-up call and the queue length that triggers it.
+    /// Installs the exporter's wake-up call and the queue length that triggers it. The length
+    /// is read every power-of-two pushes up to a quarter of the threshold (at most
+    /// [`MAX_CHECK_INTERVAL`]), so the wake comes at most that many records late.
     pub fn set_waker(&self, batch_threshold: usize, waker: Option<Waker>) {
         *self.waker.lock() = waker;
-        self.batch_threshold
-            .store(batch_threshold.max(1), Ordering::Relaxed);
+        let threshold = batch_threshold.max(1);
+        let interval = (threshold / 4).clamp(1, MAX_CHECK_INTERVAL);
+        // the largest power of two not above `interval`, less one: a mask
+        let mask = (1usize << (usize::BITS - 1 - interval.leading_zeros())) - 1;
+        self.check_mask.store(mask, Ordering::Relaxed);
+        self.batch_threshold.store(threshold, Ordering::Relaxed);
         self.wake_pending.store(false, Ordering::Release);
     }
 
@@ -174,6 +204,27 @@ mod tests {
         sink.clear_wake();
         sink.push(SpanRecord::default());
         assert_eq!(wakes.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_large_threshold_wakes_within_the_check_interval() {
+        let sink = SpanSink::new(10_000);
+        let wakes = Arc::new(AtomicU32::new(0));
+        let w = wakes.clone();
+        sink.set_waker(
+            2048,
+            Some(Box::new(move || {
+                w.fetch_add(1, Ordering::Relaxed);
+            })),
+        );
+        for _ in 0..2047 {
+            sink.push(SpanRecord::default());
+        }
+        assert_eq!(wakes.load(Ordering::Relaxed), 0);
+        for _ in 0..MAX_CHECK_INTERVAL {
+            sink.push(SpanRecord::default());
+        }
+        assert_eq!(wakes.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -176,7 +176,7 @@ fn otlp_json(bencher: Bencher, n: usize) {
     let requests = encode(&mut encoder(), &registry, &records(n, Shape::Plain));
     bencher.counter(ItemsCount::new(n)).bench_local(|| {
         for request in &requests {
-            let decoded = ExportTraceServiceRequest::decode(request.body.as_slice()).unwrap();
+            let decoded = ExportTraceServiceRequest::decode(&request.body[..]).unwrap();
             black_box(serde_json::to_vec(&decoded).unwrap());
         }
     });

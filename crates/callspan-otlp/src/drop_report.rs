@@ -37,7 +37,8 @@ impl QueueFullReport {
         tracing::warn!(
             target: SELF_LIMITED_TARGET,
             "the span queue was full: {new} spans dropped ({total} in all); the queue holds \
-             {capacity} spans (OTEL_BSP_MAX_QUEUE_SIZE): raise it, sample fewer calls \
+             {capacity} spans (OTEL_BSP_MAX_QUEUE_SIZE, or CALLSPAN_MAX_QUEUE_BYTES when that is \
+             unset): raise it, sample fewer calls \
              (OTEL_TRACES_SAMPLER_ARG, CALLSPAN_SAMPLE) or cap the rate \
              (CALLSPAN_MAX_SPANS_PER_SECOND)"
         );

@@ -1,11 +1,15 @@
 //! The batch exporter: one named OS thread that drains the span sink, fed by it.
 //!
-//! It wakes when the queue holds a full batch (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`), when the
-//! schedule delay (`OTEL_BSP_SCHEDULE_DELAY`) has passed, or when asked to flush or shut down.
-//! It encodes each batch straight to OTLP protobuf (`encode.rs`), whatever the output. For OTLP
-//! it hands the request to a tokio runtime with one I/O thread (`callspan-export-io`), then
-//! goes on draining and encoding while up to [`MAX_IN_FLIGHT`] requests are on the wire:
-//! encoding the next batch overlaps the round trip of the last one. A file or the console is
+//! It wakes when the queue holds [`WAKE_BATCHES`] full batches (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`
+//! each), when the schedule delay (`OTEL_BSP_SCHEDULE_DELAY`) has passed, or when asked to flush
+//! or shut down. It encodes each batch straight to OTLP protobuf (`encode.rs`), whatever the
+//! output. For OTLP the thread runs a single-threaded tokio runtime: the loop itself is a task
+//! on it, each request another, and the requests (up to [`MAX_IN_FLIGHT`] on the wire) make
+//! progress whenever the loop waits — for the next wake-up, or after handing a request over,
+//! when it yields once so that the request is written before the next batch is encoded. So
+//! encoding the next batch overlaps the round trip of the last one without a second thread:
+//! an I/O thread would have to be woken for every request and would compete for the CPU with
+//! this one and the application (see `docs/performance.md`). A file or the console is
 //! written on this thread (`transport.rs`). Every export is bounded by
 //! `OTEL_BSP_EXPORT_TIMEOUT`. A failed export is logged through `tracing` (rate-limited on its
 //! way to Python) and its spans are counted as dropped; the application never sees it. Neither
@@ -32,9 +36,18 @@ use std::time::{Duration, Instant};
 /// see back-pressure rather than a flood.
 pub const MAX_IN_FLIGHT: usize = 4;
 
+/// Full batches queued before the exporter is woken. More than one, so that a hot thread wakes
+/// it (a system call on the hot thread, a context switch on the exporter's side) once per few
+/// batches; few, so that a small queue (`OTEL_BSP_MAX_QUEUE_SIZE`) still has room left when it
+/// wakes. Capped at half the queue.
+pub const WAKE_BATCHES: usize = 4;
+
 /// Largest estimated request, below the 4 MiB default receive limit of gRPC servers (the
 /// OpenTelemetry Collector, Jaeger and Tempo keep it) with room for the resource and framing.
 pub const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024 + 512 * 1024;
+
+/// Sends [`Control`] messages to the exporter thread from any thread (its loop awaits them).
+type ControlSender = tokio::sync::mpsc::UnboundedSender<Control>;
 
 /// Requests to the exporter thread.
 #[derive(Debug)]
@@ -59,7 +72,7 @@ struct Batching {
 /// running: the sink's waker holds the other end of its control channel).
 #[derive(Debug)]
 pub struct BatchExporter {
-    control: Sender<Control>,
+    control: ControlSender,
     handle: Option<JoinHandle<()>>,
     destination: String,
     /// what the thread has taken from the queue and not yet counted.
@@ -75,7 +88,7 @@ impl BatchExporter {
         sink: &'static SpanSink,
         registry: &'static Registry,
     ) -> Result<BatchExporter, String> {
-        let (control, control_rx) = crossbeam_channel::unbounded();
+        let (control, control_rx) = tokio::sync::mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let batching = Batching {
             schedule_delay: config.schedule_delay.max(Duration::from_millis(1)),
@@ -88,9 +101,7 @@ impl BatchExporter {
         let handle = std::thread::Builder::new()
             .name("callspan-export".into())
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .thread_name("callspan-export-io")
+                let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                 {
@@ -108,7 +119,6 @@ impl BatchExporter {
                 });
                 let limits = Limits::from_config(&config);
                 let mut worker = Worker {
-                    runtime,
                     transport: transport.ok(),
                     encoder: RequestEncoder::new(&resource, limits, MAX_REQUEST_BYTES),
                     in_flight: VecDeque::new(),
@@ -119,10 +129,10 @@ impl BatchExporter {
                     taken: worker_taken,
                     queue_full: QueueFullReport::default(),
                 };
-                worker.run(&control_rx);
+                runtime.block_on(worker.run(control_rx));
                 // The caller may be joining this thread: never wait here for leftovers on the
                 // runtime's blocking pool (a DNS lookup of a timed-out attempt, say).
-                let Worker { runtime, .. } = worker;
+                drop(worker);
                 runtime.shutdown_background();
             })
             .map_err(|e| format!("cannot start the callspan-export thread: {e}"))?;
@@ -134,8 +144,11 @@ impl BatchExporter {
             }
             Err(_) => "nowhere (the exporter thread ended)".to_owned(),
         };
+        let wake_at = (batching.max_batch * WAKE_BATCHES)
+            .min(sink.capacity() / 2)
+            .max(batching.max_batch);
         sink.set_waker(
-            batching.max_batch,
+            wake_at,
             Some(Box::new({
                 let control = control.clone();
                 move || {
@@ -198,7 +211,7 @@ impl BatchExporter {
 /// Asks the exporter thread to flush and waits for its answer.
 #[derive(Clone, Debug)]
 pub struct Flusher {
-    control: Sender<Control>,
+    control: ControlSender,
 }
 
 impl Flusher {
@@ -243,7 +256,6 @@ impl PendingFlush {
 }
 
 struct Worker {
-    runtime: tokio::runtime::Runtime,
     transport: Option<Transport>,
     encoder: RequestEncoder,
     /// OTLP requests sent and not yet answered, oldest first, with their span counts; each
@@ -262,39 +274,41 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self, control: &Receiver<Control>) {
+    /// The exporter's loop, a task on the thread's runtime: the requests it sends run while
+    /// it awaits.
+    async fn run(&mut self, mut control: tokio::sync::mpsc::UnboundedReceiver<Control>) {
         let mut next_export = Instant::now() + self.batching.schedule_delay;
         loop {
             let wait = next_export.saturating_duration_since(Instant::now());
-            let message = control.recv_timeout(wait);
+            let message = tokio::time::timeout(wait, control.recv()).await;
             // at a flush or shutdown, every drop so far is reported.
-            let force = matches!(message, Ok(Control::Flush(_) | Control::Shutdown(_)));
+            let force = matches!(message, Ok(Some(Control::Flush(_) | Control::Shutdown(_))));
             self.queue_full
                 .check(&self.sink.stats, self.sink.capacity(), force);
             match message {
-                Ok(Control::Wake) => {
+                Ok(Some(Control::Wake)) => {
                     self.sink.clear_wake();
                     // Under a sustained flood the queue never drops below a batch: let a
                     // waiting flush or shutdown in between batches.
                     while self.sink.len() >= self.batching.max_batch && control.is_empty() {
-                        self.export_batch(self.batching.max_batch);
+                        self.export_batch(self.batching.max_batch).await;
                     }
                 }
-                Ok(Control::Flush(ack)) => {
-                    let _ = ack.send(self.export_all());
+                Ok(Some(Control::Flush(ack))) => {
+                    let _ = ack.send(self.export_all().await);
                 }
-                Ok(Control::Shutdown(ack)) => {
-                    let ok = self.export_all();
+                Ok(Some(Control::Shutdown(ack))) => {
+                    let ok = self.export_all().await;
                     self.transport = None;
                     let _ = ack.send(ok);
                     return;
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.export_queued();
+                Err(_elapsed) => {
+                    self.export_queued().await;
                     next_export = Instant::now() + self.batching.schedule_delay;
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.export_all();
+                Ok(None) => {
+                    self.export_all().await;
                     return;
                 }
             }
@@ -303,34 +317,34 @@ impl Worker {
 
     /// Exports what is queued right now (not what arrives meanwhile) and waits for every
     /// request in flight; true if no export failed since the last call.
-    fn export_all(&mut self) -> bool {
-        self.export_queued();
+    async fn export_all(&mut self) -> bool {
+        self.export_queued().await;
         while !self.in_flight.is_empty() {
-            self.reap_oldest();
+            self.reap_oldest().await;
         }
         std::mem::replace(&mut self.all_ok, true)
     }
 
     /// Exports what is queued right now (not what arrives meanwhile), without waiting for the
     /// OTLP requests to be answered.
-    fn export_queued(&mut self) {
+    async fn export_queued(&mut self) {
         let mut remaining = self.sink.len();
         while remaining > 0 {
             let n = remaining.min(self.batching.max_batch);
-            self.export_batch(n);
+            self.export_batch(n).await;
             remaining -= n;
         }
     }
 
     /// Pops up to `n` records and exports them as one request (more if they outgrow the
     /// request size limit). Failures are counted and noted for the next flush.
-    fn export_batch(&mut self, n: usize) {
-        let ok = self.try_export_batch(n);
+    async fn export_batch(&mut self, n: usize) {
+        let ok = self.try_export_batch(n).await;
         self.all_ok &= ok;
     }
 
     /// [`Self::export_batch`]; false if something failed already (OTLP requests report later).
-    fn try_export_batch(&mut self, n: usize) -> bool {
+    async fn try_export_batch(&mut self, n: usize) -> bool {
         let sink = self.sink;
         let Some(transport) = self.transport.as_mut() else {
             let popped = self.taken.take(|| {
@@ -379,7 +393,7 @@ impl Worker {
             Transport::Otlp(client) => {
                 let client = OtlpClient::clone(client);
                 for request in requests {
-                    self.dispatch(client.clone(), request);
+                    self.dispatch(client.clone(), request).await;
                 }
             }
         }
@@ -399,23 +413,26 @@ impl Worker {
 
     /// Puts one OTLP request on the wire, first waiting for the oldest one in flight if
     /// [`MAX_IN_FLIGHT`] are.
-    fn dispatch(&mut self, client: OtlpClient, request: EncodedRequest) {
+    async fn dispatch(&mut self, client: OtlpClient, request: EncodedRequest) {
         while self.in_flight.front().is_some_and(|(h, _)| h.is_finished())
             || self.in_flight.len() >= MAX_IN_FLIGHT
         {
-            self.reap_oldest();
+            self.reap_oldest().await;
         }
         let timeout = self.batching.export_timeout;
         let spans = request.spans;
         let taken = Arc::clone(&self.taken);
-        let handle = self.runtime.spawn(send(client, request, taken, timeout));
+        let handle = tokio::spawn(send(client, request, taken, timeout));
         self.in_flight.push_back((handle, spans));
+        // Let the request (and the connection's tasks) run now, so it is on the wire while
+        // the next batch is encoded.
+        tokio::task::yield_now().await;
     }
 
     /// Waits for the oldest request in flight and notes whether it succeeded.
-    fn reap_oldest(&mut self) {
+    async fn reap_oldest(&mut self) {
         if let Some((handle, spans)) = self.in_flight.pop_front() {
-            let ok = self.runtime.block_on(handle).unwrap_or_else(|e| {
+            let ok = handle.await.unwrap_or_else(|e| {
                 // A send task does not panic; if one did, its spans were never counted.
                 tracing::error!("an export task failed ({e}); {spans} spans dropped");
                 self.taken.settle(spans, |stats| {
@@ -458,7 +475,7 @@ async fn send(
     timeout: Duration,
 ) -> bool {
     let spans = request.spans;
-    let result = tokio::time::timeout(timeout, client.export(request.body.into())).await;
+    let result = tokio::time::timeout(timeout, client.export(request.body)).await;
     match result {
         Ok(Ok(accepted)) => {
             let rejected = accepted.rejected.min(spans);

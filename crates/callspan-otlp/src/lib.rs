@@ -3,7 +3,8 @@
 //! [`pipeline::Pipeline`] is the process-wide entry point the binding talks to: it owns the
 //! bounded [`callspan_core::sink::SpanSink`], starts the [`exporter::BatchExporter`] thread
 //! lazily (and afresh in a forked child), and answers flush, shutdown and stats. The exporter
-//! thread, named `callspan-export`, owns its own tokio runtime, batches records by count and time,
+//! thread, named `callspan-export`, runs its own single-threaded tokio runtime (the requests on
+//! the wire progress while it waits, no I/O thread), batches records by count and time,
 //! encodes them straight to OTLP protobuf ([`encode`], attribute names from [`semconv`]) and
 //! sends them with [`otlp_client`] (gRPC on tonic, or HTTP/protobuf on reqwest, with the OTLP
 //! [`retry`] rules and [`tls`]; one client for every [`signal`]); the file and console

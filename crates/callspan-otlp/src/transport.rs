@@ -98,7 +98,7 @@ impl LocalOutput {
     /// Writes one encoded request.
     pub fn write(&mut self, request: &EncodedRequest) -> Result<(), String> {
         let decode = || {
-            ExportTraceServiceRequest::decode(request.body.as_slice())
+            ExportTraceServiceRequest::decode(&request.body[..])
                 .map_err(|e| format!("cannot decode an encoded request (a bug): {e}"))
         };
         match self {
@@ -279,7 +279,7 @@ mod tests {
     #[test]
     fn the_console_shows_each_sent_span_on_a_line() {
         let request = encoded();
-        let spans = ExportTraceServiceRequest::decode(request.body.as_slice())
+        let spans = ExportTraceServiceRequest::decode(&request.body[..])
             .unwrap()
             .resource_spans
             .remove(0)

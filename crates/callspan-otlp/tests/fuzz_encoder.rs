@@ -198,7 +198,7 @@ proptest! {
 
         let mut decoded_spans: Vec<Span> = Vec::new();
         for request in &requests {
-            let decoded = ExportTraceServiceRequest::decode(request.body.as_slice())
+            let decoded = ExportTraceServiceRequest::decode(&request.body[..])
                 .expect("a request prost decodes");
             let spans: Vec<Span> = decoded
                 .resource_spans

@@ -9,8 +9,8 @@ use super::table::{self, DefaultValue, OtlpRows, Setting, Signal};
 use super::values::{Config, OtlpSettings, PemFile, Protocol, SampleRule, Source};
 use super::variables::{
     CALLSPAN_MAX_QUEUE_BYTES, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_MAX_QUEUE_SIZE,
-    OTEL_EXPORTER_OTLP_ENDPOINT,
-    OTEL_EXPORTER_OTLP_ENDPOINT_GRPC_DEFAULT, OTEL_EXPORTER_OTLP_ENDPOINT_HTTP_DEFAULT,
+    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT_GRPC_DEFAULT,
+    OTEL_EXPORTER_OTLP_ENDPOINT_HTTP_DEFAULT,
 };
 use crate::sampler::{RootSampler, Sampler};
 use std::collections::HashMap;
@@ -439,8 +439,11 @@ impl Config {
             |b| format!("{b} ({} spans)", queue_capacity(None, *b, true)),
             parse_positive,
         );
-        let max_queue_size =
-            queue_capacity(queue_spans, max_queue_bytes, bytes_source != Source::Default);
+        let max_queue_size = queue_capacity(
+            queue_spans,
+            max_queue_bytes,
+            bytes_source != Source::Default,
+        );
         let mut max_export_batch_size =
             r.get(&table::MAX_EXPORT_BATCH_SIZE, show_n, parse_positive);
         if max_export_batch_size > max_queue_size {

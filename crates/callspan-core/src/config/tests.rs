@@ -262,26 +262,44 @@ mod otlp {
         assert_eq!(c.max_queue_size, 1000);
         // Both set: the smaller queue.
         let (c, _) = resolve(
-            &[(CALLSPAN_MAX_QUEUE_BYTES, &bytes), (OTEL_BSP_MAX_QUEUE_SIZE, "600")],
+            &[
+                (CALLSPAN_MAX_QUEUE_BYTES, &bytes),
+                (OTEL_BSP_MAX_QUEUE_SIZE, "600"),
+            ],
             &[],
         );
         assert_eq!(c.max_queue_size, 600);
         let (c, _) = resolve(
-            &[(CALLSPAN_MAX_QUEUE_BYTES, &bytes), (OTEL_BSP_MAX_QUEUE_SIZE, "5000")],
+            &[
+                (CALLSPAN_MAX_QUEUE_BYTES, &bytes),
+                (OTEL_BSP_MAX_QUEUE_SIZE, "5000"),
+            ],
             &[],
         );
         assert_eq!(c.max_queue_size, 1000);
         // Less than one record still holds one.
-        let (c, _) = resolve(&[(CALLSPAN_MAX_QUEUE_BYTES, "1")], &[("max_export_batch_size", "1")]);
+        let (c, _) = resolve(
+            &[(CALLSPAN_MAX_QUEUE_BYTES, "1")],
+            &[("max_export_batch_size", "1")],
+        );
         assert_eq!(c.max_queue_size, 1);
         // A batch larger than a byte-sized queue is capped, naming the byte setting.
-        let (c, w) = resolve(&[(CALLSPAN_MAX_QUEUE_BYTES, &(100 * slot).to_string())], &[]);
+        let (c, w) = resolve(
+            &[(CALLSPAN_MAX_QUEUE_BYTES, &(100 * slot).to_string())],
+            &[],
+        );
         assert_eq!(c.max_export_batch_size, 100);
-        assert!(w.len() == 1 && w[0].contains(CALLSPAN_MAX_QUEUE_BYTES), "{w:?}");
+        assert!(
+            w.len() == 1 && w[0].contains(CALLSPAN_MAX_QUEUE_BYTES),
+            "{w:?}"
+        );
         // Unusable bytes: one warning naming the variable, then the default.
         let (c, w) = resolve(&[(CALLSPAN_MAX_QUEUE_BYTES, "lots")], &[]);
         assert_eq!(c.max_queue_size, 8 * 1024 * 1024 / slot);
-        assert!(w.len() == 1 && w[0].starts_with(CALLSPAN_MAX_QUEUE_BYTES), "{w:?}");
+        assert!(
+            w.len() == 1 && w[0].starts_with(CALLSPAN_MAX_QUEUE_BYTES),
+            "{w:?}"
+        );
     }
 
     #[test]
