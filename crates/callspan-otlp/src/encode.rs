@@ -249,6 +249,10 @@ pub struct RequestEncoder {
     /// spans, each as a `ScopeSpans.spans` field. Empty between requests.
     body: Vec<u8>,
     span_count: u64,
+    /// The size of the last request: the next one's buffer is allocated that large at once,
+    /// not grown by doubling (each growth copied the request so far: 15 % of the thread's
+    /// instructions).
+    last_body_len: usize,
     /// One span's `code.stacktrace` while it is written.
     stack_text: String,
     done: Vec<EncodedRequest>,
@@ -269,6 +273,7 @@ impl RequestEncoder {
             threads: Fragments::default(),
             body: Vec::new(),
             span_count: 0,
+            last_body_len: 0,
             stack_text: String::new(),
             done: Vec::new(),
         }
@@ -279,6 +284,8 @@ impl RequestEncoder {
     pub fn add(&mut self, record: &SpanRecord, view: &RegistryView<'_>) -> bool {
         let room = self.envelope_bound();
         if self.body.is_empty() {
+            self.body
+                .reserve(self.last_body_len.max(room) + self.last_body_len / 8);
             self.body.resize(room, 0);
         }
         let start = self.body.len();
@@ -303,6 +310,8 @@ impl RequestEncoder {
             // This span goes into the next request (its bytes are copied once: rare).
             let span = self.body.split_off(start);
             self.finish_request();
+            self.body
+                .reserve(self.last_body_len + self.last_body_len / 8);
             self.body.resize(room, 0);
             self.body.extend_from_slice(&span);
         }
@@ -351,6 +360,7 @@ impl RequestEncoder {
         put_bytes(&mut envelope, field::SCOPE_SPANS_SCOPE, &self.scope);
         let begin = room - envelope.len();
         self.body[begin..room].copy_from_slice(&envelope);
+        self.last_body_len = self.body.len();
         let body = Bytes::from(std::mem::take(&mut self.body)).slice(begin..);
         self.done.push(EncodedRequest {
             body,
