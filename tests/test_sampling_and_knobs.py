@@ -203,7 +203,9 @@ def test_without_otel_context_otel_spans_start_their_own_trace(receiver, run_scr
         ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "lots"),
         ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
         ("OTEL_RESOURCE_ATTRIBUTES", "team"),
-        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "5000"),
+        # larger than the default queue (74,898 spans: CALLSPAN_MAX_QUEUE_BYTES)
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100000"),
+        ("CALLSPAN_MAX_QUEUE_BYTES", "lots"),
     ],
 )
 def test_bad_callspan_values_warn_and_the_program_runs(receiver, run_script, variable, value):
