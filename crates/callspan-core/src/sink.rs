@@ -126,8 +126,8 @@ impl SpanSink {
     }
 
     /// Installs the exporter's wake-up call and the queue length that triggers it. The length
-    /// is read every power-of-two pushes up to a quarter of the threshold (at most
-    /// [`MAX_CHECK_INTERVAL`]), so the wake comes at most that many records late.
+    /// is read every power-of-two pushes up to a quarter of the threshold (at most 64), so the
+    /// wake comes at most that many records late.
     pub fn set_waker(&self, batch_threshold: usize, waker: Option<Waker>) {
         *self.waker.lock() = waker;
         let threshold = batch_threshold.max(1);
