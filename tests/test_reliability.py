@@ -184,19 +184,24 @@ def test_configure_away_from_a_silent_collector_stalls_no_thread(
     assert named(spans, "reach_callspan.<locals>.first_call")
 
 
-def test_ctrl_c_interrupts_flush(silent_endpoint):
-    env = script_env(
-        silent_endpoint,
-        {"OTEL_BSP_EXPORT_TIMEOUT": "600000", "OTEL_EXPORTER_OTLP_ENDPOINT": silent_endpoint},
-    )
-    child = subprocess.Popen(
-        [sys.executable, str(SILENT_COLLECTOR), "flush"],
+def start_script(script, args, env) -> subprocess.Popen:
+    """A child running ``script`` whose output the test reads as it comes (text pipes)."""
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
         env=env,
         cwd=SCRIPTS_DIR,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_ctrl_c_interrupts_flush(silent_endpoint):
+    env = script_env(
+        silent_endpoint,
+        {"OTEL_BSP_EXPORT_TIMEOUT": "600000", "OTEL_EXPORTER_OTLP_ENDPOINT": silent_endpoint},
+    )
+    child = start_script(SILENT_COLLECTOR, ["flush"], env)
     try:
         assert child.stdout.readline().strip() == "flushing"
         time.sleep(0.5)  # into flush(600)
@@ -353,13 +358,10 @@ def plain_start_seconds() -> float:
 def exit_seconds(endpoint: str, env: dict) -> tuple[float, dict, str]:
     """Runs exit_bound.py; returns the seconds from its ``exiting`` line to its end, the stats
     it printed after callspan's exit shutdown, and its stderr."""
-    child = subprocess.Popen(
-        [sys.executable, str(EXIT_BOUND), str(EXIT_SPANS)],
-        env=script_env(endpoint, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **env}),
-        cwd=SCRIPTS_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    child = start_script(
+        EXIT_BOUND,
+        [str(EXIT_SPANS)],
+        script_env(endpoint, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **env}),
     )
     try:
         assert child.stdout.readline().strip() == "exiting"
