@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from e2e_support import parse_output
 
 
@@ -36,3 +37,33 @@ def test_each_root_call_joins_the_opentelemetry_span_current_at_that_moment(rece
                 assert [span.trace_id, span.parent_span_id] == expected[label], label
     # Outside any OpenTelemetry span every root call starts its own trace.
     assert len(new_traces) == 6
+
+
+@pytest.mark.parametrize(
+    "calls_before, during_import",
+    [(1, False), (100, False), (255, False), (256, False), (1, True)],
+)
+def test_opentelemetry_imported_after_traced_calls_is_joined_at_once(
+    receiver, run_script, calls_before, during_import
+):
+    # Issue 12, item 8: callspan looked for OpenTelemetry only every 256th root call, so after
+    # an import that followed 1-255 traced calls, the next spans started traces of their own.
+    # A traced call made while the import runs (names not defined yet) must not make callspan
+    # give up on OpenTelemetry either.
+    args = [calls_before, "during-import"] if during_import else [calls_before]
+    output = parse_output(run_script("otel_late_import.py", args=args).stdout)
+    facts, stats = output.facts, output.stats
+    assert facts["imported_at_start"] == []
+    total = calls_before + 1 + during_import
+    assert stats["spans_sampled"] == stats["spans_exported"] == total, stats
+    spans = receiver.wait_for_spans(total, timeout=20)
+    assert len(spans) == total
+    if during_import:
+        assert facts["during_import_initializing"] is True
+        (during,) = [s for s in spans if s.name == "during_the_import"]
+        assert during.parent_span_id is None
+    (inside,) = [s for s in spans if s.name == "inside_the_otel_span"]
+    assert (inside.trace_id, inside.parent_span_id) == (facts["otel_trace"], facts["otel_span"])
+    before = [s for s in spans if s.name == "before_the_import"]
+    assert len(before) == calls_before
+    assert all(s.parent_span_id is None and s.trace_id != facts["otel_trace"] for s in before)

@@ -784,3 +784,115 @@ def test_client_key_without_certificate_warns(tmp_path, pki):
         f'OTEL_EXPORTER_OTLP_CLIENT_KEY: "{pki.client_key}" is set without a client certificate '
         "(OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE); using no client certificate"
     ]
+
+
+# -- several exporters at once (OTEL_TRACES_EXPORTER is a list) ----------------------------------
+
+
+def _file_span_names(path: Path) -> list[str]:
+    return [
+        span["name"]
+        for line in path.read_text().splitlines()
+        for resource in json.loads(line)["resourceSpans"]
+        for scope in resource["scopeSpans"]
+        for span in scope["spans"]
+    ]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_list_of_exporters_sends_every_span_to_each(tmp_path, protocol):
+    spans_file = tmp_path / "spans.jsonl"
+    with RecordingReceiver(http=True) as receiver:
+        run = run_probe(
+            tmp_path,
+            {
+                **endpoint_env(receiver, protocol),
+                "OTEL_TRACES_EXPORTER": "otlp, console,file,otlp",
+                "CALLSPAN_FILE": spans_file,
+            },
+        )
+        assert_delivered(run, receiver)
+    assert run.warnings() == []
+    assert _file_span_names(spans_file) == ["probe"] * SPANS
+    console = [line for line in run.stderr.splitlines() if line.startswith("callspan: probe ")]
+    assert len(console) == SPANS, run.stderr
+    url = receiver.endpoint if protocol == GRPC else receiver.http_traces_url
+    kind = "gRPC" if protocol == GRPC else "HTTP"
+    assert run.facts["destination"] == (
+        f"OTLP/{kind} to {url} and the console (stderr) and OTLP JSON lines in {spans_file}"
+    )
+
+
+def test_a_span_is_exported_when_every_exporter_took_it(tmp_path):
+    # The collector refuses connections; the file still gets every span, which counts as
+    # dropped (not delivered everywhere), and the failure is said.
+    spans_file = tmp_path / "spans.jsonl"
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    run = run_probe(
+        tmp_path,
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1000",
+            "OTEL_TRACES_EXPORTER": "file,otlp",
+            "CALLSPAN_FILE": spans_file,
+        },
+        flush_timeout=5,
+    )
+    assert run.facts["flushed"] is False
+    assert _file_span_names(spans_file) == ["probe"] * SPANS
+    stats = run.stats
+    assert stats["spans_exported"] == 0 and stats["dropped_export_failed"] == SPANS, stats
+    run.warning("failed", endpoint)
+
+
+def test_entries_of_the_exporter_list_that_are_not_exporters_are_said_and_skipped(tmp_path):
+    with RecordingReceiver() as receiver:
+        run = run_probe(
+            tmp_path,
+            {**endpoint_env(receiver, GRPC), "OTEL_TRACES_EXPORTER": "otlp,zipkin"},
+        )
+        assert_delivered(run, receiver)
+    assert run.warnings() == [
+        'OTEL_TRACES_EXPORTER: ignoring "zipkin" (the exporters are otlp, console and file, '
+        "and none means none of them, alone); using otlp"
+    ]
+
+
+# -- endpoints that cannot work --------------------------------------------------------------------
+
+
+def test_grpc_endpoint_without_scheme_that_is_not_an_address_warns(tmp_path):
+    with RecordingReceiver() as receiver:
+        bare = receiver.endpoint.removeprefix("http://")
+        run = run_probe(
+            tmp_path,
+            {
+                **endpoint_env(receiver, GRPC),
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{bare}/v1/traces",
+            },
+        )
+        assert_delivered(run, receiver)
+    assert run.warnings() == [
+        f'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: invalid value "{bare}/v1/traces" (expected '
+        f"host:port or a URL with http:// or https://); using {receiver.endpoint} from "
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    ]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_tls_to_a_plain_text_collector_says_so(tmp_path, protocol):
+    with RecordingReceiver(http=True) as receiver:
+        plain = receiver.endpoint if protocol == GRPC else receiver.http_endpoint
+        secure = plain.replace("http://", "https://")
+        run = run_probe(
+            tmp_path,
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": secure,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+                "OTEL_EXPORTER_OTLP_TIMEOUT": "2000",
+            },
+            flush_timeout=5,
+        )
+        assert_not_delivered(run, receiver)
+    warning = run.warning("failed", secure)
+    assert "speaks plain text" in warning and plain in warning, warning

@@ -184,19 +184,24 @@ def test_configure_away_from_a_silent_collector_stalls_no_thread(
     assert named(spans, "reach_callspan.<locals>.first_call")
 
 
-def test_ctrl_c_interrupts_flush(silent_endpoint):
-    env = script_env(
-        silent_endpoint,
-        {"OTEL_BSP_EXPORT_TIMEOUT": "600000", "OTEL_EXPORTER_OTLP_ENDPOINT": silent_endpoint},
-    )
-    child = subprocess.Popen(
-        [sys.executable, str(SILENT_COLLECTOR), "flush"],
+def start_script(script, args, env) -> subprocess.Popen:
+    """A child running ``script`` whose output the test reads as it comes (text pipes)."""
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
         env=env,
         cwd=SCRIPTS_DIR,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_ctrl_c_interrupts_flush(silent_endpoint):
+    env = script_env(
+        silent_endpoint,
+        {"OTEL_BSP_EXPORT_TIMEOUT": "600000", "OTEL_EXPORTER_OTLP_ENDPOINT": silent_endpoint},
+    )
+    child = start_script(SILENT_COLLECTOR, ["flush"], env)
     try:
         assert child.stdout.readline().strip() == "flushing"
         time.sleep(0.5)  # into flush(600)
@@ -338,3 +343,75 @@ def test_terminated_pool_workers_deliver_every_finished_tasks_spans(receiver, ru
     assert len(resize) == 40, f"{method}: {len(resize)} of 40 worker spans arrived"
     worker_pids = {pid for _, pid in facts["results"]}
     assert {span.resource_attributes["process.pid"] for span in resize} <= worker_pids
+
+
+# -- item 11: exit with a collector that refuses connections or never answers ---------------------
+
+EXIT_BOUND = SCRIPTS_DIR / "exit_bound.py"
+# Enough to keep the exporter busy for the whole export timeout when each batch was retried.
+EXIT_SPANS = 100_000
+
+
+def plain_start_seconds() -> float:
+    """How long this machine takes to start and end an interpreter that imports callspan: the
+    margin of the exit bounds (the machine may be loaded; the bounds are not tight timings)."""
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import callspan"], check=True, cwd=SCRIPTS_DIR)
+    return time.monotonic() - started
+
+
+def exit_seconds(endpoint: str, env: dict) -> tuple[float, dict, str]:
+    """Runs exit_bound.py; returns the seconds from its ``exiting`` line to its end, the stats
+    it printed after callspan's exit shutdown, and its stderr."""
+    child = start_script(
+        EXIT_BOUND,
+        [str(EXIT_SPANS)],
+        script_env(endpoint, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **env}),
+    )
+    try:
+        assert child.stdout.readline().strip() == "exiting"
+        began = time.monotonic()
+        stdout, stderr = child.communicate(timeout=120)
+        ended = time.monotonic()
+    finally:
+        child.kill()
+    assert child.returncode == 0, stderr
+    return ended - began, json.loads(stdout.strip().splitlines()[-1]), stderr
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_exit_with_a_refusing_collector_ends_within_2_seconds(protocol):
+    from rotel import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    margin = plain_start_seconds()
+    took, stats, stderr = exit_seconds(
+        endpoint,
+        {
+            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+            "OTEL_BSP_MAX_QUEUE_SIZE": str(2 * EXIT_SPANS),
+            # The default 30 s: the bound must not come from it.
+            "OTEL_BSP_EXPORT_TIMEOUT": "30000",
+        },
+    )
+    # Before: every queued batch was retried with backoff, and exit took the whole 30 s.
+    assert took < 2.0 + 2 * margin, (took, margin, stderr)
+    assert stats["spans_sampled"] == EXIT_SPANS
+    assert stats["spans_exported"] == 0 and stats["queue_len"] == 0
+    assert accounted(stats) == EXIT_SPANS, stats
+    assert stats["dropped_export_failed"] == EXIT_SPANS, stats
+    # What was still queued was dropped without a try, and said.
+    assert "refuses connections" in stderr and "without trying it again" in stderr, stderr
+
+
+def test_exit_with_a_silent_collector_ends_within_the_export_timeout(silent_endpoint):
+    margin = plain_start_seconds()
+    took, stats, stderr = exit_seconds(
+        silent_endpoint,
+        {"OTEL_BSP_MAX_QUEUE_SIZE": str(2 * EXIT_SPANS), "OTEL_BSP_EXPORT_TIMEOUT": "3000"},
+    )
+    assert took < 3.0 + 2 * margin, (took, margin, stderr)
+    assert stats["spans_sampled"] == EXIT_SPANS and stats["spans_exported"] == 0
+    # Nothing answered: everything queued or in flight when the shutdown gave up is counted.
+    assert accounted(stats) == EXIT_SPANS, stats
+    assert "in-flight spans are dropped" in stderr

@@ -18,8 +18,8 @@ TRANSPARENCY = SCRIPTS_DIR / "transparency.py"
 
 def test_traced_functions_look_like_the_functions_they_wrap(receiver, run_script):
     output = parse_output(run_script(TRANSPARENCY).stdout)
-    spans = wait_for_exactly(receiver, 8)
-    assert_nothing_dropped(output, 8)
+    spans = wait_for_exactly(receiver, 9)
+    assert_nothing_dropped(output, 9)
     facts = output.facts
     assert (facts["before"], facts["after"]) == (6, 31)
     for fact in (
@@ -61,11 +61,16 @@ def test_traced_functions_look_like_the_functions_they_wrap(receiver, run_script
             "Registry.__new__",
             "Registry.explicit",
             "anonymous",
+            "anonymous",
         ]
     )
     # __module__ None (exec without __name__): the bare qualified name, no invented module.
     [anonymous] = calls_from(spans, TRANSPARENCY, "anonymous")
     assert anonymous.attributes["code.function.name"] == "anonymous"
+    # ... and as a caller (it was "<unknown>.anonymous_caller").
+    [from_exec] = [s for s in spans if s.attributes["caller.function.name"] == "anonymous_caller"]
+    assert from_exec.name == "anonymous"
+    assert from_exec.attributes["caller.file.path"] == "<string>"
 
 
 NON_UTF8_SCRIPT = """

@@ -31,17 +31,25 @@ def _config(_args) -> int:
     return 0
 
 
+def _spans_file(command: str, name: str) -> Path | None:
+    """The OTLP JSON file a command reads, or None after saying how to make it."""
+    source = Path(name)
+    if source.is_file():
+        return source
+    print(
+        f"callspan {command}: {source} does not exist. Write spans to it first with the file "
+        "exporter (CALLSPAN_EXPORTER=file, CALLSPAN_FILE=path), or name an OTLP JSON file.",
+        file=sys.stderr,
+    )
+    return None
+
+
 def _view(args) -> int:
     from ._otlp_json import OtlpJsonError
     from ._view import summary_lines, write_view
 
-    source = Path(args.file)
-    if not source.is_file():
-        print(
-            f"callspan view: {source} does not exist. Write spans to it first with the file "
-            "exporter (CALLSPAN_EXPORTER=file, CALLSPAN_FILE=path), or name an OTLP JSON file.",
-            file=sys.stderr,
-        )
+    source = _spans_file("view", args.file)
+    if source is None:
         return 1
     try:
         target, data = write_view(source, args.output)
@@ -61,13 +69,8 @@ def _report(args) -> int:
     from ._otlp_json import OtlpJsonError, read_spans
     from ._report import render, rows_from_spans
 
-    source = Path(args.file)
-    if not source.is_file():
-        print(
-            f"callspan report: {source} does not exist. Write spans to it first with the file "
-            "exporter (CALLSPAN_EXPORTER=file, CALLSPAN_FILE=path), or name an OTLP JSON file.",
-            file=sys.stderr,
-        )
+    source = _spans_file("report", args.file)
+    if source is None:
         return 1
     try:
         rows = rows_from_spans(read_spans(source))

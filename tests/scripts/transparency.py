@@ -109,6 +109,10 @@ def main():
     exec("def anonymous():\n    return 7\n", namespace)
     anonymous = callspan.trace(namespace["anonymous"])
     report(anonymous=anonymous())  # CALL:anonymous
+    # A caller whose globals lack __name__ as well: named by its bare qualified name too.
+    caller_namespace = {"anonymous": anonymous}
+    exec("def anonymous_caller():\n    return anonymous()\n", caller_namespace)
+    report(anonymous_from_exec=caller_namespace["anonymous_caller"]())
 
 
 main()

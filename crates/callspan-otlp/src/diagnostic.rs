@@ -46,6 +46,22 @@ struct Buffer {
     overflowed: u64,
 }
 
+impl Buffer {
+    /// Keeps a message for the next [`drain`], discarding (and counting) the oldest when full.
+    fn push(&mut self, level: Level, target: &str, message: String) {
+        if self.messages.len() >= CAPACITY {
+            self.messages.remove(0);
+            self.overflowed += 1;
+        }
+        self.messages.push(Diagnostic {
+            level,
+            target: target.to_owned(),
+            message,
+        });
+        PENDING.store(true, Ordering::Relaxed);
+    }
+}
+
 static BUFFER: Mutex<Option<Buffer>> = Mutex::new(None);
 static PENDING: AtomicBool = AtomicBool::new(false);
 
@@ -98,32 +114,15 @@ fn record(callsite: usize, level: Level, target: &str, mut message: String) {
             buffer.last.insert(callsite, (now, 0));
         }
     }
-    if buffer.messages.len() >= CAPACITY {
-        buffer.messages.remove(0);
-        buffer.overflowed += 1;
-    }
-    buffer.messages.push(Diagnostic {
-        level,
-        target: target.to_owned(),
-        message,
-    });
-    PENDING.store(true, Ordering::Relaxed);
+    buffer.push(level, target, message);
 }
 
 /// Adds a message that its emitter rate-limits itself.
 fn record_unlimited(level: Level, target: &str, message: String) {
-    let mut guard = BUFFER.lock();
-    let buffer = guard.get_or_insert_with(Buffer::default);
-    if buffer.messages.len() >= CAPACITY {
-        buffer.messages.remove(0);
-        buffer.overflowed += 1;
-    }
-    buffer.messages.push(Diagnostic {
-        level,
-        target: target.to_owned(),
-        message,
-    });
-    PENDING.store(true, Ordering::Relaxed);
+    BUFFER
+        .lock()
+        .get_or_insert_with(Buffer::default)
+        .push(level, target, message);
 }
 
 /// Holds the buffer lock across `fork()`.

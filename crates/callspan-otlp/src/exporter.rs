@@ -10,7 +10,8 @@
 //! encoding the next batch overlaps the round trip of the last one without a second thread:
 //! an I/O thread would have to be woken for every request and would compete for the CPU with
 //! this one and the application (see `docs/performance.md`). A file or the console is
-//! written on this thread (`transport.rs`). Every export is bounded by
+//! written on this thread (`transport.rs`); with several destinations each batch goes to every
+//! one, and its spans count as exported when all of them took it. Every export is bounded by
 //! `OTEL_BSP_EXPORT_TIMEOUT`. A failed export is logged through `tracing` (rate-limited on its
 //! way to Python) and its spans are counted as dropped; the application never sees it. Neither
 //! thread holds the GIL or touches a Python object.
@@ -19,7 +20,7 @@ use crate::drop_report::QueueFullReport;
 use crate::encode::{EncodedRequest, Limits, RequestEncoder};
 use crate::in_flight::InFlight;
 use crate::otlp_client::OtlpClient;
-use crate::transport::{LocalOutput, Transport};
+use crate::transport::Transport;
 use callspan_core::config::Config;
 use callspan_core::registry::Registry;
 use callspan_core::sink::SpanSink;
@@ -27,6 +28,7 @@ use callspan_core::stats::Stats;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -77,6 +79,8 @@ pub struct BatchExporter {
     destination: String,
     /// what the thread has taken from the queue and not yet counted.
     taken: Arc<InFlight>,
+    /// Set when the shutdown begins: a collector refusing connections is given up on then.
+    closing: Arc<AtomicBool>,
 }
 
 impl BatchExporter {
@@ -98,6 +102,8 @@ impl BatchExporter {
         let config = config.clone();
         let taken = Arc::new(InFlight::new(&sink.stats));
         let worker_taken = Arc::clone(&taken);
+        let closing = Arc::new(AtomicBool::new(false));
+        let worker_closing = Arc::clone(&closing);
         let handle = std::thread::Builder::new()
             .name("callspan-export".into())
             .spawn(move || {
@@ -112,7 +118,8 @@ impl BatchExporter {
                         return;
                     }
                 };
-                let transport = runtime.block_on(async { Transport::build(&config) });
+                let transport =
+                    runtime.block_on(async { Transport::build(&config, &worker_closing) });
                 let _ = ready_tx.send(match &transport {
                     Ok(t) => Ok(t.describe()),
                     Err(e) => Err(e.clone()),
@@ -128,6 +135,7 @@ impl BatchExporter {
                     batching,
                     taken: worker_taken,
                     queue_full: QueueFullReport::default(),
+                    given_up: 0,
                 };
                 runtime.block_on(worker.run(control_rx));
                 // The caller may be joining this thread: never wait here for leftovers on the
@@ -161,6 +169,7 @@ impl BatchExporter {
             handle: Some(handle),
             destination,
             taken,
+            closing,
         })
     }
 
@@ -181,6 +190,8 @@ impl BatchExporter {
     /// on its own otherwise (process exit will end it).
     pub fn shutdown(mut self, sink: &SpanSink, timeout: Duration) -> bool {
         sink.set_waker(usize::MAX, None);
+        // Before the request: exports under way stop retrying a refusing collector now.
+        self.closing.store(true, Ordering::Relaxed);
         let (ack, done) = crossbeam_channel::bounded(1);
         if self.control.send(Control::Shutdown(ack)).is_err() {
             return false;
@@ -271,6 +282,8 @@ struct Worker {
     taken: Arc<InFlight>,
     /// Warns about spans dropped on a full queue.
     queue_full: QueueFullReport,
+    /// Spans dropped unsent during the shutdown because the collector refused connections.
+    given_up: u64,
 }
 
 impl Worker {
@@ -299,6 +312,15 @@ impl Worker {
                 }
                 Ok(Some(Control::Shutdown(ack))) => {
                     let ok = self.export_all().await;
+                    if self.given_up > 0 {
+                        let destination = self.transport.as_ref().map(Transport::describe);
+                        tracing::warn!(
+                            "shutdown: {} refuses connections; {} queued spans were dropped \
+                             without trying it again (counted as dropped_export_failed)",
+                            destination.unwrap_or_default(),
+                            self.given_up
+                        );
+                    }
                     self.transport = None;
                     let _ = ack.send(ok);
                     return;
@@ -346,7 +368,14 @@ impl Worker {
     /// [`Self::export_batch`]; false if something failed already (OTLP requests report later).
     async fn try_export_batch(&mut self, n: usize) -> bool {
         let sink = self.sink;
-        let Some(transport) = self.transport.as_mut() else {
+        // At shutdown, a collector that refuses connections gets nothing more: retrying
+        // batch after batch would hold the exit for the whole export timeout.
+        let gave_up = self
+            .transport
+            .as_ref()
+            .and_then(|t| t.otlp.as_deref())
+            .is_some_and(OtlpClient::gives_up);
+        let Some(transport) = self.transport.as_mut().filter(|_| !gave_up) else {
             let popped = self.taken.take(|| {
                 let mut dropped = 0;
                 while dropped < n as u64 && sink.pop().is_some() {
@@ -355,6 +384,9 @@ impl Worker {
                 (dropped, dropped)
             });
             let dropped = popped.unwrap_or(0);
+            if gave_up {
+                self.given_up += dropped;
+            }
             if dropped > 0 {
                 self.taken.settle(dropped, |stats| {
                     Stats::add(&stats.dropped_export_failed, dropped);
@@ -383,18 +415,13 @@ impl Worker {
             return false;
         }
         let requests = self.encoder.finish();
+        let written: Vec<bool> = requests.iter().map(|r| transport.write_local(r)).collect();
+        let client = transport.otlp.as_deref().cloned();
         let mut ok = true;
-        match transport {
-            Transport::Local(output) => {
-                for request in &requests {
-                    ok &= write_local(output, request, &self.taken);
-                }
-            }
-            Transport::Otlp(client) => {
-                let client = OtlpClient::clone(client);
-                for request in requests {
-                    self.dispatch(client.clone(), request).await;
-                }
+        for (request, written) in requests.into_iter().zip(written) {
+            match &client {
+                Some(client) => self.dispatch(client.clone(), request, written).await,
+                None => ok &= settle_local(request.spans, written, &self.taken),
             }
         }
         self.unresolved(unresolved) & ok
@@ -412,8 +439,8 @@ impl Worker {
     }
 
     /// Puts one OTLP request on the wire, first waiting for the oldest one in flight if
-    /// [`MAX_IN_FLIGHT`] are.
-    async fn dispatch(&mut self, client: OtlpClient, request: EncodedRequest) {
+    /// [`MAX_IN_FLIGHT`] are; `written`: whether the local outputs took it.
+    async fn dispatch(&mut self, client: OtlpClient, request: EncodedRequest, written: bool) {
         while self.in_flight.front().is_some_and(|(h, _)| h.is_finished())
             || self.in_flight.len() >= MAX_IN_FLIGHT
         {
@@ -422,7 +449,7 @@ impl Worker {
         let timeout = self.batching.export_timeout;
         let spans = request.spans;
         let taken = Arc::clone(&self.taken);
-        let handle = tokio::spawn(send(client, request, taken, timeout));
+        let handle = tokio::spawn(send(client, request, written, taken, timeout));
         self.in_flight.push_back((handle, spans));
         // Let the request (and the connection's tasks) run now, so it is on the wire while
         // the next batch is encoded.
@@ -445,32 +472,28 @@ impl Worker {
     }
 }
 
-/// Writes one request to a local output and counts the outcome; true if it was written.
-fn write_local(output: &mut LocalOutput, request: &EncodedRequest, taken: &InFlight) -> bool {
-    let spans = request.spans;
-    match output.write(request) {
-        Ok(()) => {
-            taken.settle(spans, |stats| {
-                Stats::add(&stats.spans_exported, spans);
-                Stats::add(&stats.export_batches, 1);
-            });
-            true
+/// Counts a request that went to local outputs only: exported if `written` (they all took it,
+/// or there are none), else dropped (the failure was logged); returns `written`.
+fn settle_local(spans: u64, written: bool, taken: &InFlight) -> bool {
+    taken.settle(spans, |stats| {
+        if written {
+            Stats::add(&stats.spans_exported, spans);
+            Stats::add(&stats.export_batches, 1);
+        } else {
+            Stats::add(&stats.dropped_export_failed, spans);
+            Stats::add(&stats.export_errors, 1);
         }
-        Err(e) => {
-            tracing::warn!("{e}; {spans} spans dropped");
-            taken.settle(spans, |stats| {
-                Stats::add(&stats.dropped_export_failed, spans);
-                Stats::add(&stats.export_errors, 1);
-            });
-            false
-        }
-    }
+    });
+    written
 }
 
-/// Sends one request on the I/O thread and counts the outcome; true if every span arrived.
+/// Sends one request on the I/O thread and counts the outcome; true if every span arrived
+/// (`written`: the local outputs, if any, took the request already; a span counts as exported
+/// when every destination took it).
 async fn send(
     client: OtlpClient,
     request: EncodedRequest,
+    written: bool,
     taken: Arc<InFlight>,
     timeout: Duration,
 ) -> bool {
@@ -479,10 +502,14 @@ async fn send(
     match result {
         Ok(Ok(accepted)) => {
             let rejected = accepted.rejected.min(spans);
+            let missed = if written { rejected } else { spans };
             taken.settle(spans, |stats| {
-                Stats::add(&stats.spans_exported, spans - rejected);
+                Stats::add(&stats.spans_exported, spans - missed);
                 Stats::add(&stats.export_batches, 1);
-                Stats::add(&stats.dropped_export_failed, rejected);
+                Stats::add(&stats.dropped_export_failed, missed);
+                if !written {
+                    Stats::add(&stats.export_errors, 1);
+                }
             });
             if rejected > 0 || !accepted.message.is_empty() {
                 tracing::warn!(
@@ -495,7 +522,7 @@ async fn send(
                     }
                 );
             }
-            rejected == 0
+            missed == 0
         }
         Ok(Err(e)) => {
             tracing::warn!("{e}; {spans} spans dropped");

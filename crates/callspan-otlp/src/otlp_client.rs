@@ -12,8 +12,12 @@
 //! and counted by the caller, never retried (the spec forbids it). A receiver that has no
 //! service for the signal (gRPC `UNIMPLEMENTED`, HTTP 404) fails with its own
 //! [`ExportErrorKind::NoService`], not retried either.
+//!
+//! Once a shutdown has begun (the exporter's `closing` flag), a collector that refuses
+//! connections is not retried and the exporter sends it nothing more ([`OtlpClient::gives_up`]):
+//! retrying each queued batch with backoff made exit take the whole export timeout.
 
-use crate::retry::{grpc_verdict, http_verdict, with_retry, RetryPolicy};
+use crate::retry::{grpc_verdict, http_verdict, with_retry, RetryPolicy, Verdict};
 use crate::signal::{OtlpService, Signal};
 use crate::tls::TlsSetup;
 use bytes::{Buf, BufMut, Bytes};
@@ -21,6 +25,8 @@ use callspan_core::config::Config;
 use prost::Message;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest OTLP/HTTP response body read (the spec's responses are tiny).
@@ -72,17 +78,61 @@ pub enum OtlpClient {
     Http(HttpClient),
 }
 
+/// Whether a collector is worth trying again; shared by the clones of one client.
+#[derive(Debug, Default)]
+struct Reachability {
+    /// Set by the exporter when its shutdown begins.
+    closing: Arc<AtomicBool>,
+    /// The last attempt could not connect: the connection was refused (cleared by any answer).
+    refused: AtomicBool,
+}
+
+impl Reachability {
+    /// Notes how an attempt went: `error` is its failure, None when the collector answered.
+    fn note(&self, error: Option<&(dyn std::error::Error + 'static)>) {
+        let refused = error.is_some_and(connection_refused);
+        self.refused.store(refused, Ordering::Relaxed);
+    }
+}
+
+/// True if `error` or one of its sources is a refused connection.
+fn connection_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 impl OtlpClient {
     /// The client of `signal` the configuration asks for, with its TLS material loaded for an
     /// `https://` endpoint (problems are logged and worked around, see `tls.rs`). Must run
     /// inside a tokio runtime (connections are made lazily on it).
     pub fn build(config: &Config, signal: Signal) -> Result<OtlpClient, String> {
+        OtlpClient::build_closing(config, signal, Arc::default())
+    }
+
+    /// [`OtlpClient::build`] for an exporter that sets `closing` when its shutdown begins.
+    pub fn build_closing(
+        config: &Config,
+        signal: Signal,
+        closing: Arc<AtomicBool>,
+    ) -> Result<OtlpClient, String> {
         let otlp = config.otlp(signal);
         let tls = otlp
             .endpoint
             .starts_with("https://")
             .then(|| TlsSetup::load(otlp));
-        OtlpClient::with_tls(config, signal, tls.as_ref())
+        let reach = Arc::new(Reachability {
+            closing,
+            refused: AtomicBool::new(false),
+        });
+        OtlpClient::with_tls(config, signal, tls.as_ref(), reach)
     }
 
     /// [`OtlpClient::build`] with the TLS material given.
@@ -90,15 +140,30 @@ impl OtlpClient {
         config: &Config,
         signal: Signal,
         tls: Option<&TlsSetup>,
+        reach: Arc<Reachability>,
     ) -> Result<OtlpClient, String> {
         match config.otlp(signal).protocol {
             callspan_core::config::Protocol::Grpc => {
-                GrpcClient::new(config, signal, tls).map(OtlpClient::Grpc)
+                GrpcClient::new(config, signal, tls, reach).map(OtlpClient::Grpc)
             }
             callspan_core::config::Protocol::HttpProtobuf => {
-                HttpClient::new(config, signal, tls).map(OtlpClient::Http)
+                HttpClient::new(config, signal, tls, reach).map(OtlpClient::Http)
             }
         }
+    }
+
+    fn reach(&self) -> &Reachability {
+        match self {
+            OtlpClient::Grpc(c) => &c.reach,
+            OtlpClient::Http(c) => &c.reach,
+        }
+    }
+
+    /// True once a shutdown has begun and the collector refused the last connection: nothing
+    /// more is worth sending it (no retry, and the exporter drops what is left, counted).
+    pub fn gives_up(&self) -> bool {
+        let reach = self.reach();
+        reach.closing.load(Ordering::Relaxed) && reach.refused.load(Ordering::Relaxed)
     }
 
     /// The signal this client sends.
@@ -106,6 +171,14 @@ impl OtlpClient {
         match self {
             OtlpClient::Grpc(c) => c.signal,
             OtlpClient::Http(c) => c.signal,
+        }
+    }
+
+    /// The endpoint (gRPC) or URL (HTTP) requests go to.
+    fn endpoint(&self) -> &str {
+        match self {
+            OtlpClient::Grpc(c) => &c.endpoint,
+            OtlpClient::Http(c) => &c.url,
         }
     }
 
@@ -124,12 +197,20 @@ impl OtlpClient {
         let signal = self.signal();
         let fail = |kind, cause: &str, retries| ExportError {
             kind,
-            message: failure(&self.describe(), signal, kind, cause, retries),
+            message: failure(&self.describe(), signal, kind, cause, retries)
+                + &plain_text_hint(self.endpoint(), cause),
         };
         match self {
             OtlpClient::Grpc(c) => {
                 let deadline = Instant::now() + c.timeout;
-                with_retry(&policy, deadline, grpc_verdict, |left| {
+                let verdict = |status: &tonic::Status| {
+                    if self.gives_up() {
+                        Verdict::Permanent
+                    } else {
+                        grpc_verdict(status)
+                    }
+                };
+                with_retry(&policy, deadline, verdict, |left| {
                     c.attempt(body.clone(), left)
                 })
                 .await
@@ -158,7 +239,13 @@ impl OtlpClient {
                 with_retry(
                     &policy,
                     deadline,
-                    |f: &HttpFailure| http_verdict(f.status, f.retry_after.as_deref()),
+                    |f: &HttpFailure| {
+                        if self.gives_up() {
+                            Verdict::Permanent
+                        } else {
+                            http_verdict(f.status, f.retry_after.as_deref())
+                        }
+                    },
                     |left| c.attempt(body.clone(), left),
                 )
                 .await
@@ -198,6 +285,22 @@ fn failure(
     out
 }
 
+/// What to do when a TLS handshake was answered in plain text: rustls names a first byte that
+/// is no TLS record type `InvalidContentType`, which is what an HTTP/1 or HTTP/2 (gRPC) server
+/// sends back. Empty for any other failure.
+fn plain_text_hint(endpoint: &str, cause: &str) -> String {
+    match endpoint.strip_prefix("https://") {
+        Some(rest) if cause.contains("InvalidContentType") => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+            format!(
+                " (the collector at {host} speaks plain text, not TLS: use http://{rest}; for a \
+                 gRPC host:port endpoint, OTEL_EXPORTER_OTLP_INSECURE=true)"
+            )
+        }
+        _ => String::new(),
+    }
+}
+
 /// OTLP/gRPC over a tonic channel.
 #[derive(Clone, Debug)]
 pub struct GrpcClient {
@@ -206,10 +309,16 @@ pub struct GrpcClient {
     metadata: tonic::metadata::MetadataMap,
     endpoint: String,
     timeout: Duration,
+    reach: Arc<Reachability>,
 }
 
 impl GrpcClient {
-    fn new(config: &Config, signal: Signal, tls: Option<&TlsSetup>) -> Result<GrpcClient, String> {
+    fn new(
+        config: &Config,
+        signal: Signal,
+        tls: Option<&TlsSetup>,
+        reach: Arc<Reachability>,
+    ) -> Result<GrpcClient, String> {
         let otlp = config.otlp(signal);
         let bad = |e: tonic::transport::Error| {
             format!(
@@ -237,6 +346,7 @@ impl GrpcClient {
             metadata: grpc_metadata(&otlp.headers),
             endpoint: otlp.endpoint.clone(),
             timeout: otlp.timeout,
+            reach,
         })
     }
 
@@ -245,13 +355,16 @@ impl GrpcClient {
         let mut grpc = self.grpc.clone();
         let call = async {
             grpc.ready().await.map_err(|e| {
+                self.reach.note(Some(&e));
                 tonic::Status::unavailable(format!("connection not ready: {}", error_chain(&e)))
             })?;
             let mut request = tonic::Request::new(body);
             *request.metadata_mut() = self.metadata.clone();
             request.set_timeout(left);
             let path = http::uri::PathAndQuery::from_static(self.signal.grpc_path());
-            grpc.unary(request, path, PreEncoded).await
+            let answer = grpc.unary(request, path, PreEncoded).await;
+            self.reach.note(answer.as_ref().err().map(|s| s as _));
+            answer
         };
         match tokio::time::timeout(left, call).await {
             Ok(result) => result.and_then(|response| {
@@ -363,6 +476,7 @@ pub struct HttpClient {
     headers: HeaderMap,
     gzip: bool,
     timeout: Duration,
+    reach: Arc<Reachability>,
 }
 
 /// A failed OTLP/HTTP attempt: the status (0 when no response came), the server's
@@ -375,7 +489,12 @@ struct HttpFailure {
 }
 
 impl HttpClient {
-    fn new(config: &Config, signal: Signal, tls: Option<&TlsSetup>) -> Result<HttpClient, String> {
+    fn new(
+        config: &Config,
+        signal: Signal,
+        tls: Option<&TlsSetup>,
+        reach: Arc<Reachability>,
+    ) -> Result<HttpClient, String> {
         let otlp = config.otlp(signal);
         let mut headers = HeaderMap::new();
         for (k, v) in &otlp.headers {
@@ -416,6 +535,7 @@ impl HttpClient {
             headers,
             gzip: otlp.gzip,
             timeout: otlp.timeout,
+            reach,
         })
     }
 
@@ -430,12 +550,16 @@ impl HttpClient {
 
     /// One attempt, given `left` of the export's time.
     async fn attempt(&self, body: Bytes, left: Duration) -> Result<Accepted, HttpFailure> {
-        let unsent = |e: reqwest::Error| HttpFailure {
-            status: 0,
-            retry_after: None,
-            message: error_chain(&e),
+        let unsent = |e: reqwest::Error| {
+            self.reach.note(Some(&e));
+            HttpFailure {
+                status: 0,
+                retry_after: None,
+                message: error_chain(&e),
+            }
         };
         let mut response = self.request(body, left).send().await.map_err(unsent)?;
+        self.reach.note(None);
         let status = response.status();
         let retry_after = response
             .headers()
@@ -611,6 +735,18 @@ mod tests {
         assert_eq!(
             describe_status(&tonic::Status::unavailable("tcp connect error")),
             "Unavailable: tcp connect error"
+        );
+        let corrupt = "Unavailable: received corrupt message of type InvalidContentType";
+        assert_eq!(
+            plain_text_hint("https://collector:4318/v1/traces", corrupt),
+            " (the collector at collector:4318 speaks plain text, not TLS: use \
+             http://collector:4318/v1/traces; for a gRPC host:port endpoint, \
+             OTEL_EXPORTER_OTLP_INSECURE=true)"
+        );
+        assert_eq!(plain_text_hint("http://collector:4317", corrupt), "");
+        assert_eq!(
+            plain_text_hint("https://collector:4317", "Unavailable: down"),
+            ""
         );
     }
 

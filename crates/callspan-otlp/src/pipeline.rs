@@ -185,19 +185,30 @@ impl Pipeline {
         }
         let c = &state.config;
         use callspan_core::config::ExporterKind::*;
-        match c.exporter {
-            Otlp => format!(
-                "OTLP/{} to {}",
-                match c.traces.protocol {
-                    callspan_core::config::Protocol::Grpc => "gRPC",
-                    callspan_core::config::Protocol::HttpProtobuf => "HTTP",
-                },
-                c.traces.endpoint
-            ),
-            File => format!("OTLP JSON lines in {}", c.file),
-            Console => "the console (stderr)".into(),
-            None => "nowhere (exporter none)".into(),
+        // In the order the transport describes them: OTLP first, then the local outputs.
+        let otlp_first = c
+            .exporters
+            .iter()
+            .filter(|k| **k == Otlp)
+            .chain(c.exporters.iter().filter(|k| **k != Otlp));
+        let all: Vec<String> = otlp_first
+            .map(|kind| match kind {
+                Otlp => format!(
+                    "OTLP/{} to {}",
+                    match c.traces.protocol {
+                        callspan_core::config::Protocol::Grpc => "gRPC",
+                        callspan_core::config::Protocol::HttpProtobuf => "HTTP",
+                    },
+                    c.traces.endpoint
+                ),
+                File => format!("OTLP JSON lines in {}", c.file),
+                Console => "the console (stderr)".into(),
+            })
+            .collect();
+        if all.is_empty() {
+            return "nowhere (exporter none)".into();
         }
+        all.join(" and ")
     }
 
     /// The effective configuration.

@@ -1,5 +1,6 @@
-//! Where batches go: an OTLP receiver (gRPC or HTTP/protobuf, see `otlp_client.rs`), or a local
-//! output — an OTLP-JSON-lines file, the console, or nowhere.
+//! Where batches go: an OTLP receiver (gRPC or HTTP/protobuf, see `otlp_client.rs`), local
+//! outputs — an OTLP-JSON-lines file, the console — or several of them at once
+//! (`OTEL_TRACES_EXPORTER=otlp,console`): every batch goes to each; none of them is `none`.
 //!
 //! Every output takes the same encoded `ExportTraceServiceRequest` (`encode.rs`): the network
 //! sends its bytes; the file and the console decode them with prost into opentelemetry-proto's
@@ -20,14 +21,16 @@ use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
 use prost::Message;
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
-/// A configured destination for span batches.
+/// The configured destinations of span batches.
 #[derive(Debug)]
-pub enum Transport {
+pub struct Transport {
     /// OTLP over gRPC or HTTP/protobuf, sent on the exporter's tokio runtime.
-    Otlp(Box<OtlpClient>),
-    /// Written on the exporter thread itself.
-    Local(LocalOutput),
+    pub otlp: Option<Box<OtlpClient>>,
+    /// Written on the exporter thread itself, in the order configured.
+    pub local: Vec<LocalOutput>,
 }
 
 /// An output on this machine, written synchronously.
@@ -41,8 +44,6 @@ pub enum LocalOutput {
     },
     /// A readable line per span on stderr.
     Console,
-    /// Spans are discarded (counted as exported: nothing failed).
-    Discard,
 }
 
 impl std::fmt::Debug for LocalOutput {
@@ -52,36 +53,74 @@ impl std::fmt::Debug for LocalOutput {
 }
 
 impl Transport {
-    /// Builds the transport the configuration asks for. Must run inside the exporter's tokio
-    /// runtime: the gRPC channel and the HTTP client connect lazily on it. Problems with TLS
-    /// files are logged and worked around (see `tls.rs`); an error means no transport.
-    pub fn build(config: &Config) -> Result<Transport, String> {
-        match config.exporter {
-            ExporterKind::None => Ok(Transport::Local(LocalOutput::Discard)),
-            ExporterKind::Console => Ok(Transport::Local(LocalOutput::Console)),
-            ExporterKind::File => {
-                let file = std::fs::OpenOptions::new()
+    /// Builds the destinations the configuration asks for; `closing` is the exporter's flag
+    /// of a shutdown under way (see [`OtlpClient::gives_up`]). Must run inside the exporter's
+    /// tokio runtime: the gRPC channel and the HTTP client connect lazily on it. Problems with
+    /// TLS files are logged and worked around (see `tls.rs`); a destination that cannot be
+    /// built is left out with a warning, and an error means none could be.
+    pub fn build(config: &Config, closing: &Arc<AtomicBool>) -> Result<Transport, String> {
+        let mut transport = Transport {
+            otlp: None,
+            local: Vec::new(),
+        };
+        let mut failed = Vec::new();
+        for kind in &config.exporters {
+            let built = match kind {
+                ExporterKind::Console => {
+                    transport.local.push(LocalOutput::Console);
+                    Ok(())
+                }
+                ExporterKind::File => std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(&config.file)
-                    .map_err(|e| format!("cannot open {} for spans: {e}", config.file))?;
-                Ok(Transport::Local(LocalOutput::File {
-                    file,
-                    path: config.file.clone(),
-                }))
-            }
-            ExporterKind::Otlp => {
-                OtlpClient::build(config, Signal::Traces).map(|c| Transport::Otlp(Box::new(c)))
+                    .map(|file| {
+                        transport.local.push(LocalOutput::File {
+                            file,
+                            path: config.file.clone(),
+                        });
+                    })
+                    .map_err(|e| format!("cannot open {} for spans: {e}", config.file)),
+                ExporterKind::Otlp => {
+                    OtlpClient::build_closing(config, Signal::Traces, Arc::clone(closing))
+                        .map(|c| transport.otlp = Some(Box::new(c)))
+                }
+            };
+            if let Err(e) = built {
+                failed.push(e);
             }
         }
+        if failed.len() == config.exporters.len() && !failed.is_empty() {
+            return Err(failed.join("; "));
+        }
+        for e in failed {
+            tracing::warn!("{e}; spans go to {} only", transport.describe());
+        }
+        Ok(transport)
     }
 
-    /// Where spans go, for humans: `OTLP/gRPC to http://localhost:4317`.
+    /// Where spans go, for humans: `OTLP/gRPC to http://localhost:4317 and the console
+    /// (stderr)`.
     pub fn describe(&self) -> String {
-        match self {
-            Transport::Otlp(client) => client.describe(),
-            Transport::Local(output) => output.describe(),
+        let mut all: Vec<String> = self.otlp.iter().map(|c| c.describe()).collect();
+        all.extend(self.local.iter().map(LocalOutput::describe));
+        if all.is_empty() {
+            return "nowhere (exporter none)".into();
         }
+        all.join(" and ")
+    }
+
+    /// Writes one encoded request to every local output; true when all of them took it
+    /// (each failure is logged).
+    pub fn write_local(&mut self, request: &EncodedRequest) -> bool {
+        let mut ok = true;
+        for output in &mut self.local {
+            if let Err(e) = output.write(request) {
+                tracing::warn!("{e}; {} spans not written there", request.spans);
+                ok = false;
+            }
+        }
+        ok
     }
 }
 
@@ -91,7 +130,6 @@ impl LocalOutput {
         match self {
             LocalOutput::File { path, .. } => format!("OTLP JSON lines in {path}"),
             LocalOutput::Console => "the console (stderr)".into(),
-            LocalOutput::Discard => "nowhere (exporter none)".into(),
         }
     }
 
@@ -124,7 +162,6 @@ impl LocalOutput {
                     .write_all(out.as_bytes())
                     .map_err(|e| format!("cannot write spans to stderr: {e}"))
             }
-            LocalOutput::Discard => Ok(()),
         }
     }
 }
@@ -225,12 +262,52 @@ mod tests {
                 &args[..if endpoint.starts_with("https") { 5 } else { 4 }],
             );
             assert!(warnings.is_empty(), "{warnings:?}");
+            let closing = Arc::new(AtomicBool::new(false));
             let transport = runtime
-                .block_on(async { Transport::build(&config) })
+                .block_on(async { Transport::build(&config, &closing) })
                 .unwrap();
             let kind = if protocol == "grpc" { "gRPC" } else { "HTTP" };
             assert_eq!(transport.describe(), format!("OTLP/{kind} to {endpoint}"));
         }
+    }
+
+    #[test]
+    fn several_exporters_build_together_and_one_that_cannot_is_left_out() {
+        let scratch = Scratch::new("several");
+        let path = scratch.file("spans.jsonl", "");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let closing = Arc::new(AtomicBool::new(false));
+        let build = |exporter: &str, file: &str| {
+            let args = [
+                ("exporter", exporter),
+                ("file", file),
+                ("endpoint", "http://127.0.0.1:4317"),
+            ];
+            let (config, warnings) = Config::from_pairs(&[], &args);
+            assert!(warnings.is_empty(), "{warnings:?}");
+            runtime.block_on(async { Transport::build(&config, &closing) })
+        };
+        let all = build("console,otlp,file", &path).unwrap();
+        assert_eq!(
+            all.describe(),
+            format!(
+                "OTLP/gRPC to http://127.0.0.1:4317 and the console (stderr) and OTLP JSON \
+                 lines in {path}"
+            )
+        );
+        let missing = "/nonexistent-callspan-dir/spans.jsonl";
+        assert_eq!(
+            build("file,console", missing).unwrap().describe(),
+            "the console (stderr)"
+        );
+        assert!(build("file", missing)
+            .unwrap_err()
+            .starts_with("cannot open /nonexistent-callspan-dir/spans.jsonl"));
+        let none = build("none", &path).unwrap();
+        assert_eq!(none.describe(), "nowhere (exporter none)");
     }
 
     /// One encoded request of every kind of span, as the network would send it.
@@ -303,6 +380,5 @@ mod tests {
             console_line(&spans[5])
         );
         assert!(LocalOutput::Console.write(&request).is_ok());
-        assert!(LocalOutput::Discard.write(&request).is_ok());
     }
 }

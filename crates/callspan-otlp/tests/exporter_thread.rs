@@ -43,7 +43,7 @@ fn file_transport_receives_every_span_in_batches() {
     let _ = std::fs::remove_file(&path);
 
     let mut config = Config::defaults();
-    config.exporter = ExporterKind::File;
+    config.exporters = vec![ExporterKind::File];
     config.file = path.to_string_lossy().into_owned();
     config.max_export_batch_size = 100;
     config.schedule_delay = Duration::from_secs(60);

@@ -192,13 +192,16 @@ fn register_code(py: Python<'_>, frame: &CallerFrame, registry: &Registry) -> Co
     // SAFETY: the frame's code object is alive; we take our own strong reference below.
     let code = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, code_ptr.cast()) };
     let qualname = frame.code_qualname();
-    let module = frame
-        .module_name()
-        .unwrap_or_else(|| "<unknown>".to_owned());
+    // Globals without `__name__` (code run by `exec`): the bare qualified name, as the callee
+    // side names a function whose `__module__` is None.
+    let function_name = match frame.module_name() {
+        Some(module) => format!("{module}.{qualname}"),
+        None => qualname,
+    };
     // SAFETY: the frame's code object is alive.
     let file = unsafe { python_frame::code_filename(py, code_ptr) };
     let info = CodeInfo {
-        function_name: intern(&format!("{module}.{qualname}")),
+        function_name: intern(&function_name),
         file: intern(&file),
     };
     register_code_object(code, info, registry)

@@ -19,15 +19,24 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU8, Ordering};
 
-/// Not imported yet (check sys.modules now and then) / resolved / unusable.
+/// Not imported yet (look into `sys.modules` whenever it changed) / resolved / unusable.
 const UNSEEN: u8 = 0;
 const READY: u8 = 1;
 const UNUSABLE: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNSEEN);
-/// Root calls between two looks into `sys.modules` while OpenTelemetry is not imported.
-const RECHECK_EVERY: u32 = 256;
+
+/// The interpreter's module dict (`sys.modules`), a strong reference kept for the process.
+static MODULES: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
+/// `len(sys.modules)` at the last look into it; -1: look at the next root call.
+///
+/// OpenTelemetry cannot be imported without adding modules to `sys.modules` (importing
+/// `opentelemetry.trace` adds a dozen), so while its length stays the same a root call knows
+/// without a lookup that OpenTelemetry is still not imported: one load of a static and
+/// `PyDict_Size`, fewer instructions than the thread-local call count this replaces, and
+/// exact where that count looked only every 256th root call.
+static MODULES_SEEN: AtomicIsize = AtomicIsize::new(-1);
 
 struct Hooks {
     /// `_RUNTIME_CONTEXT._current_context` when the default runtime context is in use.
@@ -41,9 +50,6 @@ struct Hooks {
 static HOOKS: PyOnceLock<Hooks> = PyOnceLock::new();
 
 thread_local! {
-    /// Root calls on this thread since its last look into `sys.modules` (a per-thread count:
-    /// a shared atomic would be a contended write on every root call).
-    static UNSEEN_CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     /// The last context and span seen on this thread and what they resolved to.
     static LAST: RefCell<Last> = const {
         RefCell::new(Last { context: None, span: None, parent: None })
@@ -83,17 +89,58 @@ fn resolve(py: Python<'_>) -> PyResult<Hooks> {
     })
 }
 
-fn opentelemetry_imported(py: Python<'_>) -> bool {
-    let name = pyo3::intern!(py, "opentelemetry.trace");
+/// `len(sys.modules)`, -1 if it cannot be read. GIL held.
+fn modules_len() -> isize {
+    let mut modules = MODULES.load(Ordering::Relaxed);
+    if modules.is_null() {
+        // SAFETY: GIL held; a borrowed reference (NULL during finalization), made strong and
+        // kept for good below, so the pointer stays valid.
+        modules = unsafe { ffi::PyImport_GetModuleDict() };
+        if modules.is_null() {
+            return -1;
+        }
+        // SAFETY: as above.
+        unsafe { ffi::Py_IncRef(modules) };
+        MODULES.store(modules, Ordering::Relaxed);
+    }
+    // SAFETY: GIL held; `modules` is kept alive above. CPython's is always a dict, whose size
+    // is read as `PyDict_GET_SIZE` does (no call); anything else is asked.
+    unsafe {
+        if ffi::PyDict_CheckExact(modules) != 0 {
+            (*modules.cast::<ffi::PyDictObject>()).ma_used
+        } else {
+            let len = ffi::PyObject_Size(modules);
+            if len < 0 {
+                ffi::PyErr_Clear();
+            }
+            len
+        }
+    }
+}
+
+/// `sys.modules[name]` if present (a new reference). GIL held.
+fn imported<'py>(
+    py: Python<'py>,
+    name: &Bound<'py, pyo3::types::PyString>,
+) -> Option<Bound<'py, PyAny>> {
     // SAFETY: GIL held; a new reference or NULL (with no error set when simply absent).
     let module = unsafe { ffi::PyImport_GetModule(name.as_ptr()) };
     if module.is_null() {
         let _ = PyErr::take(py);
-        return false;
+        return None;
     }
     // SAFETY: the new reference from above.
-    unsafe { ffi::Py_DecRef(module) };
-    true
+    Some(unsafe { Bound::from_owned_ptr(py, module) })
+}
+
+/// True while `module` is still being executed by an import (`__spec__._initializing`):
+/// it is in `sys.modules` from the start of its import, before its names exist.
+fn still_importing(module: &Bound<'_, PyAny>) -> bool {
+    module
+        .getattr("__spec__")
+        .and_then(|spec| spec.getattr("_initializing"))
+        .and_then(|flag| flag.is_truthy())
+        .unwrap_or(false)
 }
 
 /// The current OpenTelemetry span as a parent, if OpenTelemetry is in use and a valid span is
@@ -103,16 +150,20 @@ pub(crate) fn current_parent(py: Python<'_>) -> Option<ParentSpan> {
         READY => {}
         UNUSABLE => return None,
         _ => {
-            let calls = UNSEEN_CALLS.with(|c| {
-                let n = c.get();
-                c.set(n.wrapping_add(1));
-                n
-            });
-            if calls % RECHECK_EVERY != 0 || !opentelemetry_imported(py) {
+            let len = modules_len();
+            if len == MODULES_SEEN.load(Ordering::Relaxed) {
                 return None;
             }
+            MODULES_SEEN.store(len, Ordering::Relaxed);
+            let module = imported(py, pyo3::intern!(py, "opentelemetry.trace"))?;
             match HOOKS.get_or_try_init(py, || resolve(py)) {
                 Ok(_) => STATE.store(READY, Ordering::Relaxed),
+                // Reached from code that its import runs (on this thread: another thread's
+                // import would have been waited for): look again at the next root call.
+                Err(_) if still_importing(&module) => {
+                    MODULES_SEEN.store(-1, Ordering::Relaxed);
+                    return None;
+                }
                 Err(e) => {
                     STATE.store(UNUSABLE, Ordering::Relaxed);
                     tracing::warn!("OpenTelemetry is imported but its context cannot be read ({e}); callspan spans will not join OpenTelemetry traces");

@@ -181,21 +181,45 @@ pub(super) fn parse_sampler_name(s: &str) -> Result<String, String> {
     }
 }
 
-/// `OTEL_TRACES_EXPORTER`. The spec allows a comma-separated list; callspan ships to one
-/// exporter, the first.
-pub(super) fn parse_exporter(s: &str) -> Result<ExporterKind, String> {
-    match first_of_list(s).as_str() {
-        "otlp" => Ok(ExporterKind::Otlp),
-        "console" => Ok(ExporterKind::Console),
-        "file" => Ok(ExporterKind::File),
-        "none" => Ok(ExporterKind::None),
-        _ => Err("expected otlp, console, file or none".into()),
+/// `OTEL_TRACES_EXPORTER`, the spec's comma-separated list (`otlp,console`): the exporters,
+/// each once in the order given (`none` alone: no exporter), and the entries left out (not an
+/// exporter, or `none` beside others), each quoted. An error when nothing in it is usable.
+pub(super) fn parse_exporters(s: &str) -> Result<(Vec<ExporterKind>, Vec<String>), String> {
+    let mut exporters = Vec::new();
+    let mut left_out = Vec::new();
+    let mut none = false;
+    for entry in list_entries(s) {
+        let kind = match entry.as_str() {
+            "otlp" => ExporterKind::Otlp,
+            "console" => ExporterKind::Console,
+            "file" => ExporterKind::File,
+            "none" => {
+                none = true;
+                continue;
+            }
+            _ => {
+                left_out.push(format!("{entry:?}"));
+                continue;
+            }
+        };
+        if !exporters.contains(&kind) {
+            exporters.push(kind);
+        }
     }
+    if none && !exporters.is_empty() {
+        left_out.push("\"none\"".into());
+    } else if !none && exporters.is_empty() {
+        return Err(
+            "expected otlp, console, file or none, or a comma-separated list of them".into(),
+        );
+    }
+    Ok((exporters, left_out))
 }
 
-/// `OTEL_METRICS_EXPORTER`, a list like `OTEL_TRACES_EXPORTER`'s: the first one.
+/// `OTEL_METRICS_EXPORTER`, a list like `OTEL_TRACES_EXPORTER`'s; callspan has one metrics
+/// exporter, the first named (the caller warns about the others).
 pub(super) fn parse_metrics_exporter(s: &str) -> Result<MetricsExporterKind, String> {
-    match first_of_list(s).as_str() {
+    match list_entries(s).next().unwrap_or_default().as_str() {
         "otlp" => Ok(MetricsExporterKind::Otlp),
         "console" => Ok(MetricsExporterKind::Console),
         "none" => Ok(MetricsExporterKind::None),
@@ -203,12 +227,11 @@ pub(super) fn parse_metrics_exporter(s: &str) -> Result<MetricsExporterKind, Str
     }
 }
 
-fn first_of_list(s: &str) -> String {
+/// The entries of a comma-separated list, trimmed and lower-cased, empty ones skipped.
+pub(super) fn list_entries(s: &str) -> impl Iterator<Item = String> + '_ {
     s.split(',')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
+        .map(|e| e.trim().to_ascii_lowercase())
+        .filter(|e| !e.is_empty())
 }
 
 /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`.

@@ -6,7 +6,9 @@
 
 use super::parse::*;
 use super::table::{self, DefaultValue, OtlpRows, Setting, Signal};
-use super::values::{Config, OtlpSettings, PemFile, Protocol, SampleRule, Source};
+use super::values::{
+    Config, ExporterKind, MetricsExporterKind, OtlpSettings, PemFile, Protocol, SampleRule, Source,
+};
 use super::variables::{
     CALLSPAN_MAX_QUEUE_BYTES, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_MAX_QUEUE_SIZE,
     OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT_GRPC_DEFAULT,
@@ -231,6 +233,61 @@ impl<'a, E: Fn(&str) -> Option<String>> Resolver<'a, E> {
         headers
     }
 
+    /// The traces exporters (see [`parse_exporters`]); entries left out of the list are said
+    /// in one warning naming the setting, the rest of the list is used.
+    fn exporters(&mut self) -> Vec<ExporterKind> {
+        let row = &table::EXPORTER;
+        let DefaultValue::Value(default) = row.default else {
+            unreachable!("the exporter setting has a default value")
+        };
+        let default = parse_exporters(default).expect("the default exporter parses");
+        let candidates = self.candidates(row);
+        let ((exporters, left_out), source) = self.pick(
+            row,
+            candidates,
+            default,
+            |(e, _): &(Vec<ExporterKind>, Vec<String>)| show_exporters(e),
+            |raw, _| parse_exporters(raw),
+            Shown::AsGiven,
+        );
+        if !left_out.is_empty() {
+            self.warn(format!(
+                "{}: ignoring {} (the exporters are otlp, console and file, and none means \
+                 none of them, alone); using {}",
+                source.setting_name(row.key()),
+                left_out.join(", "),
+                show_exporters(&exporters)
+            ));
+        }
+        exporters
+    }
+
+    /// The metrics exporter: the first of the list; any other named is left out, said once.
+    fn metrics_exporter(&mut self) -> MetricsExporterKind {
+        let row = &table::METRICS_EXPORTER;
+        let exporter = self.get(
+            row,
+            |e| format!("{e:?}").to_ascii_lowercase(),
+            parse_metrics_exporter,
+        );
+        let candidates = self.candidates(row);
+        // The candidate that was used: the first that parses.
+        let used = candidates
+            .iter()
+            .find(|(raw, _)| parse_metrics_exporter(raw).is_ok());
+        if let Some((raw, source)) = used {
+            let rest: Vec<String> = list_entries(raw).skip(1).collect();
+            if !rest.is_empty() {
+                self.warn(format!(
+                    "{}: callspan sends metrics to one exporter, the first named; ignoring {}",
+                    source.setting_name(row.key()),
+                    rest.join(", ")
+                ));
+            }
+        }
+        exporter
+    }
+
     /// One TLS file setting (see [`parse_pem_file`]).
     fn pem_file(&mut self, row: &'static Setting, kind: PemKind) -> Option<PemFile> {
         let (path, source) = self.get_optional(row, String::clone, |s| parse_pem_file(s, kind));
@@ -350,6 +407,15 @@ fn show_pairs(pairs: &[(String, String)]) -> String {
         .join(",")
 }
 
+/// `otlp,console`, or `none`.
+fn show_exporters(exporters: &[ExporterKind]) -> String {
+    if exporters.is_empty() {
+        return "none".into();
+    }
+    let names: Vec<&str> = exporters.iter().map(|e| e.name()).collect();
+    names.join(",")
+}
+
 fn show_header_names(headers: &[(String, String)]) -> String {
     if headers.is_empty() {
         "no headers".into()
@@ -422,11 +488,7 @@ impl Config {
             _ => Sampler::ParentBased(RootSampler::AlwaysOn),
         };
 
-        let exporter = r.get(
-            &table::EXPORTER,
-            |e| format!("{e:?}").to_ascii_lowercase(),
-            parse_exporter,
-        );
+        let exporters = r.exporters();
         let file = r.get(&table::FILE, String::clone, |s| Ok(s.to_owned()));
         let traces = r.otlp(Signal::Traces);
 
@@ -495,11 +557,7 @@ impl Config {
         let stack_depth = r.get(&table::STACK_DEPTH, show_n, parse_stack_depth);
         let otel_context = r.get(&table::OTEL_CONTEXT, show_bool, parse_bool);
 
-        let metrics_exporter = r.get(
-            &table::METRICS_EXPORTER,
-            |e| format!("{e:?}").to_ascii_lowercase(),
-            parse_metrics_exporter,
-        );
+        let metrics_exporter = r.metrics_exporter();
         // 0 would export without pause.
         let metric_export_interval = r.get(
             &table::METRIC_EXPORT_INTERVAL,
@@ -537,7 +595,7 @@ impl Config {
             service_name,
             resource_attributes,
             sampler,
-            exporter,
+            exporters,
             file,
             traces,
             schedule_delay,

@@ -333,7 +333,8 @@ pub static EXPORTER: Setting = Setting {
     variables: &[CALLSPAN_EXPORTER, OTEL_TRACES_EXPORTER],
     kind: Kind::Choice,
     default: DefaultValue::Value(OTEL_TRACES_EXPORTER_DEFAULT),
-    doc: "where spans go: otlp, console, file or none",
+    doc: "where spans go: otlp, console, file, a comma-separated list of them (each span \
+          goes to every one), or none",
 };
 /// `CALLSPAN_FILE`.
 pub static FILE: Setting = Setting {

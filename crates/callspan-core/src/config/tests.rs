@@ -162,7 +162,7 @@ mod otlp {
         // The queue is sized by bytes, not the spec's 2048 spans (see `queue_sized_by_bytes`).
         let queue = 8 * 1024 * 1024 / crate::sink::SLOT_BYTES;
         assert_eq!((c.max_queue_size, c.max_export_batch_size), (queue, 512));
-        assert_eq!(c.exporter, ExporterKind::Otlp);
+        assert_eq!(c.exporters, [ExporterKind::Otlp]);
         assert!(!c.disabled);
     }
 
@@ -189,7 +189,65 @@ mod otlp {
         );
         assert!(w.is_empty());
         assert_eq!(c.sampler, Sampler::ParentBased(RootSampler::AlwaysOn));
-        assert_eq!(c.exporter, ExporterKind::Console);
+        assert_eq!(c.exporters, [ExporterKind::Console]);
+    }
+
+    #[test]
+    fn the_traces_exporter_is_a_list_each_named_once() {
+        let exporters = |value: &str| {
+            let (c, w) = resolve(&[(OTEL_TRACES_EXPORTER, value)], &[]);
+            (c.exporters, w)
+        };
+        use ExporterKind::*;
+        assert_eq!(exporters("otlp,console"), (vec![Otlp, Console], vec![]));
+        assert_eq!(
+            exporters(" File , otlp,,file,console "),
+            (vec![File, Otlp, Console], vec![])
+        );
+        assert_eq!(exporters("none"), (vec![], vec![]));
+        // Entries that are not exporters are left out of a list, said once; the rest is used.
+        let (kinds, w) = exporters("otlp,zipkin,none");
+        assert_eq!(kinds, [Otlp]);
+        assert_eq!(
+            w,
+            [
+                "OTEL_TRACES_EXPORTER: ignoring \"zipkin\", \"none\" (the exporters are otlp, \
+              console and file, and none means none of them, alone); using otlp"
+            ]
+        );
+        // Nothing usable: the whole value is not set (CALLSPAN_EXPORTER then the default).
+        let (kinds, w) = exporters("zipkin,jaeger");
+        assert_eq!(kinds, [Otlp]);
+        assert!(
+            w[0].starts_with("OTEL_TRACES_EXPORTER: invalid value \"zipkin,jaeger\""),
+            "{w:?}"
+        );
+        let (c, w) = resolve(&[], &[("exporter", "console,file")]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.exporters, [Console, File]);
+        let shown = c
+            .effective
+            .iter()
+            .find(|(name, ..)| *name == "CALLSPAN_EXPORTER");
+        assert_eq!(
+            shown.map(|(_, v, _)| v.as_str()),
+            Some("console,file"),
+            "{:?}",
+            c.effective
+        );
+    }
+
+    #[test]
+    fn a_metrics_exporter_list_uses_the_first_and_says_so() {
+        let (c, w) = resolve(&[(OTEL_METRICS_EXPORTER, "console,otlp")], &[]);
+        assert_eq!(c.metrics_exporter, MetricsExporterKind::Console);
+        assert_eq!(
+            w,
+            [
+                "OTEL_METRICS_EXPORTER: callspan sends metrics to one exporter, the first named; \
+              ignoring otlp"
+            ]
+        );
     }
 
     #[test]

@@ -38,7 +38,8 @@ impl Source {
     }
 }
 
-/// Which exporter ships spans.
+/// One destination of spans; [`Config::exporters`] lists those in use (none: spans are made
+/// and counted but not shipped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExporterKind {
     /// OTLP over gRPC or HTTP.
@@ -47,8 +48,17 @@ pub enum ExporterKind {
     Console,
     /// OTLP JSON lines in [`Config::file`].
     File,
-    /// Spans are made and counted but not shipped.
-    None,
+}
+
+impl ExporterKind {
+    /// The name `OTEL_TRACES_EXPORTER` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExporterKind::Otlp => "otlp",
+            ExporterKind::Console => "console",
+            ExporterKind::File => "file",
+        }
+    }
 }
 
 /// Which exporter ships metrics (`OTEL_METRICS_EXPORTER`; nothing exports metrics yet).
@@ -205,8 +215,9 @@ pub struct Config {
     pub resource_attributes: Vec<(String, String)>,
     /// `OTEL_TRACES_SAMPLER` + `OTEL_TRACES_SAMPLER_ARG`.
     pub sampler: Sampler,
-    /// `CALLSPAN_EXPORTER` / `OTEL_TRACES_EXPORTER`.
-    pub exporter: ExporterKind,
+    /// `CALLSPAN_EXPORTER` / `OTEL_TRACES_EXPORTER`, a comma-separated list: every span goes
+    /// to each of these, each named once, in the order given; empty for `none`.
+    pub exporters: Vec<ExporterKind>,
     /// `CALLSPAN_FILE`.
     pub file: String,
     /// Where OTLP spans go: `OTEL_EXPORTER_OTLP_[TRACES_]*`.
