@@ -4,8 +4,8 @@ Runs one scenario of ``N`` calls of a trivial callee in a child process under
 ``valgrind --tool=callgrind --separate-threads=yes`` and reads the main thread's instruction
 count; two runs with different ``N`` cancel start-up and exit, so the difference divided by the
 difference in calls is the cost of one call, exporter thread excluded. Scenarios: ``plain``
-(undecorated) and ``plain_method``, ``sampled`` (``always_on``, file exporter to /dev/null-like temp file),
-``unsampled`` (``always_off``), ``method_sampled`` (a decorated method).
+(undecorated) and ``plain_method``, ``sampled`` (``always_on``, file exporter to a temporary
+file), ``unsampled`` (``always_off``), ``method_sampled`` (a decorated method).
 
     python benches/callgrind_calls.py [--calls N] [--json PATH]
 """
