@@ -23,7 +23,7 @@ use crate::record::{ClassId, CodeId, FunctionId};
 use crate::registry::{Interned, RegistryView};
 use crate::thread_slots::{Claim, Slot, SlotList};
 use parking_lot::Mutex;
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::collections::HashMap;
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -339,22 +339,49 @@ fn edge_id(key: EdgeKey) -> u32 {
 
 const CACHE_SLOTS: usize = 512;
 
-/// This thread's slot, and its cache of edge key → this thread's counters of that edge.
-struct ThreadEdges {
-    claim: Claim<Pages>,
-    cache: UnsafeCell<[(EdgeKey, *const Counters); CACHE_SLOTS]>,
+/// This thread's cache of edge key → this thread's counters of that edge. A thread-local with
+/// no destructor, so that reaching it is a plain thread-pointer offset; [`EdgeClaim`] empties
+/// it when the thread exits and its slot goes to another thread.
+struct EdgeCache {
+    entries: UnsafeCell<[(EdgeKey, *const Counters); CACHE_SLOTS]>,
+    /// Set by [`EdgeClaim`]'s destructor: count through [`count_late`] from now on.
+    gone: Cell<bool>,
 }
 
+/// This thread's slot; on thread exit, empties the thread's cache before releasing the slot.
+struct EdgeClaim(Claim<Pages>);
+
+impl Drop for EdgeClaim {
+    fn drop(&mut self) {
+        CACHE.with(|cache| {
+            cache.gone.set(true);
+            // SAFETY: this thread's own cache; no reference into it is live (we are not in
+            // `count`).
+            for entry in unsafe { &mut *cache.entries.get() } {
+                entry.1 = ptr::null();
+            }
+        });
+        // Then the inner claim releases the slot.
+    }
+}
+
+const EMPTY_KEY: EdgeKey = EdgeKey {
+    callee: 0,
+    code: 0,
+    line: 0,
+    class: 0,
+    error: 0,
+};
+
 thread_local! {
-    static THREAD: ThreadEdges = const {
-        ThreadEdges {
-            claim: Claim::new(),
+    static CACHE: EdgeCache = const {
+        EdgeCache {
             // Callee 0 is no function: an empty cache entry never matches a real key.
-            cache: UnsafeCell::new(
-                [(EdgeKey { callee: 0, code: 0, line: 0, class: 0, error: 0 }, ptr::null()); CACHE_SLOTS],
-            ),
+            entries: UnsafeCell::new([(EMPTY_KEY, ptr::null()); CACHE_SLOTS]),
+            gone: Cell::new(false),
         }
     };
+    static CLAIM: EdgeClaim = const { EdgeClaim(Claim::new()) };
 }
 
 #[inline]
@@ -370,28 +397,46 @@ fn cache_slot(key: &EdgeKey) -> usize {
 /// Counts one call on `key`'s edge: `duration_ns`, and `exemplar` for a sampled call.
 #[inline]
 pub fn count(key: EdgeKey, duration_ns: u64, exemplar: Option<&Exemplar>) {
-    let counted = THREAD.try_with(|thread| {
+    CACHE.with(|cache| {
         let index = cache_slot(&key);
         // SAFETY: this thread's own cache; nothing here re-enters (no Python code runs).
-        let entry = unsafe { &mut (*thread.cache.get())[index] };
-        // SAFETY: cached counters are this thread's slot's, and pages are never freed.
-        let counters = match unsafe { entry.1.as_ref() } {
-            Some(c) if entry.0 == key => Some(c),
-            _ => counters_of(thread, key).inspect(|&c| *entry = (key, c)),
-        };
-        if let Some(c) = counters {
-            c.add(duration_ns, exemplar);
+        let entry = unsafe { &mut (*cache.entries.get())[index] };
+        // SAFETY: cached counters are this thread's slot's (emptied before the slot is
+        // released), and pages are never freed.
+        match unsafe { entry.1.as_ref() } {
+            Some(c) if entry.0 == key => c.add(duration_ns, exemplar),
+            _ => count_missed(cache, entry, key, duration_ns, exemplar),
         }
     });
-    if counted.is_err() {
-        count_late(key, duration_ns, exemplar);
-    }
 }
 
-/// This thread's counters of `key`'s edge, past a cache miss.
+/// [`count`] past a cache miss: this thread's counters of the edge (its slot claimed on first
+/// use), remembered in the cache; after the thread's claim is gone, [`count_late`].
 #[cold]
-fn counters_of(thread: &ThreadEdges, key: EdgeKey) -> Option<&'static Counters> {
-    thread.claim.slot(&SLOTS, Pages::new).counters(edge_id(key))
+#[inline(never)]
+fn count_missed(
+    cache: &EdgeCache,
+    entry: &mut (EdgeKey, *const Counters),
+    key: EdgeKey,
+    duration_ns: u64,
+    exemplar: Option<&Exemplar>,
+) {
+    let counters = if cache.gone.get() {
+        Err(())
+    } else {
+        CLAIM
+            .try_with(|claim| claim.0.slot(&SLOTS, Pages::new).counters(edge_id(key)))
+            .map_err(|_| ())
+    };
+    match counters {
+        Ok(Some(c)) => {
+            *entry = (key, c);
+            c.add(duration_ns, exemplar);
+        }
+        // An edge id past the pages: not counted apart (CALLSPAN_MAX_EDGES is capped below).
+        Ok(None) => {}
+        Err(()) => count_late(key, duration_ns, exemplar),
+    }
 }
 
 #[cold]
