@@ -4,8 +4,8 @@ Runs one scenario of ``N`` calls of a trivial callee in a child process under
 ``valgrind --tool=callgrind --separate-threads=yes`` and reads the main thread's instruction
 count; two runs with different ``N`` cancel start-up and exit, so the difference divided by the
 difference in calls is the cost of one call, exporter thread excluded. Scenarios: ``plain``
-(undecorated) and ``plain_method``, ``sampled`` (``always_on``, file exporter to /dev/null-like temp file),
-``unsampled`` (``always_off``), ``method_sampled`` (a decorated method).
+(undecorated) and ``plain_method``, ``sampled`` (``always_on``, file exporter to a temporary
+file), ``unsampled`` (``always_off``), ``method_sampled`` (a decorated method).
 
     python benches/callgrind_calls.py [--calls N] [--json PATH]
 """
@@ -46,11 +46,9 @@ callspan.shutdown()
 """
 
 
-def main_thread_ir(kind: str, calls: int, workdir: str) -> int:
-    out = os.path.join(workdir, f"cg.{kind}.{calls}")
-    script = os.path.join(workdir, "scenario.py")
-    with open(script, "w") as f:
-        f.write(SCENARIO)
+def callgrind_main_thread_ir(script: str, args: list[str], out: str, env: dict) -> int:
+    """Runs ``script args`` under callgrind (one output file per thread, ``PYTHONHASHSEED=0``)
+    and returns the main thread's instruction count. Also used by counting_instructions.py."""
     subprocess.run(
         [
             "valgrind",
@@ -59,14 +57,12 @@ def main_thread_ir(kind: str, calls: int, workdir: str) -> int:
             f"--callgrind-out-file={out}",
             sys.executable,
             script,
-            kind,
-            str(calls),
-            os.path.join(workdir, "spans.jsonl"),
+            *args,
         ],
         check=True,
         capture_output=True,
         # A fixed hash seed: dict and set layouts (and so instruction counts) vary with it.
-        env={**os.environ, "PYTHONHASHSEED": "0"},
+        env={**env, "PYTHONHASHSEED": "0"},
     )
     # Thread 1 is the main thread; its file ends in -01.
     (main,) = glob.glob(out + "-01")
@@ -75,6 +71,15 @@ def main_thread_ir(kind: str, calls: int, workdir: str) -> int:
             if line.startswith("summary:") or line.startswith("totals:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no totals in {main}")
+
+
+def main_thread_ir(kind: str, calls: int, workdir: str) -> int:
+    out = os.path.join(workdir, f"cg.{kind}.{calls}")
+    script = os.path.join(workdir, "scenario.py")
+    with open(script, "w") as f:
+        f.write(SCENARIO)
+    args = [kind, str(calls), os.path.join(workdir, "spans.jsonl")]
+    return callgrind_main_thread_ir(script, args, out, dict(os.environ))
 
 
 def main() -> None:

@@ -4,9 +4,9 @@ machine cannot disturb the way it disturbs time.
 For each row — the sampled and the unsampled (``always_off``) call of ``@callspan.trace``, with
 counting on (``metrics_exporter="otlp"``, so every call is counted per caller edge) and off
 (``metrics_exporter="none"``) — it runs a child under ``valgrind --tool=callgrind`` twice, with N
-and 2N calls of the traced function, and reports (Ir(2N) - Ir(N)) / N: instructions per call,
-start-up and shutdown cancelled out. ``ns`` converts at the ``--ghz`` and IPC given (a rough
-figure; the instruction difference is the measurement).
+and 2N calls of the traced function, and reports (Ir(2N) - Ir(N)) / N: the main thread's
+instructions per call (``--separate-threads=yes``, ``PYTHONHASHSEED=0``, as callgrind_calls.py:
+the exporter threads' work is not the call's), start-up and shutdown cancelled out.
 
     python benches/counting_instructions.py [--calls N] [--json PATH]
 """
@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
+
+from callgrind_calls import callgrind_main_thread_ir
 
 CHILD = """
 import sys
@@ -47,30 +47,12 @@ ROWS = (
 
 def instructions(sampler: str, metrics: str, n: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "callgrind.out")
+        script = os.path.join(tmp, "child.py")
+        with open(script, "w") as f:
+            f.write(CHILD)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CALLSPAN_"))}
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-c",
-                CHILD,
-                sampler,
-                metrics,
-                str(n),
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        with open(out) as f:
-            text = f.read()
-    summary = re.search(r"^summary:\s+(\d+)", text, re.MULTILINE) or re.search(
-        r"^totals:\s+(\d+)", text, re.MULTILINE
-    )
-    return int(summary.group(1))
+        out = os.path.join(tmp, "callgrind.out")
+        return callgrind_main_thread_ir(script, [sampler, metrics, str(n)], out, env)
 
 
 def main() -> int:

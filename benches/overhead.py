@@ -7,6 +7,10 @@ call. Rows:
 * ``plain_function`` / ``plain_method``: the undecorated callee; the baselines.
 * ``callspan_sampled_function`` / ``_method``: ``@callspan.trace``, sampler ``always_on``.
 * ``callspan_unsampled_always_off``: ``@callspan.trace``, sampler ``always_off``.
+* ``callspan_sampled_function_counting`` / ``callspan_unsampled_always_off_counting``: the same
+  two with every call counted per caller edge (``metrics_exporter="otlp"``, to the same
+  collector); the rows above count nothing (``metrics_exporter="none"``, the default). What
+  counting adds is the median over rounds of (counting row - its row without counting).
 * ``callspan_traceidratio_0.01``: sampler ``traceidratio`` at 0.01 (1 % of calls sampled).
 * ``otel_sdk_decorator``: ``@tracer.start_as_current_span(...)`` from the OpenTelemetry Python
   SDK, BatchSpanProcessor + OTLP/gRPC exporter (default settings).
@@ -42,6 +46,7 @@ import gc
 import inspect
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -71,12 +76,18 @@ perf_counter_ns = time.perf_counter_ns
 DEFAULT_QUEUE = 1 << 20
 SMOKE_QUEUE = 1 << 16
 
+# A row that counts every call per caller edge: the row of this name without the suffix, plus
+# counting.
+COUNTING_SUFFIX = "_counting"
+
 ROW_NAMES = (
     "plain_function",
     "plain_method",
     "callspan_sampled_function",
     "callspan_sampled_method",
     "callspan_unsampled_always_off",
+    "callspan_sampled_function_counting",
+    "callspan_unsampled_always_off_counting",
     "callspan_traceidratio_0.01",
     "otel_sdk_decorator",
     "otel_sdk_decorator_caller_attrs",
@@ -209,20 +220,24 @@ class CallspanSampler:
     def __init__(self, endpoint: str, queue_size: int):
         self.endpoint = endpoint
         self.queue_size = queue_size
-        self.current: tuple[str, float | None] | None = None
+        # The counting rows' metrics go to the same collector (``endpoint=`` is the traces').
+        os.environ["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] = endpoint
+        self.current: tuple[str, float | None, bool] | None = None
         self.use("always_off")
         self.traced_function, self.traced_worker = callspan_callees()
 
-    def use(self, sampler: str, arg: float | None = None) -> None:
-        if self.current == (sampler, arg):
+    def use(self, sampler: str, arg: float | None = None, counting: bool = False) -> None:
+        if self.current == (sampler, arg, counting):
             return
         callspan.configure(
             sampler=sampler,
             sampler_arg=arg,
             endpoint=self.endpoint,
             max_queue_size=self.queue_size,
+            metrics_exporter="otlp" if counting else "none",
         )
-        self.current = (sampler, arg)
+        assert callspan._callspan.counting()[0] == counting
+        self.current = (sampler, arg, counting)
         if hasattr(self, "traced_function") and sampler != "always_off":
             # The exporter starts with the first sampled span after configure(); make that
             # span here, outside the timed loop, so no row pays for a thread start (with
@@ -276,7 +291,7 @@ def build_rows(endpoint: str, queue_size: int) -> tuple[list[Row], Callable[[], 
     def flush_otel() -> None:
         provider.force_flush(30_000)
 
-    def callspan_row(name, fn_or_obj, sampler_name, arg=None, method=False) -> Row:
+    def callspan_row(name, fn_or_obj, sampler_name, arg=None, method=False, counting=False) -> Row:
         timed = (
             (lambda n: time_method_calls(fn_or_obj, n))
             if method
@@ -286,7 +301,7 @@ def build_rows(endpoint: str, queue_size: int) -> tuple[list[Row], Callable[[], 
             name,
             "plain_method" if method else "plain_function",
             timed,
-            enter=lambda: sampler.use(sampler_name, arg),
+            enter=lambda: sampler.use(sampler_name, arg, counting),
             leave=lambda: callspan.flush(30.0),
         )
 
@@ -315,6 +330,10 @@ def build_rows(endpoint: str, queue_size: int) -> tuple[list[Row], Callable[[], 
         callspan_row("callspan_sampled_function", cs_work, "always_on"),
         callspan_row("callspan_sampled_method", traced_worker, "always_on", method=True),
         callspan_row("callspan_unsampled_always_off", cs_work, "always_off"),
+        callspan_row("callspan_sampled_function_counting", cs_work, "always_on", counting=True),
+        callspan_row(
+            "callspan_unsampled_always_off_counting", cs_work, "always_off", counting=True
+        ),
         callspan_row("callspan_traceidratio_0.01", cs_work, "traceidratio", 0.01),
         otel_row("otel_sdk_decorator", otel_work),
         otel_row("otel_sdk_decorator_caller_attrs", otel_caller_work),
@@ -415,12 +434,20 @@ def summarise(rows: list[Row]) -> list[dict[str, Any]]:
         base = by_name[row.baseline].samples
         return benchkit.median([a - b for a, b in zip(row.samples, base)])
 
+    def counting_adds(row: Row) -> float | None:
+        """Median over rounds of (this counting row - the same row counting nothing)."""
+        if not row.name.endswith(COUNTING_SUFFIX):
+            return None
+        plain = by_name[row.name.removesuffix(COUNTING_SUFFIX)].samples
+        return benchkit.median([a - b for a, b in zip(row.samples, plain)])
+
     cprofile_overhead = overhead(by_name["cprofile"])
     out = []
     for row in rows:
         row_overhead = overhead(row)
         out.append(
             {
+                "counting_adds_ns": counting_adds(row),
                 "name": row.name,
                 "baseline": row.baseline,
                 "ns_per_call": benchkit.median(row.samples),
@@ -446,6 +473,8 @@ def evaluate_targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     sampled_m = r["callspan_sampled_method"]["overhead_ns"]
     unsampled = r["callspan_unsampled_always_off"]["overhead_ns"]
     otel = r["otel_sdk_decorator"]["overhead_ns"]
+    counting_sampled = r["callspan_sampled_function_counting"]["counting_adds_ns"]
+    counting_unsampled = r["callspan_unsampled_always_off_counting"]["counting_adds_ns"]
     method_tolerance = 0.05  # 5 %: rounds differ by about this much on a quiet machine
 
     def target(name, measured, limit, met, unit=""):
@@ -485,6 +514,20 @@ def evaluate_targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             100,
             sampled_f > 0 and otel / sampled_f >= 100,
             "OTel / callspan",
+        ),
+        target(
+            "counting every call adds <= 20 ns per sampled call",
+            counting_sampled,
+            20,
+            counting_sampled <= 20,
+            "ns",
+        ),
+        target(
+            "counting every call adds <= 20 ns per unsampled call",
+            counting_unsampled,
+            20,
+            counting_unsampled <= 20,
+            "ns",
         ),
         target(
             "decorated method overhead <= decorated function overhead (5 % tolerance)",
@@ -529,13 +572,14 @@ def main(argv: list[str] | None = None) -> int:
         + (" (SMOKE: numbers mean nothing)" if args.smoke else "")
     )
     benchkit.print_table(
-        ["row", "ns/call", "overhead ns", "x cProfile", "calls/round"],
+        ["row", "ns/call", "overhead ns", "x cProfile", "counting adds ns", "calls/round"],
         [
             [
                 row["name"],
                 row["ns_per_call"],
                 row["overhead_ns"],
                 row["ratio_to_cprofile"],
+                row["counting_adds_ns"],
                 row["calls_per_round"],
             ]
             for row in results

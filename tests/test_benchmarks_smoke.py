@@ -30,6 +30,8 @@ OVERHEAD_ROWS = [
     "callspan_sampled_function",
     "callspan_sampled_method",
     "callspan_unsampled_always_off",
+    "callspan_sampled_function_counting",
+    "callspan_unsampled_always_off_counting",
     "callspan_traceidratio_0.01",
     "otel_sdk_decorator",
     "otel_sdk_decorator_caller_attrs",
@@ -73,7 +75,8 @@ def test_overhead_smoke(tmp_path):
     for row in result["rows"]:
         assert isinstance(row["ns_per_call"], float)
         assert isinstance(row["overhead_ns"], float)
-    assert len(result["targets"]) == 5
+        assert isinstance(row["counting_adds_ns"], float) == row["name"].endswith("_counting")
+    assert len(result["targets"]) == 7
 
 
 def test_throughput_smoke(tmp_path):

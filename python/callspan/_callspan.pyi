@@ -125,7 +125,8 @@ def edges() -> list[dict[str, Any]]:
     ``caller_function``, ``caller_file``, ``caller_line``, ``caller_class``, ``error_type``
     (empty strings when absent), ``overflow``, ``calls``, ``total_ns``, ``buckets`` (calls per
     duration bucket, upper bounds ``EDGE_BUCKET_BOUNDS_NS``) and ``exemplars`` (``(trace_id,
-    span_id)`` hex pairs of sampled calls)."""
+    span_id)`` hex pairs: the latest sampled call of each bucket that has one, in bucket
+    order)."""
 
 EDGE_BUCKET_BOUNDS_NS: list[int]
 """Upper bounds (inclusive, nanoseconds) of the edge duration histogram; one more bucket above."""

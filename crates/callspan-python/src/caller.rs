@@ -167,6 +167,21 @@ fn site_entry(py: Python<'_>, frame: &CallerFrame<'_>, registry: &Registry) -> S
     if entry.code == code && entry.lasti == lasti && code != 0 {
         return entry;
     }
+    site_entry_missed(py, frame, registry, slot)
+}
+
+/// [`site_entry`] past a cache miss: out of line, so that the hit (every call but the first
+/// from a call site) pays no register saves for it.
+#[cold]
+#[inline(never)]
+fn site_entry_missed(
+    py: Python<'_>,
+    frame: &CallerFrame<'_>,
+    registry: &Registry,
+    slot: usize,
+) -> SiteEntry {
+    let code = frame.code() as usize;
+    let lasti = frame.lasti();
     let code_id = match registry.code_id(code) {
         Some(id) => id,
         None => register_code(py, frame, registry),

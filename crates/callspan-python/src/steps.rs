@@ -80,11 +80,11 @@ fn end(
         s.done = true;
         (s.open.take(), s.counted.take())
     };
-    let now = callspan_core::clock::now_unix_ns();
     if let Some(open) = open {
+        let now = callspan_core::clock::now_unix_ns();
         span::finish(py, hot::state(), open, now, error_class, error);
     } else if let Some(counted) = counted {
-        counted.finish(now, error_class);
+        counted.finish(error_class);
     }
 }
 
@@ -166,9 +166,7 @@ fn step<'py>(
             open.start_clock();
         }
         if let Some(counted) = s.counted.as_mut() {
-            if counted.start_unix_ns == 0 {
-                counted.start_unix_ns = callspan_core::clock::now_unix_ns();
-            }
+            counted.start();
         }
         (s.current, s.publish_in_context)
     };
@@ -238,7 +236,7 @@ fn finish_abandoned(py: Python<'_>, shared: &Shared) {
     let never_ran = {
         let s = shared.lock();
         s.open.as_ref().is_some_and(|open| !open.started())
-            || s.counted.is_some_and(|counted| counted.start_unix_ns == 0)
+            || s.counted.is_some_and(|counted| !counted.started())
     };
     if never_ran {
         let mut s = shared.lock();
@@ -563,7 +561,7 @@ pub(crate) fn wrap<'py>(
             open.start_clock();
         }
         if let Some(counted) = counted.as_mut() {
-            counted.start_unix_ns = callspan_core::clock::now_unix_ns();
+            counted.start();
         }
     }
     let shared = Arc::new(Mutex::new(StepSpan {
