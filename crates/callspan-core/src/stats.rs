@@ -11,6 +11,7 @@
 //! thread that needs one, which keeps adding to it, so the sum never loses or counts a call
 //! twice. Slots are never freed; there are never more than threads alive at the same time.
 
+use crate::per_thread;
 use std::cell::Cell;
 use std::ptr;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
@@ -153,10 +154,43 @@ static LATE: Slot = Slot {
     next: AtomicPtr::new(ptr::null_mut()),
 };
 
-/// This thread's slot; released for reuse when the thread exits.
-struct Claim(Cell<*const Slot>);
+/// One thread's call counts (a field of [`crate::per_thread::PerThread`]): its slot, claimed on
+/// first use and released for reuse when the thread exits.
+#[derive(Debug)]
+pub struct ThreadCounts(Cell<*const Slot>);
 
-impl Drop for Claim {
+impl ThreadCounts {
+    pub(crate) const fn new() -> ThreadCounts {
+        ThreadCounts(Cell::new(ptr::null()))
+    }
+
+    /// Counts one call of a traced function (sampled or not).
+    #[inline]
+    pub fn started(&self) {
+        bump(&self.slot().started);
+    }
+
+    /// Counts one call the sampler kept.
+    #[inline]
+    pub fn sampled(&self) {
+        bump(&self.slot().sampled);
+    }
+
+    #[inline]
+    fn slot(&self) -> &'static Slot {
+        // SAFETY: slots are never freed.
+        match unsafe { self.0.get().as_ref() } {
+            Some(slot) => slot,
+            None => {
+                let slot = claim_slot();
+                self.0.set(slot);
+                slot
+            }
+        }
+    }
+}
+
+impl Drop for ThreadCounts {
     fn drop(&mut self) {
         // SAFETY: slots are never freed.
         if let Some(slot) = unsafe { self.0.get().as_ref() } {
@@ -166,29 +200,18 @@ impl Drop for Claim {
     }
 }
 
-thread_local! {
-    static CLAIM: Claim = const { Claim(Cell::new(ptr::null())) };
+/// Adds one to a counter that only this thread writes: a plain load and store.
+#[inline]
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
 }
 
-/// Adds one to `counter` of this thread's slot: a plain load and store, since only this thread
-/// writes the slot.
+/// Adds one to `counter` of this thread's slot, or of the shared late slot once this thread's
+/// state is gone (a call made by a thread-local destructor during thread exit).
 #[inline]
 fn add_one(counter: fn(&Slot) -> &AtomicU64) {
-    let counted = CLAIM.try_with(|claim| {
-        // SAFETY: slots are never freed.
-        let slot = match unsafe { claim.0.get().as_ref() } {
-            Some(slot) => slot,
-            None => {
-                let slot = claim_slot();
-                claim.0.set(slot);
-                slot
-            }
-        };
-        let c = counter(slot);
-        c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
-    });
-    if counted.is_err() {
-        // This thread's claim is gone (thread exit): the shared slot, with a locked add.
+    let counted = per_thread::with(|t| bump(counter(t.counts.slot())));
+    if counted.is_none() {
         counter(&LATE).fetch_add(1, Relaxed);
     }
 }
