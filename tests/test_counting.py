@@ -181,6 +181,85 @@ def test_exemplars_point_at_spans_that_arrived(receiver, run_script, tmp_path):
             assert value == pytest.approx(duration)
 
 
+BUCKETED = """
+import time
+import callspan
+
+@callspan.trace
+def work(seconds):
+    if seconds:
+        time.sleep(seconds)
+
+for seconds in [0, 0.003, 0, 0.03, 0.003, 0, 0.03, 0.0004, 0]:
+    work(seconds)
+"""
+
+
+def bucket_of(seconds: float, bounds: list[float]) -> int:
+    """The OTLP explicit bucket of a value (bounds are inclusive upper bounds)."""
+    return next((i for i, bound in enumerate(bounds) if seconds <= bound), len(bounds))
+
+
+def test_each_bucket_carries_the_latest_sampled_span_that_fell_in_it(receiver, run_script):
+    run_script(BUCKETED, env={"OTEL_TRACES_SAMPLER": "always_on", **METRICS})
+    spans = {(s.trace_id, s.span_id): s for s in receiver.spans()}
+    assert len(spans) == 9
+    (point,) = receiver.latest_points(DURATION)
+    assert point.count == 9
+
+    def seconds(span) -> float:
+        return (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
+
+    # The latest-ending arrived span of every bucket any span fell in.
+    latest: dict[int, object] = {}
+    for span in sorted(spans.values(), key=lambda s: s.end_time_unix_nano):
+        latest[bucket_of(seconds(span), point.explicit_bounds)] = span
+    assert len(latest) >= 3  # sleeps of 0, 0.4 ms, 3 ms and 30 ms: at least three buckets
+    by_bucket = {}
+    for trace_id, span_id, value in point.exemplars:
+        bucket = bucket_of(value, point.explicit_bounds)
+        assert bucket not in by_bucket, "two exemplars in one bucket"
+        assert point.bucket_counts[bucket] > 0
+        span = spans[(trace_id, span_id)]  # a span that arrived
+        assert value == pytest.approx(seconds(span))
+        by_bucket[bucket] = span
+    assert by_bucket == latest
+
+
+def test_the_console_metrics_exporter_prints_otlp_json_with_exact_counts(receiver, run_script):
+    done = run_script(
+        ASYNC, env={"OTEL_TRACES_SAMPLER": "always_on", "OTEL_METRICS_EXPORTER": "console"}
+    )
+    lines = [line for line in done.stderr.splitlines() if line.startswith('{"resourceMetrics"')]
+    assert lines, done.stderr
+    # The export at exit is the last line, cumulative: every call.
+    request = json.loads(lines[-1])
+    (resource_metrics,) = request["resourceMetrics"]
+    (scope_metrics,) = resource_metrics["scopeMetrics"]
+    metrics = {m["name"]: m for m in scope_metrics["metrics"]}
+
+    def attrs(point):
+        return {a["key"]: next(iter(a["value"].values())) for a in point["attributes"]}
+
+    caller = "__main__.gather_all.<locals>.<genexpr>"
+    calls = {
+        (attrs(p)["caller.function.name"], attrs(p).get("error.type")): int(p["asInt"])
+        for p in metrics[CALLS]["sum"]["dataPoints"]
+    }
+    assert calls == {(caller, None): 45, (caller, "KeyError"): 5}
+    assert metrics[CALLS]["sum"]["isMonotonic"] is True
+    histogram = metrics[DURATION]["histogram"]["dataPoints"]
+    counts = {attrs(p).get("error.type"): int(p["count"]) for p in histogram}
+    assert counts == {None: 45, "KeyError": 5}
+    spans = {(s.trace_id, s.span_id) for s in receiver.spans()}
+    assert len(spans) == 50
+    for p in histogram:
+        assert sum(int(n) for n in p["bucketCounts"]) == int(p["count"])
+        assert p["exemplars"]
+        for e in p["exemplars"]:
+            assert (e["traceId"], e["spanId"]) in spans
+
+
 THREADS = """
 import threading
 import callspan

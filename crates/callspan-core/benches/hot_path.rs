@@ -109,7 +109,8 @@ mod id_generation {
     }
 }
 
-/// The monotonic clock (vDSO) plus the Unix anchor; a sampled call reads it twice.
+/// The span clock (the calibrated TSC where usable, else the vDSO's CLOCK_MONOTONIC); a call
+/// reads it twice.
 #[divan::bench]
 fn clock_now_unix_ns() -> u64 {
     now_unix_ns()

@@ -6,24 +6,28 @@
 //! thread sees it ([`EdgeTable`], behind a lock, off the hot path); past `CALLSPAN_MAX_EDGES`
 //! new edges fold into one overflow edge per callee (and exception type), so memory is bounded.
 //!
-//! The counts themselves live per thread, like the call counts of [`crate::stats`]: each thread
-//! owns a slot of counter pages indexed by edge id, and only that thread writes it, with plain
-//! relaxed loads and stores (no locked instruction, no shared cache line). A direct-mapped
-//! per-thread cache turns an edge key into its id without the lock. Readers ([`snapshot`]: the
-//! metrics exporter thread, `callspan.report()`) sum the slots. A slot outlives its thread and
-//! is reused by the next one, so no count is lost or counted twice.
+//! The counts themselves live per thread, like the call counts of [`crate::stats`], in a
+//! [`crate::thread_slots`] slot of counter pages indexed by edge id: only the owning thread
+//! writes it, with plain relaxed loads and stores (no locked instruction, no shared cache line).
+//! A direct-mapped per-thread cache turns an edge key straight into this thread's counters of
+//! that edge, without the lock or the page table. Readers ([`snapshot`]: the metrics exporter
+//! thread, `callspan.report()`) sum the slots.
 //!
-//! A sampled call also leaves an exemplar on its edge (trace id, span id, duration, time),
-//! written under a per-edge sequence number so that a reader never sees half of one.
+//! A sampled call also leaves an exemplar (trace id, span id, duration, time) in the histogram
+//! bucket its duration fell in: each bucket keeps its latest sampled call, written under a
+//! per-bucket sequence number so that a reader never sees half of one. A thread's exemplar
+//! cells of an edge are made on its first sampled call of that edge, so edges only ever called
+//! unsampled cost no exemplar memory.
 
 use crate::record::{ClassId, CodeId, FunctionId};
 use crate::registry::{Interned, RegistryView};
+use crate::thread_slots::{Claim, Slot, SlotList};
 use parking_lot::Mutex;
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::ptr;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
 
 /// [`EdgeKey::code`] of a callee's overflow edge (callers past `CALLSPAN_MAX_EDGES`).
 pub const OVERFLOW_CODE: CodeId = CodeId::MAX;
@@ -90,10 +94,16 @@ pub const BUCKET_BOUNDS_NS: [u64; 22] = [
 /// Buckets of the histogram: one per bound and one above the last.
 pub const BUCKETS: usize = BUCKET_BOUNDS_NS.len() + 1;
 
-/// The bucket a duration falls in (a bound is inclusive, as in OTLP explicit buckets).
+/// The bucket a duration falls in (a bound is inclusive, as in OTLP explicit buckets). A scan
+/// from the shortest: most calls end in the first few buckets, so it stops after one or two
+/// well-predicted compares where a binary search takes five.
 #[inline]
 pub fn bucket_of(duration_ns: u64) -> usize {
-    BUCKET_BOUNDS_NS.partition_point(|&bound| bound < duration_ns)
+    let mut bucket = 0;
+    while bucket < BUCKET_BOUNDS_NS.len() && BUCKET_BOUNDS_NS[bucket] < duration_ns {
+        bucket += 1;
+    }
+    bucket
 }
 
 /// A sampled call, as an exemplar of its edge's histogram.
@@ -109,52 +119,34 @@ pub struct Exemplar {
     pub time_unix_ns: u64,
 }
 
-/// One thread's counts of one edge. Only the owning thread writes them.
+/// One sampled call kept as its bucket's exemplar, under a sequence number (odd while being
+/// written; 0: none yet).
 #[derive(Debug, Default)]
-struct Counters {
-    calls: AtomicU64,
-    total_ns: AtomicU64,
-    buckets: [AtomicU64; BUCKETS],
-    /// Odd while the exemplar is being written; 0: no exemplar yet.
-    exemplar_seq: AtomicU32,
+struct ExemplarCell {
+    seq: AtomicU32,
     trace_hi: AtomicU64,
     trace_lo: AtomicU64,
     span_id: AtomicU64,
-    exemplar_ns: AtomicU64,
-    exemplar_time: AtomicU64,
+    duration_ns: AtomicU64,
+    time_unix_ns: AtomicU64,
 }
 
-#[inline]
-fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
-}
-
-impl Counters {
-    #[inline]
-    fn add(&self, duration_ns: u64, exemplar: Option<&Exemplar>) {
-        bump(&self.calls, 1);
-        bump(&self.total_ns, duration_ns);
-        bump(&self.buckets[bucket_of(duration_ns)], 1);
-        if let Some(e) = exemplar {
-            self.set_exemplar(e);
-        }
-    }
-
-    fn set_exemplar(&self, e: &Exemplar) {
-        let seq = self.exemplar_seq.load(Relaxed);
-        self.exemplar_seq.store(seq | 1, Relaxed);
+impl ExemplarCell {
+    fn set(&self, e: &Exemplar) {
+        let seq = self.seq.load(Relaxed);
+        self.seq.store(seq | 1, Relaxed);
         fence(Release);
         self.trace_hi.store((e.trace_id >> 64) as u64, Relaxed);
         self.trace_lo.store(e.trace_id as u64, Relaxed);
         self.span_id.store(e.span_id, Relaxed);
-        self.exemplar_ns.store(e.duration_ns, Relaxed);
-        self.exemplar_time.store(e.time_unix_ns, Relaxed);
-        self.exemplar_seq.store((seq | 1).wrapping_add(1), Release);
+        self.duration_ns.store(e.duration_ns, Relaxed);
+        self.time_unix_ns.store(e.time_unix_ns, Relaxed);
+        self.seq.store((seq | 1).wrapping_add(1), Release);
     }
 
-    fn exemplar(&self) -> Option<Exemplar> {
+    fn get(&self) -> Option<Exemplar> {
         for _ in 0..16 {
-            let before = self.exemplar_seq.load(Acquire);
+            let before = self.seq.load(Acquire);
             if before == 0 {
                 return None;
             }
@@ -166,15 +158,60 @@ impl Counters {
                 trace_id: (u128::from(self.trace_hi.load(Relaxed)) << 64)
                     | u128::from(self.trace_lo.load(Relaxed)),
                 span_id: self.span_id.load(Relaxed),
-                duration_ns: self.exemplar_ns.load(Relaxed),
-                time_unix_ns: self.exemplar_time.load(Relaxed),
+                duration_ns: self.duration_ns.load(Relaxed),
+                time_unix_ns: self.time_unix_ns.load(Relaxed),
             };
             fence(Acquire);
-            if self.exemplar_seq.load(Relaxed) == before {
+            if self.seq.load(Relaxed) == before {
                 return Some(e);
             }
         }
         None
+    }
+}
+
+type Exemplars = [ExemplarCell; BUCKETS];
+
+/// One thread's counts of one edge. Only the owning thread writes them.
+#[derive(Debug, Default)]
+struct Counters {
+    calls: AtomicU64,
+    total_ns: AtomicU64,
+    buckets: [AtomicU64; BUCKETS],
+    /// One exemplar per bucket; null until this thread's first sampled call of the edge.
+    exemplars: AtomicPtr<Exemplars>,
+}
+
+#[inline]
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl Counters {
+    #[inline]
+    fn add(&self, duration_ns: u64, exemplar: Option<&Exemplar>) {
+        let bucket = bucket_of(duration_ns);
+        bump(&self.calls, 1);
+        bump(&self.total_ns, duration_ns);
+        bump(&self.buckets[bucket], 1);
+        if let Some(e) = exemplar {
+            self.set_exemplar(bucket, e);
+        }
+    }
+
+    fn set_exemplar(&self, bucket: usize, e: &Exemplar) {
+        let mut cells = self.exemplars.load(Acquire);
+        if cells.is_null() {
+            cells = new_exemplars();
+            self.exemplars.store(cells, Release);
+        }
+        // SAFETY: exemplar cells are never freed.
+        unsafe { &(*cells)[bucket] }.set(e);
+    }
+
+    fn exemplar(&self, bucket: usize) -> Option<Exemplar> {
+        // SAFETY: exemplar cells are never freed.
+        unsafe { self.exemplars.load(Acquire).as_ref() }.and_then(|cells| cells[bucket].get())
     }
 
     fn reset(&self) {
@@ -183,8 +220,18 @@ impl Counters {
         for b in &self.buckets {
             b.store(0, Relaxed);
         }
-        self.exemplar_seq.store(0, Relaxed);
+        // SAFETY: exemplar cells are never freed.
+        if let Some(cells) = unsafe { self.exemplars.load(Acquire).as_ref() } {
+            for cell in cells {
+                cell.seq.store(0, Relaxed);
+            }
+        }
     }
+}
+
+#[cold]
+fn new_exemplars() -> *mut Exemplars {
+    Box::into_raw(Box::new(std::array::from_fn(|_| ExemplarCell::default())))
 }
 
 const PAGE: usize = 256;
@@ -196,28 +243,21 @@ pub const MAX_EDGES_CAP: usize = PAGE * PAGES / 2;
 type Page = [Counters; PAGE];
 
 /// One thread's counters, page by page.
-struct Slot {
-    pages: Box<[AtomicPtr<Page>]>,
-    taken: AtomicBool,
-    next: AtomicPtr<Slot>,
-}
+struct Pages(Box<[AtomicPtr<Page>]>);
 
-impl Slot {
-    fn new() -> Slot {
-        Slot {
-            pages: (0..PAGES)
+impl Pages {
+    fn new() -> Pages {
+        Pages(
+            (0..PAGES)
                 .map(|_| AtomicPtr::new(ptr::null_mut()))
                 .collect(),
-            taken: AtomicBool::new(true),
-            next: AtomicPtr::new(ptr::null_mut()),
-        }
+        )
     }
 
     /// The counters of `id`, made on first use (only by the owning thread).
-    #[inline]
-    fn counters(&self, id: u32) -> Option<&Counters> {
+    fn counters(&self, id: u32) -> Option<&'static Counters> {
         let (page, index) = (id as usize / PAGE, id as usize % PAGE);
-        let cell = self.pages.get(page)?;
+        let cell = self.0.get(page)?;
         let mut p = cell.load(Acquire);
         if p.is_null() {
             p = new_page();
@@ -228,9 +268,9 @@ impl Slot {
     }
 
     /// The counters of `id` if this slot ever counted on its page.
-    fn existing(&self, id: u32) -> Option<&Counters> {
+    fn existing(&self, id: u32) -> Option<&'static Counters> {
         let (page, index) = (id as usize / PAGE, id as usize % PAGE);
-        let p = self.pages.get(page)?.load(Acquire);
+        let p = self.0.get(page)?.load(Acquire);
         // SAFETY: pages are never freed.
         (!p.is_null()).then(|| unsafe { &(*p)[index] })
     }
@@ -242,43 +282,8 @@ fn new_page() -> *mut Page {
     Box::into_raw(page)
 }
 
-/// Every slot ever made, newest first (push-only, so fork-safe).
-static SLOTS: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
-
-#[cold]
-fn claim_slot() -> &'static Slot {
-    let mut cursor = SLOTS.load(Acquire);
-    // SAFETY: slots are never freed.
-    while let Some(slot) = unsafe { cursor.as_ref() } {
-        if !slot.taken.load(Relaxed)
-            && slot
-                .taken
-                .compare_exchange(false, true, Acquire, Relaxed)
-                .is_ok()
-        {
-            return slot;
-        }
-        cursor = slot.next.load(Relaxed);
-    }
-    let slot: &'static Slot = Box::leak(Box::new(Slot::new()));
-    let mut head = SLOTS.load(Relaxed);
-    loop {
-        slot.next.store(head, Relaxed);
-        match SLOTS.compare_exchange_weak(head, ptr::from_ref(slot).cast_mut(), AcqRel, Relaxed) {
-            Ok(_) => return slot,
-            Err(current) => head = current,
-        }
-    }
-}
-
-fn for_each_slot(mut f: impl FnMut(&Slot)) {
-    let mut cursor = SLOTS.load(Acquire);
-    // SAFETY: slots are never freed.
-    while let Some(slot) = unsafe { cursor.as_ref() } {
-        f(slot);
-        cursor = slot.next.load(Relaxed);
-    }
-}
+/// Every thread's counters.
+static SLOTS: SlotList<Pages> = SlotList::new();
 
 /// Edge keys and their ids, shared by every thread; taken only on a thread's first sight of
 /// an edge.
@@ -317,7 +322,7 @@ impl EdgeTable {
 static TABLE: Mutex<Option<EdgeTable>> = Mutex::new(None);
 static MAX_EDGES: AtomicUsize = AtomicUsize::new(10_000);
 /// Counts made by a thread during its exit, after its slot was released.
-static LATE: Mutex<Option<&'static Slot>> = Mutex::new(None);
+static LATE: Mutex<Option<&'static Slot<Pages>>> = Mutex::new(None);
 
 /// Sets `CALLSPAN_MAX_EDGES` (capped at [`MAX_EDGES_CAP`]); edges already counted apart stay.
 pub fn set_max_edges(max_edges: usize) {
@@ -334,30 +339,21 @@ fn edge_id(key: EdgeKey) -> u32 {
 
 const CACHE_SLOTS: usize = 512;
 
-/// This thread's slot and its key → id cache.
+/// This thread's slot, and its cache of edge key → this thread's counters of that edge.
 struct ThreadEdges {
-    slot: *const Slot,
-    cache: [(EdgeKey, u32); CACHE_SLOTS],
-}
-
-struct Claim(UnsafeCell<ThreadEdges>);
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        // SAFETY: slots are never freed; the claim is this thread's own.
-        if let Some(slot) = unsafe { (*self.0.get()).slot.as_ref() } {
-            slot.taken.store(false, Release);
-        }
-    }
+    claim: Claim<Pages>,
+    cache: UnsafeCell<[(EdgeKey, *const Counters); CACHE_SLOTS]>,
 }
 
 thread_local! {
-    static CLAIM: Claim = const {
-        Claim(UnsafeCell::new(ThreadEdges {
-            slot: ptr::null(),
+    static THREAD: ThreadEdges = const {
+        ThreadEdges {
+            claim: Claim::new(),
             // Callee 0 is no function: an empty cache entry never matches a real key.
-            cache: [(EdgeKey { callee: 0, code: 0, line: 0, class: 0, error: 0 }, 0); CACHE_SLOTS],
-        }))
+            cache: UnsafeCell::new(
+                [(EdgeKey { callee: 0, code: 0, line: 0, class: 0, error: 0 }, ptr::null()); CACHE_SLOTS],
+            ),
+        }
     };
 }
 
@@ -374,28 +370,16 @@ fn cache_slot(key: &EdgeKey) -> usize {
 /// Counts one call on `key`'s edge: `duration_ns`, and `exemplar` for a sampled call.
 #[inline]
 pub fn count(key: EdgeKey, duration_ns: u64, exemplar: Option<&Exemplar>) {
-    let counted = CLAIM.try_with(|claim| {
-        // SAFETY: this thread's own state; nothing here re-enters (no Python code runs).
-        let edges = unsafe { &mut *claim.0.get() };
+    let counted = THREAD.try_with(|thread| {
         let index = cache_slot(&key);
-        let (cached, cached_id) = edges.cache[index];
-        let id = if cached == key {
-            cached_id
-        } else {
-            let id = edge_id(key);
-            edges.cache[index] = (key, id);
-            id
+        // SAFETY: this thread's own cache; nothing here re-enters (no Python code runs).
+        let entry = unsafe { &mut (*thread.cache.get())[index] };
+        // SAFETY: cached counters are this thread's slot's, and pages are never freed.
+        let counters = match unsafe { entry.1.as_ref() } {
+            Some(c) if entry.0 == key => Some(c),
+            _ => counters_of(thread, key).inspect(|&c| *entry = (key, c)),
         };
-        // SAFETY: slots are never freed.
-        let slot = match unsafe { edges.slot.as_ref() } {
-            Some(slot) => slot,
-            None => {
-                let slot = claim_slot();
-                edges.slot = slot;
-                slot
-            }
-        };
-        if let Some(c) = slot.counters(id) {
+        if let Some(c) = counters {
             c.add(duration_ns, exemplar);
         }
     });
@@ -404,11 +388,17 @@ pub fn count(key: EdgeKey, duration_ns: u64, exemplar: Option<&Exemplar>) {
     }
 }
 
+/// This thread's counters of `key`'s edge, past a cache miss.
+#[cold]
+fn counters_of(thread: &ThreadEdges, key: EdgeKey) -> Option<&'static Counters> {
+    thread.claim.slot(&SLOTS, Pages::new).counters(edge_id(key))
+}
+
 #[cold]
 fn count_late(key: EdgeKey, duration_ns: u64, exemplar: Option<&Exemplar>) {
     let id = edge_id(key);
     let mut late = LATE.lock();
-    let slot = *late.get_or_insert_with(claim_slot);
+    let slot = *late.get_or_insert_with(|| SLOTS.claim(Pages::new));
     if let Some(c) = slot.counters(id) {
         c.add(duration_ns, exemplar);
     }
@@ -425,7 +415,7 @@ pub struct EdgeTotals {
     pub total_ns: u64,
     /// Calls per duration bucket ([`BUCKET_BOUNDS_NS`]).
     pub buckets: [u64; BUCKETS],
-    /// The latest sampled call of each thread that made one.
+    /// The latest sampled call of each bucket that has one, in bucket order.
     pub exemplars: Vec<Exemplar>,
 }
 
@@ -496,9 +486,10 @@ pub fn snapshot() -> Vec<EdgeTotals> {
             exemplars: Vec::new(),
         })
         .collect();
-    for_each_slot(|slot| {
-        for (id, t) in totals.iter_mut().enumerate() {
-            let Some(c) = slot.existing(id as u32) else {
+    let mut latest: Vec<[Option<Exemplar>; BUCKETS]> = vec![[None; BUCKETS]; keys.len()];
+    SLOTS.for_each(|pages| {
+        for (id, (t, latest)) in totals.iter_mut().zip(&mut latest).enumerate() {
+            let Some(c) = pages.existing(id as u32) else {
                 continue;
             };
             t.calls = t.calls.wrapping_add(c.calls.load(Relaxed));
@@ -506,11 +497,18 @@ pub fn snapshot() -> Vec<EdgeTotals> {
             for (sum, b) in t.buckets.iter_mut().zip(&c.buckets) {
                 *sum = sum.wrapping_add(b.load(Relaxed));
             }
-            if let Some(e) = c.exemplar() {
-                t.exemplars.push(e);
+            for (bucket, kept) in latest.iter_mut().enumerate() {
+                if let Some(e) = c.exemplar(bucket) {
+                    if kept.is_none_or(|k| e.time_unix_ns > k.time_unix_ns) {
+                        *kept = Some(e);
+                    }
+                }
             }
         }
     });
+    for (t, latest) in totals.iter_mut().zip(latest) {
+        t.exemplars = latest.into_iter().flatten().collect();
+    }
     totals.retain(|t| t.calls > 0);
     totals
 }
@@ -519,9 +517,9 @@ pub fn snapshot() -> Vec<EdgeTotals> {
 /// child's only thread, or tests.
 pub fn reset() {
     let ids = TABLE.lock().as_ref().map_or(0, |t| t.keys.len());
-    for_each_slot(|slot| {
+    SLOTS.for_each(|pages| {
         for id in 0..ids {
-            if let Some(c) = slot.existing(id as u32) {
+            if let Some(c) = pages.existing(id as u32) {
                 c.reset();
             }
         }
@@ -607,20 +605,59 @@ mod tests {
         assert_eq!(t[1].calls, 3000);
     }
 
+    fn sampled(span_id: u64, duration_ns: u64, time_unix_ns: u64) -> Exemplar {
+        Exemplar {
+            trace_id: (5u128 << 64) | u128::from(span_id),
+            span_id,
+            duration_ns,
+            time_unix_ns,
+        }
+    }
+
     #[test]
-    fn exemplars_are_kept_per_thread() {
-        let e = Exemplar {
-            trace_id: (5u128 << 64) | 6,
-            span_id: 9,
-            duration_ns: 4_000,
-            time_unix_ns: 1,
-        };
+    fn each_bucket_keeps_its_latest_sampled_call_across_threads() {
         count(key(200, 1), 4_000, None);
-        count(key(200, 1), 4_000, Some(&e));
+        count(key(200, 1), 4_000, Some(&sampled(1, 4_000, 10)));
+        count(key(200, 1), 3_000, Some(&sampled(2, 3_000, 20)));
+        count(key(200, 1), 700, Some(&sampled(3, 700, 30)));
         count(key(200, 1), 9_000, None);
+        // Another thread's later call in the same bucket wins; its earlier one in another loses.
+        std::thread::spawn(|| {
+            count(key(200, 1), 4_500, Some(&sampled(4, 4_500, 40)));
+            count(key(200, 1), 800, Some(&sampled(5, 800, 5)));
+        })
+        .join()
+        .unwrap();
         let t = totals_of(200);
-        assert_eq!(t[0].calls, 3);
-        assert_eq!(t[0].exemplars, vec![e]);
+        assert_eq!(t[0].calls, 7);
+        assert_eq!(
+            t[0].exemplars,
+            vec![sampled(3, 700, 30), sampled(4, 4_500, 40)]
+        );
+        for e in &t[0].exemplars {
+            assert!(t[0].buckets[bucket_of(e.duration_ns)] > 0);
+        }
+    }
+
+    #[test]
+    fn bucket_of_agrees_with_a_binary_search() {
+        for d in [
+            0,
+            1,
+            999,
+            1_000,
+            1_001,
+            2_500,
+            2_501,
+            7_777_777,
+            10_000_000_000,
+            u64::MAX,
+        ] {
+            assert_eq!(
+                bucket_of(d),
+                BUCKET_BOUNDS_NS.partition_point(|&bound| bound < d)
+            );
+        }
     }
 
     #[test]

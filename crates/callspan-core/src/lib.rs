@@ -31,3 +31,4 @@ pub mod registry;
 pub mod sampler;
 pub mod sink;
 pub mod stats;
+pub mod thread_slots;

@@ -4,18 +4,14 @@
 //! was dropped. Counters are relaxed atomics; they are statistics, not synchronisation.
 //!
 //! The two counters every traced call bumps, calls started and calls sampled, are kept per
-//! thread ([`count_started`], [`count_sampled`]): a shared atomic add is a locked instruction
-//! (about 20 cycles uncontended, and a cache line bouncing between cores when threads call at
-//! once), while a thread adding to a slot that only it writes is a plain load and store.
-//! Reading sums the slots. A slot outlives its thread: at thread exit it is handed to the next
-//! thread that needs one, which keeps adding to it, so the sum never loses or counts a call
-//! twice. Slots are never freed; there are never more than threads alive at the same time.
+//! thread ([`count_started`], [`count_sampled`]; on the hot path [`ThreadCounts`], a field of
+//! [`crate::per_thread::PerThread`]) in [`crate::thread_slots`]: a plain load and store instead
+//! of a locked add; reading sums the slots.
 
 use crate::per_thread;
-use std::cell::Cell;
-use std::ptr;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64};
+use crate::thread_slots::{Claim, Slot, SlotList};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Live counters, shared by the hot path and the exporter thread (calls started and sampled
 /// are process-wide and per thread: [`count_started`], [`count_sampled`]).
@@ -135,33 +131,27 @@ impl StatsSnapshot {
 
 /// One thread's call counts. Only the thread that holds the slot writes its counts.
 #[derive(Debug, Default)]
-struct Slot {
+struct CallCounts {
     started: AtomicU64,
     sampled: AtomicU64,
-    taken: AtomicBool,
-    /// The next slot of [`SLOTS`] (immutable once the slot is published).
-    next: AtomicPtr<Slot>,
 }
 
-/// Every slot ever made, newest first; a push-only lock-free list (so fork-safe).
-static SLOTS: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
+static SLOTS: SlotList<CallCounts> = SlotList::new();
 /// Counts from threads whose slot is gone (a call made by a thread-local destructor during
 /// thread exit, after this thread's claim was released).
-static LATE: Slot = Slot {
+static LATE: Slot<CallCounts> = Slot::detached(CallCounts {
     started: AtomicU64::new(0),
     sampled: AtomicU64::new(0),
-    taken: AtomicBool::new(true),
-    next: AtomicPtr::new(ptr::null_mut()),
-};
+});
 
 /// One thread's call counts (a field of [`crate::per_thread::PerThread`]): its slot, claimed on
 /// first use and released for reuse when the thread exits.
 #[derive(Debug)]
-pub struct ThreadCounts(Cell<*const Slot>);
+pub struct ThreadCounts(Claim<CallCounts>);
 
 impl ThreadCounts {
     pub(crate) const fn new() -> ThreadCounts {
-        ThreadCounts(Cell::new(ptr::null()))
+        ThreadCounts(Claim::new())
     }
 
     /// Counts one call of a traced function (sampled or not).
@@ -177,26 +167,8 @@ impl ThreadCounts {
     }
 
     #[inline]
-    fn slot(&self) -> &'static Slot {
-        // SAFETY: slots are never freed.
-        match unsafe { self.0.get().as_ref() } {
-            Some(slot) => slot,
-            None => {
-                let slot = claim_slot();
-                self.0.set(slot);
-                slot
-            }
-        }
-    }
-}
-
-impl Drop for ThreadCounts {
-    fn drop(&mut self) {
-        // SAFETY: slots are never freed.
-        if let Some(slot) = unsafe { self.0.get().as_ref() } {
-            // Release: the next holder sees this thread's last counts before adding to them.
-            slot.taken.store(false, Release);
-        }
+    fn slot(&self) -> &'static CallCounts {
+        self.0.slot(&SLOTS, CallCounts::default)
     }
 }
 
@@ -209,50 +181,15 @@ fn bump(counter: &AtomicU64) {
 /// Adds one to `counter` of this thread's slot, or of the shared late slot once this thread's
 /// state is gone (a call made by a thread-local destructor during thread exit).
 #[inline]
-fn add_one(counter: fn(&Slot) -> &AtomicU64) {
-    let counted = per_thread::with(|t| bump(counter(t.counts.slot())));
-    if counted.is_none() {
+fn add_one(counter: fn(&CallCounts) -> &AtomicU64) {
+    if per_thread::with(|t| bump(counter(t.counts.slot()))).is_none() {
         counter(&LATE).fetch_add(1, Relaxed);
     }
 }
 
-#[cold]
-fn claim_slot() -> &'static Slot {
-    let mut cursor = SLOTS.load(Acquire);
-    // SAFETY: slots are never freed; `next` is set before a slot is published.
-    while let Some(slot) = unsafe { cursor.as_ref() } {
-        if !slot.taken.load(Relaxed)
-            && slot
-                .taken
-                .compare_exchange(false, true, Acquire, Relaxed)
-                .is_ok()
-        {
-            return slot;
-        }
-        cursor = slot.next.load(Relaxed);
-    }
-    let slot: &'static Slot = Box::leak(Box::new(Slot {
-        taken: AtomicBool::new(true),
-        ..Slot::default()
-    }));
-    let mut head = SLOTS.load(Relaxed);
-    loop {
-        slot.next.store(head, Relaxed);
-        match SLOTS.compare_exchange_weak(head, ptr::from_ref(slot).cast_mut(), AcqRel, Relaxed) {
-            Ok(_) => return slot,
-            Err(current) => head = current,
-        }
-    }
-}
-
-fn for_each_slot(mut f: impl FnMut(&Slot)) {
+fn for_each_slot(mut f: impl FnMut(&CallCounts)) {
     f(&LATE);
-    let mut cursor = SLOTS.load(Acquire);
-    // SAFETY: slots are never freed.
-    while let Some(slot) = unsafe { cursor.as_ref() } {
-        f(slot);
-        cursor = slot.next.load(Relaxed);
-    }
+    SLOTS.for_each(f);
 }
 
 /// Sampled calls refused by the rate limit, and sampled calls too short to export: counted by

@@ -5,8 +5,9 @@
 //! durations in seconds, one point per caller edge, with the span attribute names as metric
 //! attributes (`code.function.name`, `caller.function.name`, `caller.file.path`,
 //! `caller.line.number`, `caller.class.name`, and `error.type` on failed calls). A histogram
-//! point carries the latest sampled span of its edge as an exemplar, so a backend can jump from
-//! "calls by caller" to a real trace. Cumulative by default; delta
+//! point carries, for each bucket, the latest sampled span whose duration fell in it as an
+//! exemplar, so a backend can jump from "calls by caller" (a slow bucket included) to a real
+//! trace. Cumulative by default; delta
 //! (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta` or `lowmemory`: both make counters
 //! and histograms delta) sends what changed since the last export.
 //!

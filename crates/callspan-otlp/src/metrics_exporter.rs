@@ -4,10 +4,10 @@
 //! Each export takes a [`callspan_core::edges::snapshot`] (summing the per-thread counters off
 //! the hot path), encodes it ([`crate::metrics`]) and sends it with the same OTLP client and
 //! retry rules as the spans ([`crate::otlp_client`], signal [`Signal::Metrics`]), bounded by
-//! `OTEL_METRIC_EXPORT_TIMEOUT`; `console` prints the points on stderr instead. A receiver
-//! without a metrics service (gRPC `UNIMPLEMENTED`, HTTP 404: Jaeger) gets one warning saying
-//! so and how to turn metrics off, and no more metric exports; spans are not affected. Like the
-//! span exporter it never touches a Python object.
+//! `OTEL_METRIC_EXPORT_TIMEOUT`; `console` prints each export on stderr instead, as one line of
+//! OTLP JSON. A receiver without a metrics service (gRPC `UNIMPLEMENTED`, HTTP 404: Jaeger)
+//! gets one warning saying so and how to turn metrics off, and no more metric exports; spans
+//! are not affected. Like the span exporter it never touches a Python object.
 
 use crate::metrics::MetricsEncoder;
 use crate::otlp_client::{ExportErrorKind, OtlpClient};
@@ -225,9 +225,11 @@ impl Worker {
         };
         match &self.output {
             Output::Console => {
-                let request = <opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest as prost::Message>::decode(body.as_slice());
-                if let Ok(request) = request {
-                    eprintln!("{request:?}");
+                match console_line(&body) {
+                    Ok(line) => {
+                        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+                    }
+                    Err(e) => tracing::warn!("cannot print metrics: {e}"),
                 }
                 true
             }
@@ -267,4 +269,16 @@ impl Worker {
             Output::Stopped => false,
         }
     }
+}
+
+/// One encoded `ExportMetricsServiceRequest` as a line of OTLP JSON (what the file exporter
+/// writes for spans): `OTEL_METRICS_EXPORTER=console`'s output, for people and for tools.
+fn console_line(body: &[u8]) -> Result<String, String> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    let request = <ExportMetricsServiceRequest as prost::Message>::decode(body)
+        .map_err(|e| format!("cannot decode an encoded request (a bug): {e}"))?;
+    let mut line = serde_json::to_string(&request)
+        .map_err(|e| format!("cannot encode metrics as OTLP JSON: {e}"))?;
+    line.push('\n');
+    Ok(line)
 }

@@ -491,10 +491,11 @@ pub(crate) fn on_start(
         Decision::Unsampled { trace_id } => Step {
             current: Decision::unsampled_marker(trace_id),
             open: None,
-            counted: hot.counting().then(|| CountedCall {
-                function: profiled.id,
-                site: span::caller_site(py, hot, local, caller.as_ref()),
-                start_unix_ns: callspan_core::clock::now_unix_ns(),
+            counted: hot.counting().then(|| {
+                CountedCall::starting(
+                    profiled.id,
+                    span::caller_site(py, hot, local, caller.as_ref()),
+                )
             }),
             publish,
         },
@@ -597,7 +598,7 @@ pub(crate) fn on_end(
         _ => 0,
     };
     if let Some(counted) = running.step.counted {
-        counted.finish(end_unix_ns, error_class);
+        counted.finish(error_class);
     }
     let Some(open) = running.step.open else {
         return;
@@ -678,7 +679,7 @@ fn end_running_calls(py: Python<'_>) {
         let end = callspan_core::clock::now_unix_ns();
         call.active.exit(py, local);
         if let Some(counted) = call.step.counted {
-            counted.finish(end, 0);
+            counted.finish(0);
         }
         if let Some(open) = call.step.open {
             span::finish(py, hot, local, open, end, 0, || None);

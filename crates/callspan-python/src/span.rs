@@ -25,7 +25,7 @@
 
 use crate::python_frame::CallerFrame;
 use crate::{caller, diagnostics, otel, task_context, thread};
-use callspan_core::clock::now_unix_ns;
+use callspan_core::clock::{self, now_unix_ns};
 use callspan_core::config::Capture;
 use callspan_core::context::{self, ParentSpan};
 use callspan_core::edges::{self, EdgeKey, Exemplar};
@@ -230,30 +230,58 @@ pub(crate) fn raised_class(py: Python<'_>, hot: &HotState) -> ClassId {
     }
 }
 
-/// An unsampled call being counted: where it was called from and when its code started.
+/// An unsampled call being counted: where it was called from and when its code started, in
+/// [`clock::ticks`] (a duration needs no Unix time, and a tick is the cheapest reading).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CountedCall {
-    pub(crate) function: FunctionId,
-    pub(crate) site: CallerSite,
+    function: FunctionId,
+    site: CallerSite,
     /// 0 until its code first runs (a generator starts at its first step).
-    pub(crate) start_unix_ns: u64,
+    start_ticks: u64,
 }
 
 impl CountedCall {
+    /// A call of `function` from `site` whose code starts now.
+    #[inline]
+    pub(crate) fn starting(function: FunctionId, site: CallerSite) -> CountedCall {
+        CountedCall {
+            function,
+            site,
+            start_ticks: clock::ticks(),
+        }
+    }
+
+    /// A call whose code starts later ([`CountedCall::start`]): a generator's first step.
+    pub(crate) fn not_started(function: FunctionId, site: CallerSite) -> CountedCall {
+        CountedCall {
+            function,
+            site,
+            start_ticks: 0,
+        }
+    }
+
+    /// Starts the clock unless it runs already.
+    #[inline]
+    pub(crate) fn start(&mut self) {
+        if self.start_ticks == 0 {
+            self.start_ticks = clock::ticks();
+        }
+    }
+
+    /// Whether its code has run at all.
+    pub(crate) fn started(&self) -> bool {
+        self.start_ticks != 0
+    }
+
     /// Ends the call now: counts it, with `error` the class of the exception that ended it.
-    pub(crate) fn finish(self, end_unix_ns: u64, error: ClassId) {
-        let start = if self.start_unix_ns == 0 {
-            end_unix_ns
+    #[inline]
+    pub(crate) fn finish(self, error: ClassId) {
+        let duration_ns = if self.started() {
+            clock::ticks_to_ns(clock::ticks().saturating_sub(self.start_ticks))
         } else {
-            self.start_unix_ns
+            0
         };
-        count_call(
-            self.function,
-            self.site,
-            end_unix_ns.saturating_sub(start),
-            error,
-            None,
-        );
+        count_call(self.function, self.site, duration_ns, error, None);
     }
 }
 

@@ -81,13 +81,13 @@ fn end(
         s.done = true;
         (s.open.take(), s.counted.take())
     };
-    let now = callspan_core::clock::now_unix_ns();
     if let Some(open) = open {
+        let now = callspan_core::clock::now_unix_ns();
         per_thread::with(|local| {
             span::finish(py, hot::state(), local, open, now, error_class, error)
         });
     } else if let Some(counted) = counted {
-        counted.finish(now, error_class);
+        counted.finish(error_class);
     }
 }
 
@@ -169,9 +169,7 @@ fn step<'py>(
             open.start_clock();
         }
         if let Some(counted) = s.counted.as_mut() {
-            if counted.start_unix_ns == 0 {
-                counted.start_unix_ns = callspan_core::clock::now_unix_ns();
-            }
+            counted.start();
         }
         (s.current, s.publish_in_context)
     };
@@ -245,7 +243,7 @@ fn finish_abandoned(py: Python<'_>, shared: &Shared) {
     let never_ran = {
         let s = shared.lock();
         s.open.as_ref().is_some_and(|open| !open.started())
-            || s.counted.is_some_and(|counted| counted.start_unix_ns == 0)
+            || s.counted.is_some_and(|counted| !counted.started())
     };
     if never_ran {
         let mut s = shared.lock();
@@ -570,7 +568,7 @@ pub(crate) fn wrap<'py>(
             open.start_clock();
         }
         if let Some(counted) = counted.as_mut() {
-            counted.start_unix_ns = callspan_core::clock::now_unix_ns();
+            counted.start();
         }
     }
     let shared = Arc::new(Mutex::new(StepSpan {

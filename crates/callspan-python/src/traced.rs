@@ -117,7 +117,7 @@ unsafe extern "C-unwind" fn traced_vectorcall(
                     } else {
                         0
                     };
-                    counted.finish(now_unix_ns(), error);
+                    counted.finish(error);
                 }
             });
             result
@@ -203,11 +203,8 @@ unsafe fn begin<'t>(this: &TracedObject) -> Begun<'t> {
             let counted = hot.counting().then(|| {
                 // SAFETY: GIL held; the frame current now is our caller's.
                 let frame = unsafe { python_frame::caller_frame(py) };
-                CountedCall {
-                    function: this.function_id,
-                    site: span::caller_site(py, hot, local, frame.as_ref()),
-                    start_unix_ns: now_unix_ns(),
-                }
+                let site = span::caller_site(py, hot, local, frame.as_ref());
+                CountedCall::starting(this.function_id, site)
             });
             let marker = Decision::unsampled_marker(trace_id);
             let active = span::enter(py, hot, local, marker, false);
@@ -249,11 +246,10 @@ unsafe fn wrap_stepped(
     let frame = unsafe { python_frame::caller_frame(py) };
     let (span, counted) = match decision {
         Decision::Unsampled { .. } if hot.counting() => {
-            let counted = CountedCall {
-                function: this.function_id,
-                site: span::caller_site(py, hot, local, frame.as_ref()),
-                start_unix_ns: 0,
-            };
+            let counted = CountedCall::not_started(
+                this.function_id,
+                span::caller_site(py, hot, local, frame.as_ref()),
+            );
             (None, Some(counted))
         }
         Decision::Unsampled { .. } => (None, None),
