@@ -5,9 +5,10 @@ Runs each scenario of ``N`` calls of a trivial callee in a child process under
 count; two runs with different ``N`` cancel start-up and exit, so the difference divided by the
 difference in calls is the cost of one call, exporter thread excluded (the child exits with
 ``os._exit`` right after its loop, so that no shutdown work on the main thread is counted). The
-loops are the ones ``benches/overhead.py`` times: ``fn(1)`` and ``obj.work(1)`` under ``for _ in repeat(None, n)``
-inside a function, and, like that benchmark, the child imports ``opentelemetry.trace`` first
-(so that every root call looks for a current OpenTelemetry span; ``--no-otel`` leaves it out).
+loops are the ones ``benches/overhead.py`` times: ``fn(1)`` and ``obj.work(1)`` under
+``for _ in repeat(None, n)`` inside a function, and, like that benchmark, the child imports
+``opentelemetry.trace`` first (so that every root call looks for a current OpenTelemetry span;
+``--no-otel`` leaves it out).
 
 Scenarios (each compared with the undecorated loop of its own shape):
 
