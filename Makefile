@@ -91,7 +91,7 @@ clean: ## remove build outputs and the venvs
 	rm -rf target $(VENV) .venv-3.* callspan-spans.jsonl callspan-spans.html
 
 # -- benchmarks (docs/performance.md) ------------------------------------------------------------
-.PHONY: bench-deps bench bench-smoke bench-versions bench-versions-core bench-view
+.PHONY: bench-deps bench bench-smoke bench-overhead bench-versions bench-versions-core bench-view
 BENCH_OUT ?= bench-results
 
 # The benchmarks' OpenTelemetry SDK pins need Python >= 3.10; on 3.9 the smoke test skips.
@@ -124,6 +124,12 @@ bench-smoke: install bench-deps ## every benchmark in seconds-long smoke mode (p
 	$(PY) benches/overhead.py --smoke --json $(BENCH_OUT)/smoke/overhead.json
 	$(PY) benches/throughput.py --smoke --json $(BENCH_OUT)/smoke/throughput.json
 	$(PY) benches/memory.py --smoke --json $(BENCH_OUT)/smoke/memory.json
+
+# issue 14's floor targets (sampled <= 0.6 x cProfile, unsampled <= 0.15 x, method <= function),
+# each version's ratios from one run of benches/overhead.py.
+bench-overhead: install bench-deps ## per-call overhead vs cProfile on CPython 3.11, 3.12 and 3.13, one run each
+	$(PY) benches/overhead.py --json $(BENCH_OUT)/3.11/overhead.json
+	BENCHES=overhead benches/run_all_versions.sh 3.12 3.13
 
 bench-versions: ## the Python benchmarks on CPython 3.12 and 3.13 from pyenv (.venv-3.12, .venv-3.13)
 	benches/run_all_versions.sh

@@ -488,24 +488,24 @@ def evaluate_targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     return [
         target(
-            "sampled function overhead <= 1.5 x cProfile's",
+            "sampled function overhead <= 0.6 x cProfile's",
             sampled_f / cp,
-            1.5,
-            sampled_f <= 1.5 * cp,
+            0.6,
+            sampled_f <= 0.6 * cp,
             "x cProfile",
         ),
         target(
-            "sampled method overhead <= 1.5 x cProfile's",
+            "sampled method overhead <= 0.6 x cProfile's",
             sampled_m / cp,
-            1.5,
-            sampled_m <= 1.5 * cp,
+            0.6,
+            sampled_m <= 0.6 * cp,
             "x cProfile",
         ),
         target(
-            "unsampled (always_off) overhead <= 0.5 x cProfile's",
+            "unsampled (always_off) overhead <= 0.15 x cProfile's",
             unsampled / cp,
-            0.5,
-            unsampled <= 0.5 * cp,
+            0.15,
+            unsampled <= 0.15 * cp,
             "x cProfile",
         ),
         target(

@@ -7,6 +7,8 @@
 # throughput and memory, writing JSON to bench-results/X.Y/ (add --smoke for a quick check).
 #
 #   benches/run_all_versions.sh [--smoke] [X.Y ...]
+#
+# BENCHES="overhead" (a space-separated subset of "overhead throughput memory") runs fewer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +40,7 @@ for version in "${versions[@]}"; do
     export LD_LIBRARY_PATH="$base/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     out="bench-results/$version"
     [ ${#smoke[@]} -eq 0 ] || out="$out/smoke"
-    "$venv/bin/python" benches/overhead.py "${smoke[@]}" --json "$out/overhead.json"
-    "$venv/bin/python" benches/throughput.py "${smoke[@]}" --json "$out/throughput.json"
-    "$venv/bin/python" benches/memory.py "${smoke[@]}" --json "$out/memory.json"
+    for bench in ${BENCHES:-overhead throughput memory}; do
+        "$venv/bin/python" "benches/$bench.py" "${smoke[@]}" --json "$out/$bench.json"
+    done
 done

@@ -4,6 +4,7 @@
 //! and pops them after. Unsampled calls push too: their children must inherit "not sampled"
 //! under a parent-based sampler instead of starting new root traces.
 
+use crate::per_thread;
 use std::cell::RefCell;
 
 /// The span a nested traced call would be the child of.
@@ -19,33 +20,60 @@ pub struct ParentSpan {
     pub remote: bool,
 }
 
-thread_local! {
-    static STACK: RefCell<Vec<ParentSpan>> = const { RefCell::new(Vec::new()) };
+/// One thread's stack (a field of [`crate::per_thread::PerThread`]).
+#[derive(Debug)]
+pub struct ContextStack(RefCell<Vec<ParentSpan>>);
+
+impl ContextStack {
+    pub(crate) const fn new() -> ContextStack {
+        ContextStack(RefCell::new(Vec::new()))
+    }
+
+    /// The innermost open traced call.
+    #[inline]
+    pub fn current(&self) -> Option<ParentSpan> {
+        self.0.borrow().last().copied()
+    }
+
+    /// Makes `span` the current span until the matching [`ContextStack::pop`].
+    #[inline]
+    pub fn push(&self, span: ParentSpan) {
+        self.0.borrow_mut().push(span);
+    }
+
+    /// Ends the innermost open traced call.
+    #[inline]
+    pub fn pop(&self) {
+        self.0.borrow_mut().pop();
+    }
+
+    /// How many traced calls are open.
+    pub fn depth(&self) -> usize {
+        self.0.borrow().len()
+    }
 }
 
 /// The innermost open traced call on this thread.
 #[inline]
 pub fn current() -> Option<ParentSpan> {
-    STACK.with(|s| s.borrow().last().copied())
+    per_thread::with(|t| t.context.current()).flatten()
 }
 
 /// Makes `span` the current span of this thread until the matching [`pop`].
 #[inline]
 pub fn push(span: ParentSpan) {
-    STACK.with(|s| s.borrow_mut().push(span));
+    per_thread::with(|t| t.context.push(span));
 }
 
 /// Ends the innermost open traced call on this thread.
 #[inline]
 pub fn pop() {
-    STACK.with(|s| {
-        s.borrow_mut().pop();
-    });
+    per_thread::with(|t| t.context.pop());
 }
 
 /// How many traced calls are open on this thread.
 pub fn depth() -> usize {
-    STACK.with(|s| s.borrow().len())
+    per_thread::with(|t| t.context.depth()).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -5,15 +5,14 @@
 //! so each generator remembers the [`crate::fork::epoch`] it was seeded in and reseeds when the
 //! process has forked since.
 
+use crate::per_thread;
 use std::cell::Cell;
 
-struct ThreadRng {
+/// One thread's generator (a field of [`crate::per_thread::PerThread`]).
+#[derive(Debug)]
+pub struct ThreadRng {
     state: Cell<u64>,
     epoch: Cell<u64>,
-}
-
-thread_local! {
-    static RNG: ThreadRng = const { ThreadRng { state: Cell::new(0), epoch: Cell::new(u64::MAX) } };
 }
 
 fn os_seed() -> u64 {
@@ -31,6 +30,14 @@ fn os_seed() -> u64 {
 }
 
 impl ThreadRng {
+    /// A generator seeded on first use.
+    pub(crate) const fn new() -> ThreadRng {
+        ThreadRng {
+            state: Cell::new(0),
+            epoch: Cell::new(u64::MAX),
+        }
+    }
+
     /// The next output, reseeding first if the process has forked since the last seed.
     #[inline]
     fn next(&self) -> u64 {
@@ -45,40 +52,59 @@ impl ThreadRng {
         let t = u128::from(s).wrapping_mul(u128::from(s ^ 0xe703_7ed1_a0b4_28db));
         ((t >> 64) as u64) ^ (t as u64)
     }
+
+    /// A random 64-bit number.
+    #[inline]
+    pub fn random_u64(&self) -> u64 {
+        self.next()
+    }
+
+    /// A new random, non-zero 64-bit span id.
+    #[inline]
+    pub fn span_id(&self) -> u64 {
+        loop {
+            let id = self.next();
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+
+    /// A new random, non-zero 128-bit trace id.
+    #[inline]
+    pub fn trace_id(&self) -> u128 {
+        loop {
+            let id = (u128::from(self.next()) << 64) | u128::from(self.next());
+            if id != 0 {
+                return id;
+            }
+        }
+    }
 }
 
+/// Runs `f` on this thread's generator, or on a fresh one once the thread's state is gone
+/// (thread exit).
 #[inline]
-fn next_u64() -> u64 {
-    RNG.with(ThreadRng::next)
+fn with_rng<R>(f: impl Fn(&ThreadRng) -> R) -> R {
+    per_thread::with(|t| f(&t.ids)).unwrap_or_else(|| f(&ThreadRng::new()))
 }
 
 /// A random 64-bit number (for sampling draws that must not depend on the trace id).
 #[inline]
 pub fn random_u64() -> u64 {
-    next_u64()
+    with_rng(ThreadRng::random_u64)
 }
 
 /// A new random, non-zero 64-bit span id.
 #[inline]
 pub fn span_id() -> u64 {
-    loop {
-        let id = next_u64();
-        if id != 0 {
-            return id;
-        }
-    }
+    with_rng(ThreadRng::span_id)
 }
 
 /// A new random, non-zero 128-bit trace id.
 #[inline]
 pub fn trace_id() -> u128 {
-    // Both halves from one thread-local access.
-    RNG.with(|rng| loop {
-        let id = (u128::from(rng.next()) << 64) | u128::from(rng.next());
-        if id != 0 {
-            return id;
-        }
-    })
+    with_rng(ThreadRng::trace_id)
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //! threads are interned once in the [`registry::Registry`] and records carry small integer ids.
 //! [`context`] keeps the per-thread stack of open spans that makes nested calls parent and child,
 //! [`stats`] counts everything, and [`config`] is the one place every environment variable is read.
+//! What a call keeps per thread (that stack, the id generator, the call counters, the binding's
+//! caches) is one thread-local, [`per_thread::PerThread`], looked up once per call.
 //!
 //! ```
 //! use callspan_core::{record::SpanRecord, sink::SpanSink};
@@ -22,6 +24,7 @@ pub mod edges;
 pub mod fork;
 pub mod hot;
 pub mod ids;
+pub mod per_thread;
 pub mod profile_filter;
 pub mod record;
 pub mod registry;

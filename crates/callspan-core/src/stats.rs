@@ -4,9 +4,11 @@
 //! was dropped. Counters are relaxed atomics; they are statistics, not synchronisation.
 //!
 //! The two counters every traced call bumps, calls started and calls sampled, are kept per
-//! thread ([`count_started`], [`count_sampled`]) in [`crate::thread_slots`]: a plain load and
-//! store instead of a locked add; reading sums the slots.
+//! thread ([`count_started`], [`count_sampled`]; on the hot path [`ThreadCounts`], a field of
+//! [`crate::per_thread::PerThread`]) in [`crate::thread_slots`]: a plain load and store instead
+//! of a locked add; reading sums the slots.
 
+use crate::per_thread;
 use crate::thread_slots::{Claim, Slot, SlotList};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -142,20 +144,45 @@ static LATE: Slot<CallCounts> = Slot::detached(CallCounts {
     sampled: AtomicU64::new(0),
 });
 
-thread_local! {
-    static CLAIM: Claim<CallCounts> = const { Claim::new() };
+/// One thread's call counts (a field of [`crate::per_thread::PerThread`]): its slot, claimed on
+/// first use and released for reuse when the thread exits.
+#[derive(Debug)]
+pub struct ThreadCounts(Claim<CallCounts>);
+
+impl ThreadCounts {
+    pub(crate) const fn new() -> ThreadCounts {
+        ThreadCounts(Claim::new())
+    }
+
+    /// Counts one call of a traced function (sampled or not).
+    #[inline]
+    pub fn started(&self) {
+        bump(&self.slot().started);
+    }
+
+    /// Counts one call the sampler kept.
+    #[inline]
+    pub fn sampled(&self) {
+        bump(&self.slot().sampled);
+    }
+
+    #[inline]
+    fn slot(&self) -> &'static CallCounts {
+        self.0.slot(&SLOTS, CallCounts::default)
+    }
 }
 
-/// Adds one to `counter` of this thread's slot: a plain load and store, since only this thread
-/// writes the slot.
+/// Adds one to a counter that only this thread writes: a plain load and store.
+#[inline]
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
+}
+
+/// Adds one to `counter` of this thread's slot, or of the shared late slot once this thread's
+/// state is gone (a call made by a thread-local destructor during thread exit).
 #[inline]
 fn add_one(counter: fn(&CallCounts) -> &AtomicU64) {
-    let counted = CLAIM.try_with(|claim| {
-        let c = counter(claim.slot(&SLOTS, CallCounts::default));
-        c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
-    });
-    if counted.is_err() {
-        // This thread's claim is gone (thread exit): the shared slot, with a locked add.
+    if per_thread::with(|t| bump(counter(t.counts.slot()))).is_none() {
         counter(&LATE).fetch_add(1, Relaxed);
     }
 }

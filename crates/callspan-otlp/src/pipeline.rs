@@ -12,11 +12,11 @@ use crate::exporter::BatchExporter;
 use crate::metrics_exporter::MetricsExporter;
 use crate::resource::build_resource;
 use callspan_core::config::Config;
+use callspan_core::hot;
 use callspan_core::record::SpanRecord;
 use callspan_core::registry;
 use callspan_core::sink::SpanSink;
-use callspan_core::stats::{Stats, StatsSnapshot};
-use callspan_core::{hot, stats};
+use callspan_core::stats::{Stats, StatsSnapshot, ThreadCounts};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,10 +145,11 @@ impl Pipeline {
         self.exporter_running.store(false, Ordering::Release);
     }
 
-    /// Queues a finished sampled span; never blocks. Starts the exporter on first use.
+    /// Queues a finished sampled span, counting it as sampled in the calling thread's `counts`;
+    /// never blocks. Starts the exporter on first use.
     #[inline]
-    pub fn submit(&'static self, record: SpanRecord) {
-        stats::count_sampled();
+    pub fn submit(&'static self, record: SpanRecord, counts: &ThreadCounts) {
+        counts.sampled();
         if !self.exporter_running.load(Ordering::Acquire) && !self.start_exporter() {
             Stats::add(&self.sink.stats.dropped_shutdown, 1);
             return;

@@ -6,43 +6,20 @@
 //! frame globals and type slots, never from `getattr` on user objects.
 
 use crate::python_frame::{self, CallerFrame};
+use callspan_core::per_thread::{self, PerThread, SiteEntry};
 use callspan_core::record::{CallerSite, ClassId, CodeId};
 use callspan_core::registry::{intern, CodeInfo, Registry};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyType};
 
-/// One call site seen before: a code object and an instruction offset in it.
-#[derive(Clone, Copy, Default)]
-struct SiteEntry {
-    code: usize,
-    lasti: i32,
-    code_id: CodeId,
-    line: u32,
-    /// Whether the code's first parameter is `self` or `cls`.
-    has_self: bool,
-}
-
-/// Direct-mapped per-thread caches. Keys are addresses of code objects and classes that the
-/// registry keeps alive forever, so an address can never come to mean another object; a
-/// collision merely evicts. `(code, lasti) → line` is a pure function, which is what makes
-/// caching the line number exact (decoding the line table is the dearest step otherwise).
-struct Caches {
-    sites: [SiteEntry; SITE_SLOTS],
-    classes: [(usize, ClassId); CLASS_SLOTS],
-}
-
-const SITE_SLOTS: usize = 1024;
-const CLASS_SLOTS: usize = 128;
-
-thread_local! {
-    static CACHES: std::cell::UnsafeCell<Caches> = const {
-        std::cell::UnsafeCell::new(Caches {
-            sites: [SiteEntry { code: 0, lasti: 0, code_id: 0, line: 0, has_self: false }; SITE_SLOTS],
-            classes: [(0, 0); CLASS_SLOTS],
-        })
-    };
-}
+// The caches are direct-mapped and per thread (`PerThread::sites`, `PerThread::classes`). Keys
+// are addresses of code objects and classes that the registry keeps alive forever, so an
+// address can never come to mean another object; a collision merely evicts. `(code, lasti) →
+// line` is a pure function, which is what makes caching the line number exact (decoding the
+// line table is the dearest step otherwise).
+const SITE_SLOTS: usize = callspan_core::per_thread::SITE_SLOTS;
+const CLASS_SLOTS: usize = callspan_core::per_thread::CLASS_SLOTS;
 
 #[inline]
 fn site_slot(code: usize, lasti: i32) -> usize {
@@ -85,23 +62,25 @@ pub(crate) fn raised_class(py: Python<'_>) -> ClassId {
 }
 
 /// Where a call made from `frame` came from: the frame's code, its current line, and the class
-/// of its `self`/`cls` when `with_class`. All zeros when frame reading is disabled.
+/// of its `self`/`cls` when `with_class`. All zeros when frame reading is disabled. `local` is
+/// this thread's state (its caches).
 #[inline]
 pub(crate) fn site_of(
     py: Python<'_>,
     frame: &CallerFrame<'_>,
     registry: &Registry,
+    local: &PerThread,
     with_class: bool,
 ) -> CallerSite {
     if FRAME_READING_DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
         return CallerSite::default();
     }
-    let entry = site_entry(py, frame, registry);
+    let entry = site_entry(py, frame, registry, local);
     let class = if entry.has_self && with_class {
         // SAFETY: `has_self` is the cached parameter-name check for this code object.
         match unsafe { frame.first_arg_slot() } {
             // SAFETY: borrowed from the live frame.
-            Some(arg) => unsafe { class_of_first_arg(py, arg, registry) },
+            Some(arg) => unsafe { class_of_first_arg(py, arg, registry, local) },
             None => 0,
         }
     } else {
@@ -116,11 +95,16 @@ pub(crate) fn site_of(
 
 /// `caller.instance.id`: the address of the `self`/`cls` of `frame` (0: it has none). The
 /// object is not touched: its identity is its address, as `id()` says.
-pub(crate) fn instance_of(py: Python<'_>, frame: &CallerFrame<'_>, registry: &Registry) -> u64 {
+pub(crate) fn instance_of(
+    py: Python<'_>,
+    frame: &CallerFrame<'_>,
+    registry: &Registry,
+    local: &PerThread,
+) -> u64 {
     if FRAME_READING_DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
         return 0;
     }
-    if !site_entry(py, frame, registry).has_self {
+    if !site_entry(py, frame, registry, local).has_self {
         return 0;
     }
     // SAFETY: `has_self` is the cached parameter-name check for this code object.
@@ -132,6 +116,7 @@ pub(crate) fn outer_stack(
     py: Python<'_>,
     frame: &CallerFrame<'_>,
     registry: &Registry,
+    local: &PerThread,
     depth: usize,
 ) -> Option<Box<[CallerSite]>> {
     if FRAME_READING_DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
@@ -143,7 +128,7 @@ pub(crate) fn outer_stack(
         if frames.len() == depth {
             break;
         }
-        let entry = site_entry(py, &f, registry);
+        let entry = site_entry(py, &f, registry, local);
         frames.push(CallerSite {
             code: entry.code_id,
             line: entry.line,
@@ -156,14 +141,16 @@ pub(crate) fn outer_stack(
 
 /// The cached (code id, line, has-self) of `frame`'s current instruction.
 #[inline]
-fn site_entry(py: Python<'_>, frame: &CallerFrame<'_>, registry: &Registry) -> SiteEntry {
+fn site_entry(
+    py: Python<'_>,
+    frame: &CallerFrame<'_>,
+    registry: &Registry,
+    local: &PerThread,
+) -> SiteEntry {
     let code = frame.code() as usize;
     let lasti = frame.lasti();
-    let slot = site_slot(code, lasti);
-    // SAFETY: the cache is this thread's own and no reference to it outlives this function
-    // (registering below may run Python code, which never re-enters this function on this
-    // thread before we are done: nothing here is reachable from Python).
-    let entry = CACHES.with(|c| unsafe { (*c.get()).sites[slot] });
+    let slot = &local.sites[site_slot(code, lasti)];
+    let entry = slot.get();
     if entry.code == code && entry.lasti == lasti && code != 0 {
         return entry;
     }
@@ -178,7 +165,7 @@ fn site_entry_missed(
     py: Python<'_>,
     frame: &CallerFrame<'_>,
     registry: &Registry,
-    slot: usize,
+    slot: &std::cell::Cell<SiteEntry>,
 ) -> SiteEntry {
     let code = frame.code() as usize;
     let lasti = frame.lasti();
@@ -196,8 +183,7 @@ fn site_entry_missed(
         line,
         has_self,
     };
-    // SAFETY: this thread's own cache, and no reference into it is live (see the read above).
-    CACHES.with(|c| unsafe { (*c.get()).sites[slot] = fresh });
+    slot.set(fresh);
     fresh
 }
 
@@ -247,6 +233,7 @@ unsafe fn class_of_first_arg(
     py: Python<'_>,
     arg: *mut ffi::PyObject,
     registry: &Registry,
+    local: &PerThread,
 ) -> ClassId {
     // A class as first argument is a classmethod's `cls` (or, rarely, a metaclass method's
     // `self`, reported as the class rather than its metaclass).
@@ -259,7 +246,7 @@ unsafe fn class_of_first_arg(
         }
     };
     // SAFETY: `tp` is alive (the argument or its type).
-    unsafe { class_of_type(py, tp, registry) }
+    unsafe { cached_class_id(py, tp, registry, local) }
 }
 
 /// The registry id of class `tp`, registered on first sight (cached per thread).
@@ -272,10 +259,31 @@ pub(crate) unsafe fn class_of_type(
     tp: *mut ffi::PyTypeObject,
     registry: &Registry,
 ) -> ClassId {
+    // SAFETY: the caller's contract.
+    per_thread::with(|local| unsafe { cached_class_id(py, tp, registry, local) }).unwrap_or_else(
+        || {
+            let key = tp as usize;
+            registry
+                .class_id(key)
+                .unwrap_or_else(|| register_class(py, tp, registry))
+        },
+    )
+}
+
+/// [`class_of_type`] with this thread's state at hand.
+///
+/// # Safety
+/// As for [`class_of_type`].
+#[inline]
+unsafe fn cached_class_id(
+    py: Python<'_>,
+    tp: *mut ffi::PyTypeObject,
+    registry: &Registry,
+    local: &PerThread,
+) -> ClassId {
     let key = tp as usize;
-    let slot = class_slot(key);
-    // SAFETY: this thread's own cache; see `current_site`.
-    let (cached_key, cached_id) = CACHES.with(|c| unsafe { (*c.get()).classes[slot] });
+    let slot = &local.classes[class_slot(key)];
+    let (cached_key, cached_id) = slot.get();
     if cached_key == key {
         return cached_id;
     }
@@ -283,8 +291,7 @@ pub(crate) unsafe fn class_of_type(
         Some(id) => id,
         None => register_class(py, tp, registry),
     };
-    // SAFETY: this thread's own cache, and no reference into it is live (see the read above).
-    CACHES.with(|c| unsafe { (*c.get()).classes[slot] = (key, id) });
+    slot.set((key, id));
     id
 }
 

@@ -28,6 +28,7 @@ use crate::steps::{self, Kind};
 use crate::{otel, task_context};
 use callspan_core::context::{self, ParentSpan};
 use callspan_core::hot::{self, FunctionRate, HotState, Mode};
+use callspan_core::per_thread::{self, PerThread};
 use callspan_core::profile_filter::{is_comprehension, Filter};
 use callspan_core::record::{ExceptionInfo, FunctionId};
 use callspan_core::registry::{self, intern, FunctionInfo};
@@ -471,15 +472,19 @@ pub(crate) fn on_start(
     if !enabled(hot) {
         return;
     }
-    callspan_core::stats::count_started();
+    // SAFETY: used on this thread, during this event only.
+    let Some(local) = (unsafe { per_thread::current() }) else {
+        return;
+    };
+    local.counts.started();
     let publish = matches!(profiled.kind, Kind::Coroutine | Kind::AsyncGenerator);
-    let decision = span::decide_under(hot, profiled.id, &profiled.rate, || {
+    let decision = span::decide_under(hot, local, profiled.id, &profiled.rate, || {
         if publish {
             task_context::parent(py)
                 .or_else(context::current)
-                .or_else(|| otel::current_parent(py))
+                .or_else(|| otel::current_parent(py, local))
         } else {
-            span::current_parent(py)
+            span::current_parent(py, local)
         }
     });
     let step = match decision {
@@ -487,13 +492,16 @@ pub(crate) fn on_start(
             current: Decision::unsampled_marker(trace_id),
             open: None,
             counted: hot.counting().then(|| {
-                CountedCall::starting(profiled.id, span::caller_site(py, hot, caller.as_ref()))
+                CountedCall::starting(
+                    profiled.id,
+                    span::caller_site(py, hot, local, caller.as_ref()),
+                )
             }),
             publish,
         },
         Decision::Sampled { trace_id, parent } => {
-            let caller = span::read_caller(py, hot, caller);
-            let open = OpenSpan::new(trace_id, parent, profiled.id, caller);
+            let caller = span::read_caller(py, hot, local, caller);
+            let open = OpenSpan::new(local, trace_id, parent, profiled.id, caller);
             Step {
                 current: open.as_parent(),
                 open: Some(open),
@@ -507,17 +515,18 @@ pub(crate) fn on_start(
         let stale = SUSPENDED.lock().as_mut().and_then(|m| m.remove(&frame_key));
         drop(stale);
     }
-    begin_step(py, hot, code, frame_key, step);
+    begin_step(py, hot, local, code, frame_key, step);
 }
 
 fn begin_step(
     py: Python<'_>,
     hot: &HotState,
+    local: &PerThread,
     code: *mut ffi::PyObject,
     frame_key: usize,
     mut step: Step,
 ) {
-    let active = span::enter(py, hot, step.current, step.publish);
+    let active = span::enter(py, hot, local, step.current, step.publish);
     if let Some(open) = step.open.as_mut() {
         open.start_clock();
     }
@@ -562,7 +571,11 @@ pub(crate) fn on_end(
         return;
     };
     let end_unix_ns = callspan_core::clock::now_unix_ns();
-    running.active.exit(py);
+    // SAFETY: used on this thread, during this event only.
+    let Some(local) = (unsafe { per_thread::current() }) else {
+        return;
+    };
+    running.active.exit(py, local);
     let kind = profiled.kind;
     let hot = hot::state();
     // The exception's class, for `error.type` (unknown on 3.9–3.11: counted as returned).
@@ -590,25 +603,33 @@ pub(crate) fn on_end(
     let Some(open) = running.step.open else {
         return;
     };
-    span::finish(py, hot, open, end_unix_ns, error_class, || match end {
-        End::Return => None,
-        End::Raise(None) => Some(ExceptionInfo {
-            type_name: "<exception>".into(),
-            message:
-                "an exception ended the call (not visible to a profile function on this Python)"
-                    .into(),
-            traceback: None,
-        }),
-        End::Raise(Some(exc)) => {
-            let err = PyErr::from_value(exc);
-            if kind != Kind::Plain && err.is_instance_of::<PyGeneratorExit>(py) {
-                // close(): a normal end, as for decorated generators.
-                None
-            } else {
-                Some(steps::describe(py, &err))
+    span::finish(
+        py,
+        hot,
+        local,
+        open,
+        end_unix_ns,
+        error_class,
+        || match end {
+            End::Return => None,
+            End::Raise(None) => Some(ExceptionInfo {
+                type_name: "<exception>".into(),
+                message:
+                    "an exception ended the call (not visible to a profile function on this Python)"
+                        .into(),
+                traceback: None,
+            }),
+            End::Raise(Some(exc)) => {
+                let err = PyErr::from_value(exc);
+                if kind != Kind::Plain && err.is_instance_of::<PyGeneratorExit>(py) {
+                    // close(): a normal end, as for decorated generators.
+                    None
+                } else {
+                    Some(steps::describe(py, &err))
+                }
             }
-        }
-    });
+        },
+    );
 }
 
 /// A generator or coroutine yields (or awaits): its span leaves the thread until resumed.
@@ -616,7 +637,11 @@ pub(crate) fn on_suspend(py: Python<'_>, code: *mut ffi::PyObject, frame_key: us
     let Some(running) = take_running(code, frame_key) else {
         return;
     };
-    running.active.exit(py);
+    // SAFETY: used on this thread, during this event only.
+    let Some(local) = (unsafe { per_thread::current() }) else {
+        return;
+    };
+    running.active.exit(py, local);
     SUSPENDED
         .lock()
         .get_or_insert_with(HashMap::new)
@@ -626,8 +651,9 @@ pub(crate) fn on_suspend(py: Python<'_>, code: *mut ffi::PyObject, frame_key: us
 /// A suspended generator or coroutine resumes.
 pub(crate) fn on_resume(py: Python<'_>, code: *mut ffi::PyObject, frame_key: usize) {
     let step = SUSPENDED.lock().as_mut().and_then(|m| m.remove(&frame_key));
-    if let Some(step) = step {
-        begin_step(py, hot::state(), code, frame_key, step);
+    // SAFETY: used on this thread, during this event only.
+    if let (Some(step), Some(local)) = (step, unsafe { per_thread::current() }) {
+        begin_step(py, hot::state(), local, code, frame_key, step);
     }
 }
 
@@ -645,14 +671,18 @@ pub(crate) fn is_suspended(frame_key: usize) -> bool {
 fn end_running_calls(py: Python<'_>) {
     let running = RUNNING.with(|r| std::mem::take(&mut *r.borrow_mut()));
     let hot = hot::state();
+    // SAFETY: used on this thread, during this function only.
+    let Some(local) = (unsafe { per_thread::current() }) else {
+        return;
+    };
     for call in running.into_iter().rev() {
         let end = callspan_core::clock::now_unix_ns();
-        call.active.exit(py);
+        call.active.exit(py, local);
         if let Some(counted) = call.step.counted {
             counted.finish(0);
         }
         if let Some(open) = call.step.open {
-            span::finish(py, hot, open, end, 0, || None);
+            span::finish(py, hot, local, open, end, 0, || None);
         }
     }
     SUSPENDED.lock().take();

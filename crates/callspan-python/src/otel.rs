@@ -15,6 +15,7 @@
 //! public `get_current_span()`.
 
 use callspan_core::context::ParentSpan;
+use callspan_core::per_thread::PerThread;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -49,21 +50,23 @@ struct Hooks {
 
 static HOOKS: PyOnceLock<Hooks> = PyOnceLock::new();
 
+// Per thread, in `PerThread::otel`: the address of the last context seen with what it resolved
+// to, which answers a root call while the context stays the same. The objects themselves are held here, touched only when the
+// context changes: holding them keeps their addresses from being reused.
 thread_local! {
-    /// The last context and span seen on this thread and what they resolved to.
-    static LAST: RefCell<Last> = const {
-        RefCell::new(Last { context: None, span: None, parent: None })
-    };
+    static LAST: RefCell<Last> = const { RefCell::new(Last { context: None, span: None }) };
 }
 
-/// One thread's last answer. Holding the objects keeps their addresses from being reused.
+/// The objects of one thread's last answer.
 struct Last {
     /// The `Context` object the `ContextVar` held (None: not read through the `ContextVar`).
+    #[expect(
+        dead_code,
+        reason = "held, not read: it keeps `PerThread::otel.context` valid"
+    )]
     context: Option<Py<PyAny>>,
     /// The span that context held (None: no span entry).
     span: Option<Py<PyAny>>,
-    /// What the span resolved to.
-    parent: Option<ParentSpan>,
 }
 
 fn resolve(py: Python<'_>) -> PyResult<Hooks> {
@@ -144,8 +147,9 @@ fn still_importing(module: &Bound<'_, PyAny>) -> bool {
 }
 
 /// The current OpenTelemetry span as a parent, if OpenTelemetry is in use and a valid span is
-/// current.
-pub(crate) fn current_parent(py: Python<'_>) -> Option<ParentSpan> {
+/// current (`local`: this thread's state).
+#[inline]
+pub(crate) fn current_parent(py: Python<'_>, local: &PerThread) -> Option<ParentSpan> {
     match STATE.load(Ordering::Relaxed) {
         READY => {}
         UNUSABLE => return None,
@@ -173,37 +177,49 @@ pub(crate) fn current_parent(py: Python<'_>) -> Option<ParentSpan> {
         }
     }
     let hooks = HOOKS.get(py)?;
+    if let Some(var) = &hooks.context_var {
+        // The common case: the same context as at this thread's last root call.
+        let mut context: *mut ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: GIL held; `var` is a ContextVar, for which PyContextVar_Get cannot fail (its
+        // hash is precomputed): it gives a new reference or NULL. A hit only compares the
+        // address and gives the reference back.
+        unsafe {
+            if ffi::PyContextVar_Get(var.as_ptr(), std::ptr::null_mut(), &mut context) == 0
+                && !context.is_null()
+            {
+                let hit = context as usize == local.otel.context.get();
+                ffi::Py_DECREF(context);
+                if hit {
+                    return local.otel.parent.get();
+                }
+            }
+        }
+    }
     // SAFETY: GIL held. Traced calls start with no exception set; other callers may have one,
     // which must stay out of the way of the lookups below.
     if unsafe { ffi::PyErr_Occurred() }.is_null() {
-        return lookup(py, hooks);
+        return lookup(py, hooks, local);
     }
     let pending = PyErr::take(py);
-    let parent = lookup(py, hooks);
+    let parent = lookup(py, hooks, local);
     if let Some(e) = pending {
         e.restore(py);
     }
     parent
 }
 
-fn lookup(py: Python<'_>, hooks: &Hooks) -> Option<ParentSpan> {
+#[cold]
+fn lookup(py: Python<'_>, hooks: &Hooks, local: &PerThread) -> Option<ParentSpan> {
     let Some(var) = &hooks.context_var else {
         let span = hooks.get_current_span.bind(py).call0().ok()?;
-        return remember(None, Some(span));
+        return remember(None, Some(span), local);
     };
     let context = current_context(py, var)?;
-    let cached = LAST.with(|last| {
-        let last = last.borrow();
-        last.context
-            .as_ref()
-            .is_some_and(|c| c.is(&context))
-            .then_some(last.parent)
-    });
-    if let Some(parent) = cached {
-        return parent;
+    if context.as_ptr() as usize == local.otel.context.get() {
+        return local.otel.parent.get();
     }
     let span = context_span(py, &context, &hooks.span_key);
-    remember(Some(context), span)
+    remember(Some(context), span, local)
 }
 
 /// Resolves `span` (reusing the last answer when it is the same span) and caches it with the
@@ -211,25 +227,32 @@ fn lookup(py: Python<'_>, hooks: &Hooks) -> Option<ParentSpan> {
 fn remember(
     context: Option<Bound<'_, PyAny>>,
     span: Option<Bound<'_, PyAny>>,
+    local: &PerThread,
 ) -> Option<ParentSpan> {
     let same_span = LAST.with(|last| {
         let last = last.borrow();
         match (&last.span, &span) {
-            (Some(a), Some(b)) => a.is(b).then_some(last.parent),
-            (None, None) => Some(None),
-            _ => None,
+            (Some(a), Some(b)) => a.is(b),
+            (None, None) => true,
+            _ => false,
         }
     });
     // Resolving runs Python code (no borrow of LAST is held meanwhile).
-    let parent = same_span.unwrap_or_else(|| span.as_ref().and_then(span_context));
+    let parent = if same_span {
+        local.otel.parent.get()
+    } else {
+        span.as_ref().and_then(span_context)
+    };
+    let address = context.as_ref().map_or(0, |c| c.as_ptr() as usize);
     let fresh = Last {
         context: context.map(Bound::unbind),
         span: span.map(Bound::unbind),
-        parent,
     };
     // The replaced objects are dropped after the borrow ends: their finalizers may run Python
     // code, which may make a traced call and come back here.
     let old = LAST.with(|last| last.replace(fresh));
+    local.otel.context.set(address);
+    local.otel.parent.set(parent);
     drop(old);
     parent
 }

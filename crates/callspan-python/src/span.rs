@@ -19,7 +19,9 @@
 //! relaxed load per unsampled call.
 //!
 //! The decorator's vectorcall (`traced`), the coroutine and generator wrappers (`steps`) and the
-//! profile hook (`hook`) all use these functions; none of them repeats a step.
+//! profile hook (`hook`) all use these functions; none of them repeats a step. Each entry point
+//! looks up the thread's [`PerThread`] state once per call and passes it to every step, which
+//! keeps the thread-local look-ups of a call to one (see `callspan_core::per_thread`).
 
 use crate::python_frame::CallerFrame;
 use crate::{caller, diagnostics, otel, task_context, thread};
@@ -28,21 +30,24 @@ use callspan_core::config::Capture;
 use callspan_core::context::{self, ParentSpan};
 use callspan_core::edges::{self, EdgeKey, Exemplar};
 use callspan_core::hot::{FunctionRate, HotState};
+use callspan_core::per_thread::PerThread;
 use callspan_core::record::{
     CallerSite, ClassId, ExceptionInfo, FunctionId, SpanRecord, ThreadKey,
 };
-use callspan_core::{ids, registry, stats};
+use callspan_core::{registry, stats};
 use callspan_otlp::pipeline;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-/// The innermost span on this thread, else the one published in this task's context, else the
-/// current OpenTelemetry span.
+/// The innermost span on this thread (`local`), else the one published in this task's context,
+/// else the current OpenTelemetry span.
 #[inline]
-pub(crate) fn current_parent(py: Python<'_>) -> Option<ParentSpan> {
-    context::current()
+pub(crate) fn current_parent(py: Python<'_>, local: &PerThread) -> Option<ParentSpan> {
+    local
+        .context
+        .current()
         .or_else(|| task_context::parent(py))
-        .or_else(|| otel::current_parent(py))
+        .or_else(|| otel::current_parent(py, local))
 }
 
 /// What [`decide`] found for one call.
@@ -77,10 +82,11 @@ impl Decision {
 pub(crate) fn decide(
     py: Python<'_>,
     hot: &HotState,
+    local: &PerThread,
     function: FunctionId,
     rate: &FunctionRate,
 ) -> Decision {
-    decide_under(hot, function, rate, || current_parent(py))
+    decide_under(hot, local, function, rate, || current_parent(py, local))
 }
 
 /// [`decide`] with the parent found by `find_parent` (called only when the sampler may sample):
@@ -89,6 +95,7 @@ pub(crate) fn decide(
 #[inline]
 pub(crate) fn decide_under(
     hot: &HotState,
+    local: &PerThread,
     function: FunctionId,
     rate: &FunctionRate,
     find_parent: impl FnOnce() -> Option<ParentSpan>,
@@ -103,7 +110,7 @@ pub(crate) fn decide_under(
     let trace_id = match parent {
         // Trace id 0: the parent is an always_off call, which belongs to no trace.
         Some(parent) if parent.trace_id != 0 => parent.trace_id,
-        _ => ids::trace_id(),
+        _ => local.ids.trace_id(),
     };
     if hot.decide(
         rule,
@@ -136,18 +143,19 @@ pub(crate) struct Caller {
 pub(crate) fn read_caller(
     py: Python<'_>,
     hot: &HotState,
+    local: &PerThread,
     frame: Option<CallerFrame<'_>>,
 ) -> Caller {
     let omitted = hot.omitted();
     let registry = registry::global();
-    let site = caller_site(py, hot, frame.as_ref());
+    let site = caller_site(py, hot, local, frame.as_ref());
     let instance = match frame {
-        Some(frame) if hot.instance() => caller::instance_of(py, &frame, registry),
+        Some(frame) if hot.instance() => caller::instance_of(py, &frame, registry, local),
         _ => 0,
     };
     let depth = hot.stack_depth();
     let stack = match frame {
-        Some(frame) if depth > 0 => caller::outer_stack(py, &frame, registry, depth),
+        Some(frame) if depth > 0 => caller::outer_stack(py, &frame, registry, local, depth),
         _ => None,
     };
     // Last: a thread's first look-up runs `threading`'s Python code (the frame is not read
@@ -155,7 +163,7 @@ pub(crate) fn read_caller(
     let thread = if omitted & Capture::THREAD != 0 {
         0
     } else {
-        thread::current_key(py, registry)
+        thread::current_key(py, registry, local)
     };
     Caller {
         site,
@@ -172,14 +180,19 @@ pub(crate) fn read_caller(
 pub(crate) fn caller_site(
     py: Python<'_>,
     hot: &HotState,
+    local: &PerThread,
     frame: Option<&CallerFrame<'_>>,
 ) -> CallerSite {
     let omitted = hot.omitted();
     let frame_bits = Capture::FUNCTION | Capture::FILE | Capture::LINE | Capture::CLASS;
     match frame {
-        Some(frame) if omitted & frame_bits != frame_bits => {
-            caller::site_of(py, frame, registry::global(), omitted & Capture::CLASS == 0)
-        }
+        Some(frame) if omitted & frame_bits != frame_bits => caller::site_of(
+            py,
+            frame,
+            registry::global(),
+            local,
+            omitted & Capture::CLASS == 0,
+        ),
         _ => CallerSite::default(),
     }
 }
@@ -285,9 +298,11 @@ pub(crate) struct OpenSpan {
 }
 
 impl OpenSpan {
-    /// Step 3a: a new span of `function` in `trace_id` under `parent`, called by `caller`.
+    /// Step 3a: a new span of `function` in `trace_id` under `parent`, called by `caller`, its
+    /// id drawn from this thread's generator (`local`).
     #[inline]
     pub(crate) fn new(
+        local: &PerThread,
         trace_id: u128,
         parent: Option<ParentSpan>,
         function: FunctionId,
@@ -295,7 +310,7 @@ impl OpenSpan {
     ) -> OpenSpan {
         OpenSpan {
             trace_id,
-            span_id: ids::span_id(),
+            span_id: local.ids.span_id(),
             parent,
             function,
             caller,
@@ -329,7 +344,8 @@ impl OpenSpan {
 }
 
 /// A span made current by [`enter`]; [`Active::exit`] makes it not current again. Dropped
-/// without `exit` (an unwind), it still pops the thread's context stack.
+/// without `exit` (an unwind, a profiled call abandoned at stop), it still pops the thread's
+/// context stack.
 #[must_use]
 pub(crate) struct Active {
     otel_token: Option<Py<PyAny>>,
@@ -341,8 +357,14 @@ pub(crate) struct Active {
 /// may leave the thread with the context), and, for a sampled span under
 /// `CALLSPAN_OTEL_CONTEXT`, as the current OpenTelemetry span.
 #[inline]
-pub(crate) fn enter(py: Python<'_>, hot: &HotState, span: ParentSpan, publish: bool) -> Active {
-    context::push(span);
+pub(crate) fn enter(
+    py: Python<'_>,
+    hot: &HotState,
+    local: &PerThread,
+    span: ParentSpan,
+    publish: bool,
+) -> Active {
+    local.context.push(span);
     let task_token = if publish {
         task_context::publish(py, span).ok().map(Bound::unbind)
     } else {
@@ -360,9 +382,9 @@ pub(crate) fn enter(py: Python<'_>, hot: &HotState, span: ParentSpan, publish: b
 }
 
 impl Active {
-    /// Undoes [`enter`], keeping an exception the span's code raised.
+    /// Undoes [`enter`] on this thread (`local`), keeping an exception the span's code raised.
     #[inline]
-    pub(crate) fn exit(mut self, py: Python<'_>) {
+    pub(crate) fn exit(mut self, py: Python<'_>, local: &PerThread) {
         let otel_token = self.otel_token.take();
         let task_token = self.task_token.take();
         if otel_token.is_some() || task_token.is_some() {
@@ -375,7 +397,9 @@ impl Active {
                 }
             });
         }
-        // Drop pops the context stack.
+        local.context.pop();
+        // Popped: the drop would pop again (both tokens are taken, nothing is leaked).
+        std::mem::forget(self);
     }
 }
 
@@ -408,6 +432,7 @@ fn keeping_error(py: Python<'_>, f: impl FnOnce()) {
 pub(crate) fn finish(
     py: Python<'_>,
     hot: &HotState,
+    local: &PerThread,
     span: OpenSpan,
     end_unix_ns: u64,
     error_class: ClassId,
@@ -439,7 +464,7 @@ pub(crate) fn finish(
     if !kept {
         stats::count_below_min_duration();
     } else {
-        pipeline::global().submit(SpanRecord {
+        let record = SpanRecord {
             trace_id: span.trace_id,
             span_id: span.span_id,
             parent_span_id: span.parent.map_or(0, |p| p.span_id),
@@ -453,7 +478,8 @@ pub(crate) fn finish(
             omitted: span.caller.omitted,
             instance: span.caller.instance,
             stack: span.caller.stack.map(Box::new),
-        });
+        };
+        pipeline::global().submit(record, &local.counts);
     }
     if callspan_otlp::diagnostic::pending() {
         diagnostics::forward(py);

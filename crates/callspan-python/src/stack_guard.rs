@@ -8,18 +8,12 @@
 //! thread's stack bounds, read once per thread with `pthread_getattr_np`: a few instructions per
 //! call. Where the bounds cannot be read the check is off (never refuses).
 
+use callspan_core::per_thread::PerThread;
 use pyo3::ffi;
-use std::cell::Cell;
 
 /// What must stay free below a traced call: room for the wrapped function and the C code it
 /// calls before the next traced call checks again. A quarter of the stack for small stacks.
 const MARGIN_BYTES: usize = 256 * 1024;
-
-thread_local! {
-    /// Lowest stack address a traced call may start at; `usize::MAX`: not read yet on this
-    /// thread; 0: unknown (never refuse).
-    static LIMIT: Cell<usize> = const { Cell::new(usize::MAX) };
-}
 
 /// The current stack pointer, near enough: the address of a local.
 #[inline(always)]
@@ -28,27 +22,28 @@ fn stack_pointer() -> usize {
     std::hint::black_box(&marker) as *const u8 as usize
 }
 
-/// Whether a traced call may start here; if not, `RecursionError` is set.
+/// Whether a traced call may start here; if not, `RecursionError` is set. The limit is
+/// `local.stack_limit` (read once per thread).
 ///
 /// # Safety
 /// The GIL is held (to set the exception).
 #[inline(always)]
-pub(crate) unsafe fn enough_stack() -> bool {
+pub(crate) unsafe fn enough_stack(local: &PerThread) -> bool {
     let here = stack_pointer();
-    if here > LIMIT.with(Cell::get) {
+    if here > local.stack_limit.get() {
         return true;
     }
     // SAFETY: the caller's contract.
-    unsafe { slow_check(here) }
+    unsafe { slow_check(local, here) }
 }
 
 #[cold]
 #[inline(never)]
-unsafe fn slow_check(here: usize) -> bool {
-    let mut limit = LIMIT.with(Cell::get);
+unsafe fn slow_check(local: &PerThread, here: usize) -> bool {
+    let mut limit = local.stack_limit.get();
     if limit == usize::MAX {
         limit = read_limit();
-        LIMIT.with(|l| l.set(limit));
+        local.stack_limit.set(limit);
         if here > limit {
             return true;
         }

@@ -15,6 +15,7 @@ use crate::exception;
 use crate::span::{self, CountedCall, Decision, OpenSpan};
 use callspan_core::context::ParentSpan;
 use callspan_core::hot;
+use callspan_core::per_thread;
 use callspan_core::record::{ClassId, ExceptionInfo};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyGeneratorExit, PyStopAsyncIteration, PyStopIteration};
@@ -82,7 +83,9 @@ fn end(
     };
     if let Some(open) = open {
         let now = callspan_core::clock::now_unix_ns();
-        span::finish(py, hot::state(), open, now, error_class, error);
+        per_thread::with(|local| {
+            span::finish(py, hot::state(), local, open, now, error_class, error)
+        });
     } else if let Some(counted) = counted {
         counted.finish(error_class);
     }
@@ -170,9 +173,13 @@ fn step<'py>(
         }
         (s.current, s.publish_in_context)
     };
-    let active = span::enter(py, hot::state(), current, publish);
+    // SAFETY: used on this thread, during this step only.
+    let Some(local) = (unsafe { per_thread::current() }) else {
+        return call();
+    };
+    let active = span::enter(py, hot::state(), local, current, publish);
     let result = call();
-    active.exit(py);
+    active.exit(py, local);
     if let Err(err) = &result {
         match classify(err, py) {
             Outcome::Continue => {}

@@ -6,27 +6,23 @@
 //! process's main thread), so the cache is keyed by fork epoch too.
 
 use callspan_core::fork;
+use callspan_core::per_thread::PerThread;
 use callspan_core::record::ThreadKey;
 use callspan_core::registry::{intern, Registry, ThreadInfo};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use std::cell::Cell;
 
-thread_local! {
-    /// (fork epoch + 1, key); 0 epoch means "not looked up yet".
-    static CURRENT: Cell<(u64, ThreadKey)> = const { Cell::new((0, 0)) };
-}
-
-/// The registry key of the calling thread.
+/// The registry key of the calling thread (`local` is its state: the key is cached in
+/// `local.thread_key` as (fork epoch + 1, key)).
 #[inline]
-pub(crate) fn current_key(py: Python<'_>, registry: &Registry) -> ThreadKey {
+pub(crate) fn current_key(py: Python<'_>, registry: &Registry, local: &PerThread) -> ThreadKey {
     let epoch = fork::epoch() + 1;
-    let (cached_epoch, key) = CURRENT.with(Cell::get);
+    let (cached_epoch, key) = local.thread_key.get();
     if cached_epoch == epoch {
         return key;
     }
     let key = register(py, registry);
-    CURRENT.with(|c| c.set((epoch, key)));
+    local.thread_key.set((epoch, key));
     key
 }
 

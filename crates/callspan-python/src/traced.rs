@@ -18,6 +18,7 @@ use crate::thread_exit::{self, no_unwind};
 use crate::{exception, python_frame, stack_guard};
 use callspan_core::clock::now_unix_ns;
 use callspan_core::hot::{self, FunctionRate, Mode};
+use callspan_core::per_thread::{self, PerThread};
 use callspan_core::record::FunctionId;
 use callspan_core::registry;
 use pyo3::ffi;
@@ -55,27 +56,33 @@ extern "C" {
 
 static TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
 
-/// What [`begin`] decided for one call, before the call into Python.
+/// What [`begin`] decided for one call, before the call into Python; `'t` is the life of the
+/// call's thread state ([`PerThread`], looked up once per call).
 ///
 /// Everything that lives across the call into Python is in here without a destructor
 /// (`ManuallyDrop`), so that [`traced_vectorcall`] is a plain old frame at that call and a
 /// thread ended by `pthread_exit` passes through it (see `thread_exit.rs`).
-enum Begun {
+enum Begun<'t> {
     /// An exception is set; return NULL.
     Failed,
-    /// Call `func` untraced (callspan disabled).
+    /// Call `func` untraced (callspan disabled, or the thread's state is gone: thread exit).
     Untraced(*mut ffi::PyObject),
     /// An unsampled call: its context entry is current; exit it after (and count it, when calls
     /// are counted).
     Unsampled(
         *mut ffi::PyObject,
+        &'t PerThread,
         ManuallyDrop<Active>,
         Option<CountedCall>,
     ),
     /// A coroutine or generator function: create the object, then wrap it.
-    Stepped(*mut ffi::PyObject, Decision),
+    Stepped(*mut ffi::PyObject, &'t PerThread, Decision),
     /// A sampled plain call: its span is current; finish it after.
-    Sampled(*mut ffi::PyObject, ManuallyDrop<(OpenSpan, Active)>),
+    Sampled(
+        *mut ffi::PyObject,
+        &'t PerThread,
+        ManuallyDrop<(OpenSpan, Active)>,
+    ),
 }
 
 /// The hot path: one call of a traced function.
@@ -97,13 +104,13 @@ unsafe extern "C-unwind" fn traced_vectorcall(
         Begun::Failed => ptr::null_mut(),
         // SAFETY: GIL held; forwarding our caller's arguments unchanged.
         Begun::Untraced(func) => unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) },
-        Begun::Unsampled(func, active, counted) => {
+        Begun::Unsampled(func, local, active, counted) => {
             // SAFETY: GIL held; forwarding our caller's arguments unchanged.
             let result = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
             no_unwind(|| {
                 // SAFETY: the GIL is held for the whole call.
                 let py = unsafe { Python::assume_attached() };
-                ManuallyDrop::into_inner(active).exit(py);
+                ManuallyDrop::into_inner(active).exit(py, local);
                 if let Some(counted) = counted {
                     let error = if result.is_null() {
                         span::raised_class(py, hot::state())
@@ -115,13 +122,13 @@ unsafe extern "C-unwind" fn traced_vectorcall(
             });
             result
         }
-        Begun::Stepped(func, decision) => {
+        Begun::Stepped(func, local, decision) => {
             // SAFETY: GIL held; forwarding our caller's arguments unchanged.
             let created = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
             // SAFETY: GIL held; `created` is the creating call's result.
-            no_unwind(|| unsafe { wrap_stepped(this, decision, created) })
+            no_unwind(|| unsafe { wrap_stepped(this, local, decision, created) })
         }
-        Begun::Sampled(func, call) => {
+        Begun::Sampled(func, local, call) => {
             // SAFETY: GIL held; forwarding our caller's arguments unchanged.
             let result = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
             let end_unix_ns = now_unix_ns();
@@ -129,14 +136,14 @@ unsafe extern "C-unwind" fn traced_vectorcall(
                 // SAFETY: the GIL is held for the whole call.
                 let py = unsafe { Python::assume_attached() };
                 let (open, active) = ManuallyDrop::into_inner(call);
-                active.exit(py);
+                active.exit(py, local);
                 let hot = hot::state();
                 let error_class = if result.is_null() {
                     span::raised_class(py, hot)
                 } else {
                     0
                 };
-                span::finish(py, hot, open, end_unix_ns, error_class, || {
+                span::finish(py, hot, local, open, end_unix_ns, error_class, || {
                     result.is_null().then(|| exception::capture_current(py))
                 });
             });
@@ -150,7 +157,7 @@ unsafe extern "C-unwind" fn traced_vectorcall(
 /// # Safety
 /// The GIL is held; `this` is a live instance.
 #[inline(always)]
-unsafe fn begin(this: &TracedObject) -> Begun {
+unsafe fn begin<'t>(this: &TracedObject) -> Begun<'t> {
     let func = this.func;
     if func.is_null() {
         // SAFETY: GIL held; sets a TypeError and signals it by returning NULL.
@@ -162,9 +169,14 @@ unsafe fn begin(this: &TracedObject) -> Begun {
         }
         return Begun::Failed;
     }
+    // This thread's state, for the whole call (the call ends before the thread can).
+    // SAFETY: used on this thread, during this call only.
+    let Some(local) = (unsafe { per_thread::current::<'t>() }) else {
+        return Begun::Untraced(func);
+    };
     // RecursionError instead of a C stack overflow (stack_guard.rs).
     // SAFETY: GIL held.
-    if !unsafe { stack_guard::enough_stack() } {
+    if !unsafe { stack_guard::enough_stack(local) } {
         return Begun::Failed;
     }
     let hot = hot::state();
@@ -179,30 +191,33 @@ unsafe fn begin(this: &TracedObject) -> Begun {
             }
         }
     }
-    callspan_core::stats::count_started();
+    local.counts.started();
     // SAFETY: the GIL is held for the whole call.
     let py = unsafe { Python::assume_attached() };
-    let decision = span::decide(py, hot, this.function_id, &this.rate);
+    let decision = span::decide(py, hot, local, this.function_id, &this.rate);
     if Kind::from_u8(this.kind) != Kind::Plain {
-        return Begun::Stepped(func, decision);
+        return Begun::Stepped(func, local, decision);
     }
     match decision {
         Decision::Unsampled { trace_id } => {
             let counted = hot.counting().then(|| {
                 // SAFETY: GIL held; the frame current now is our caller's.
                 let frame = unsafe { python_frame::caller_frame(py) };
-                CountedCall::starting(this.function_id, span::caller_site(py, hot, frame.as_ref()))
+                let site = span::caller_site(py, hot, local, frame.as_ref());
+                CountedCall::starting(this.function_id, site)
             });
-            let active = span::enter(py, hot, Decision::unsampled_marker(trace_id), false);
-            Begun::Unsampled(func, ManuallyDrop::new(active), counted)
+            let marker = Decision::unsampled_marker(trace_id);
+            let active = span::enter(py, hot, local, marker, false);
+            Begun::Unsampled(func, local, ManuallyDrop::new(active), counted)
         }
         Decision::Sampled { trace_id, parent } => {
             // SAFETY: GIL held; the frame current now is our caller's (no frame of ours exists).
-            let caller = span::read_caller(py, hot, unsafe { python_frame::caller_frame(py) });
-            let mut open = OpenSpan::new(trace_id, parent, this.function_id, caller);
-            let active = span::enter(py, hot, open.as_parent(), false);
+            let frame = unsafe { python_frame::caller_frame(py) };
+            let caller = span::read_caller(py, hot, local, frame);
+            let mut open = OpenSpan::new(local, trace_id, parent, this.function_id, caller);
+            let active = span::enter(py, hot, local, open.as_parent(), false);
             open.start_clock();
-            Begun::Sampled(func, ManuallyDrop::new((open, active)))
+            Begun::Sampled(func, local, ManuallyDrop::new((open, active)))
         }
     }
 }
@@ -217,6 +232,7 @@ unsafe fn begin(this: &TracedObject) -> Begun {
 #[cold]
 unsafe fn wrap_stepped(
     this: &TracedObject,
+    local: &PerThread,
     decision: Decision,
     created: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
@@ -232,15 +248,21 @@ unsafe fn wrap_stepped(
         Decision::Unsampled { .. } if hot.counting() => {
             let counted = CountedCall::not_started(
                 this.function_id,
-                span::caller_site(py, hot, frame.as_ref()),
+                span::caller_site(py, hot, local, frame.as_ref()),
             );
             (None, Some(counted))
         }
         Decision::Unsampled { .. } => (None, None),
         Decision::Sampled { trace_id, parent } => {
-            let caller = span::read_caller(py, hot, frame);
+            let caller = span::read_caller(py, hot, local, frame);
             (
-                Some(OpenSpan::new(trace_id, parent, this.function_id, caller)),
+                Some(OpenSpan::new(
+                    local,
+                    trace_id,
+                    parent,
+                    this.function_id,
+                    caller,
+                )),
                 None,
             )
         }
