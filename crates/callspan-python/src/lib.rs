@@ -1,8 +1,8 @@
 //! The PyO3 binding: converts between Python objects and callspan's Rust core, nothing more.
 //!
 //! `span` is the span lifecycle every entry point shares (decide, caller, start, finish);
-//! `traced` is the decorator's C-level callable and `steps` its coroutine and generator
-//! wrappers; `hook` is profile mode (`hook_monitoring` on 3.12+, `hook_profile` before); `caller`, `python_frame`, `thread`, `exception`, `task_context` and `otel` read
+//! `traced` is the decorator's C-level callable and `steps` the spans of its coroutine and
+//! generator wrappers (`step_types`); `hook` is profile mode (`hook_monitoring` on 3.12+, `hook_profile` before); `caller`, `python_frame`, `thread`, `exception`, `task_context` and `otel` read
 //! interpreter state for them; `diagnostics` forwards the exporter's warnings to
 //! Python `logging`. The functions below are the private `callspan._callspan` module that
 //! `python/callspan/__init__.py` wraps; `_callspan.pyi` documents them.
@@ -20,6 +20,7 @@ mod otel;
 mod python_frame;
 mod span;
 mod stack_guard;
+mod step_types;
 mod steps;
 mod task_context;
 mod thread;
@@ -344,7 +345,7 @@ fn _callspan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     callspan_otlp::diagnostic::install();
     caller::check_frame_layout(m.py());
     m.add("TracedFunction", traced::create_type(m.py())?)?;
-    steps::register_abcs(m)?;
+    step_types::register(m)?;
     m.add("__version__", callspan_otlp::VERSION)?;
     m.add_function(wrap_pyfunction!(make_traced, m)?)?;
     m.add_function(wrap_pyfunction!(wrapped, m)?)?;

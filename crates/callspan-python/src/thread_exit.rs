@@ -24,8 +24,11 @@
 //! destructor across it (`ManuallyDrop` for what must live across, explicit undo instead of
 //! drop guards). Its Rust work before and after the call runs inside [`no_unwind`], so a Rust
 //! panic there still aborts instead of unwinding into CPython.
-//! PyO3's own `#[pymethods]` trampolines are `extern "C"`: entry points made with them (the
-//! generator and coroutine wrappers' steps) still abort when their thread is ended this way.
+//! The same holds for the steps of the generator, coroutine and async generator wrappers
+//! (`step_types.rs`): their slots and methods are C functions of the same kind, which resume
+//! the wrapped object through [`call_method`], [`iternext`] and [`send`]. PyO3's own
+//! `#[pymethods]` trampolines are `extern "C"`, so no entry point that calls user code may be
+//! one.
 
 use pyo3::ffi;
 
@@ -61,6 +64,68 @@ extern "C-unwind" {
         nargs: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject;
+}
+
+// Declared by pyo3-ffi with the "C" ABI; the same functions, unwinding.
+extern "C-unwind" {
+    #[link_name = "PyObject_VectorcallMethod"]
+    fn py_object_vectorcall_method(
+        name: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargsf: usize,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject;
+    #[cfg(Py_3_10)]
+    #[link_name = "PyIter_Send"]
+    fn py_iter_send(
+        iter: *mut ffi::PyObject,
+        arg: *mut ffi::PyObject,
+        presult: *mut *mut ffi::PyObject,
+    ) -> ffi::PySendResult;
+}
+
+/// `args[0].name(*args[1..])` (`PyObject_VectorcallMethod`) through a "C-unwind" declaration.
+///
+/// # Safety
+/// The GIL is held; `name` is a str and `args` holds at least the receiver, all valid.
+#[inline(always)]
+pub(crate) unsafe fn call_method(
+    name: *mut ffi::PyObject,
+    args: &[*mut ffi::PyObject],
+) -> *mut ffi::PyObject {
+    // SAFETY: the caller's contract.
+    unsafe { py_object_vectorcall_method(name, args.as_ptr(), args.len(), std::ptr::null_mut()) }
+}
+
+/// The `tp_iternext` of `iter`'s type, called as "C-unwind" (None: the type has none).
+///
+/// # Safety
+/// The GIL is held; `iter` is a live object.
+#[inline(always)]
+pub(crate) unsafe fn iternext(iter: *mut ffi::PyObject) -> Option<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract; "C" and "C-unwind" share the calling convention (see
+    // `as_slot`), and the slot is a C function that may let a forced unwind through.
+    unsafe {
+        let next = (*ffi::Py_TYPE(iter)).tp_iternext?;
+        let next: unsafe extern "C-unwind" fn(*mut ffi::PyObject) -> *mut ffi::PyObject =
+            std::mem::transmute::<ffi::iternextfunc, _>(next);
+        Some(next(iter))
+    }
+}
+
+/// `PyIter_Send(iter, arg, presult)` through a "C-unwind" declaration (3.10+).
+///
+/// # Safety
+/// The GIL is held; `iter` and `arg` are live objects.
+#[cfg(Py_3_10)]
+#[inline(always)]
+pub(crate) unsafe fn send(
+    iter: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+    presult: *mut *mut ffi::PyObject,
+) -> ffi::PySendResult {
+    // SAFETY: the caller's contract.
+    unsafe { py_iter_send(iter, arg, presult) }
 }
 
 /// `PyObject_Vectorcall(callable, args, nargsf, kwnames)` through "C-unwind" declarations.
