@@ -66,22 +66,32 @@ extern "C-unwind" {
     ) -> *mut ffi::PyObject;
 }
 
-// Declared by pyo3-ffi with the "C" ABI; the same functions, unwinding.
-extern "C-unwind" {
-    #[link_name = "PyObject_VectorcallMethod"]
-    fn py_object_vectorcall_method(
-        name: *mut ffi::PyObject,
-        args: *const *mut ffi::PyObject,
-        nargsf: usize,
-        kwnames: *mut ffi::PyObject,
-    ) -> *mut ffi::PyObject;
-    #[cfg(Py_3_10)]
-    #[link_name = "PyIter_Send"]
-    fn py_iter_send(
-        iter: *mut ffi::PyObject,
-        arg: *mut ffi::PyObject,
-        presult: *mut *mut ffi::PyObject,
-    ) -> ffi::PySendResult;
+/// `PyObject_VectorcallMethod` with the unwinding ABI.
+type UnwindingVectorcallMethod = unsafe extern "C-unwind" fn(
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    usize,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
+
+/// `PyIter_Send` with the unwinding ABI.
+#[cfg(Py_3_10)]
+type UnwindingSend = unsafe extern "C-unwind" fn(
+    *mut ffi::PyObject,
+    *mut ffi::PyObject,
+    *mut *mut ffi::PyObject,
+) -> ffi::PySendResult;
+
+/// `f`, called through a pointer the optimizer cannot see through.
+///
+/// Why not a second `extern "C-unwind"` declaration, as for `PyObject_Vectorcall` above: PyO3
+/// itself calls `PyObject_VectorcallMethod` (and may call `PyIter_Send`) through its "C"
+/// declarations, and under LTO the two declarations of one symbol become one, `nounwind`. The
+/// call site is then left out of the frame's unwind table and the forced unwind aborts there
+/// (seen on 3.9, where asyncio steps a coroutine with `send`).
+#[inline(always)]
+fn opaque<F: Copy>(f: F) -> F {
+    std::hint::black_box(f)
 }
 
 /// `args[0].name(*args[1..])` (`PyObject_VectorcallMethod`) through a "C-unwind" declaration.
@@ -93,8 +103,20 @@ pub(crate) unsafe fn call_method(
     name: *mut ffi::PyObject,
     args: &[*mut ffi::PyObject],
 ) -> *mut ffi::PyObject {
+    // SAFETY: "C" and "C-unwind" share the calling convention (see `as_slot`).
+    let call = unsafe {
+        std::mem::transmute::<
+            unsafe extern "C" fn(
+                *mut ffi::PyObject,
+                *const *mut ffi::PyObject,
+                usize,
+                *mut ffi::PyObject,
+            ) -> *mut ffi::PyObject,
+            UnwindingVectorcallMethod,
+        >(opaque(ffi::PyObject_VectorcallMethod))
+    };
     // SAFETY: the caller's contract.
-    unsafe { py_object_vectorcall_method(name, args.as_ptr(), args.len(), std::ptr::null_mut()) }
+    unsafe { call(name, args.as_ptr(), args.len(), std::ptr::null_mut()) }
 }
 
 /// The `tp_iternext` of `iter`'s type, called as "C-unwind" (None: the type has none).
@@ -124,8 +146,19 @@ pub(crate) unsafe fn send(
     arg: *mut ffi::PyObject,
     presult: *mut *mut ffi::PyObject,
 ) -> ffi::PySendResult {
+    // SAFETY: "C" and "C-unwind" share the calling convention (see `as_slot`).
+    let send = unsafe {
+        std::mem::transmute::<
+            unsafe extern "C" fn(
+                *mut ffi::PyObject,
+                *mut ffi::PyObject,
+                *mut *mut ffi::PyObject,
+            ) -> ffi::PySendResult,
+            UnwindingSend,
+        >(opaque(ffi::PyIter_Send))
+    };
     // SAFETY: the caller's contract.
-    unsafe { py_iter_send(iter, arg, presult) }
+    unsafe { send(iter, arg, presult) }
 }
 
 /// `PyObject_Vectorcall(callable, args, nargsf, kwnames)` through "C-unwind" declarations.
