@@ -125,6 +125,11 @@ def edges() -> list[dict[str, Any]]:
     duration bucket, upper bounds ``EDGE_BUCKET_BOUNDS_NS``) and ``exemplars`` (``(trace_id,
     span_id)`` hex pairs of sampled calls)."""
 
+def registry_sizes() -> dict[str, int]:
+    """How many entries the registry holds: ``functions``, ``codes``, ``classes`` (one per
+    distinct name, kept for the life of the process), ``live_keys`` (addresses of live code
+    objects and classes it knows) and ``watched`` (those objects, watched by weak reference)."""
+
 EDGE_BUCKET_BOUNDS_NS: list[int]
 """Upper bounds (inclusive, nanoseconds) of the edge duration histogram; one more bucket above."""
 

@@ -1,11 +1,12 @@
 //! The caller of a traced call: which code, which line, which class — as registry ids.
 //!
 //! Code objects and classes are interned on first sight (strings copied while the GIL is held)
-//! and kept alive for the life of the process, so that their addresses, used as keys, can never
-//! be reused by another object. Nothing here runs user code: names come from code objects,
+//! and watched weakly (`watched`): when one dies its address is forgotten, so that an address
+//! reused by another object is never taken for the old one. Nothing here runs user code: names come from code objects,
 //! frame globals and type slots, never from `getattr` on user objects.
 
 use crate::python_frame::{self, CallerFrame};
+use crate::watched;
 use callspan_core::record::{CallerSite, ClassId, CodeId};
 use callspan_core::registry::{intern, CodeInfo, Registry};
 use pyo3::ffi;
@@ -23,13 +24,42 @@ struct SiteEntry {
     has_self: bool,
 }
 
-/// Direct-mapped per-thread caches. Keys are addresses of code objects and classes that the
-/// registry keeps alive forever, so an address can never come to mean another object; a
-/// collision merely evicts. `(code, lasti) → line` is a pure function, which is what makes
+/// Direct-mapped per-thread caches. Keys are addresses of live code objects and classes; the
+/// caches are emptied when the [`watched::epoch`] they were filled in has passed (a watched
+/// object died, so an address may have come to mean another object); a collision merely evicts. `(code, lasti) → line` is a pure function, which is what makes
 /// caching the line number exact (decoding the line table is the dearest step otherwise).
 struct Caches {
     sites: [SiteEntry; SITE_SLOTS],
     classes: [(usize, ClassId); CLASS_SLOTS],
+    /// The [`watched::epoch`] the entries were filled in.
+    epoch: u32,
+}
+
+const EMPTY_SITE: SiteEntry = SiteEntry {
+    code: 0,
+    lasti: 0,
+    code_id: 0,
+    line: 0,
+    has_self: false,
+};
+
+impl Caches {
+    /// The caches, emptied first if an address they hold may mean another object now.
+    #[inline]
+    fn current(&mut self) -> &mut Caches {
+        let epoch = watched::epoch();
+        if self.epoch != epoch {
+            self.empty(epoch);
+        }
+        self
+    }
+
+    #[cold]
+    fn empty(&mut self, epoch: u32) {
+        self.sites = [EMPTY_SITE; SITE_SLOTS];
+        self.classes = [(0, 0); CLASS_SLOTS];
+        self.epoch = epoch;
+    }
 }
 
 const SITE_SLOTS: usize = 1024;
@@ -38,8 +68,9 @@ const CLASS_SLOTS: usize = 128;
 thread_local! {
     static CACHES: std::cell::UnsafeCell<Caches> = const {
         std::cell::UnsafeCell::new(Caches {
-            sites: [SiteEntry { code: 0, lasti: 0, code_id: 0, line: 0, has_self: false }; SITE_SLOTS],
+            sites: [EMPTY_SITE; SITE_SLOTS],
             classes: [(0, 0); CLASS_SLOTS],
+            epoch: 0,
         })
     };
 }
@@ -163,7 +194,7 @@ fn site_entry(py: Python<'_>, frame: &CallerFrame<'_>, registry: &Registry) -> S
     // SAFETY: the cache is this thread's own and no reference to it outlives this function
     // (registering below may run Python code, which never re-enters this function on this
     // thread before we are done: nothing here is reachable from Python).
-    let entry = CACHES.with(|c| unsafe { (*c.get()).sites[slot] });
+    let entry = CACHES.with(|c| unsafe { (*c.get()).current().sites[slot] });
     if entry.code == code && entry.lasti == lasti && code != 0 {
         return entry;
     }
@@ -204,8 +235,8 @@ fn register_code(py: Python<'_>, frame: &CallerFrame, registry: &Registry) -> Co
     register_code_object(code, info, registry)
 }
 
-/// Interns `code` under its address with `info` and keeps it alive for the process lifetime
-/// (its address is the key). Returns the existing id if it was interned before.
+/// Interns `code` under its address with `info`, watching it so that the address is forgotten
+/// when it dies. Returns the existing id if it was interned before.
 pub(crate) fn register_code_object(
     code: Bound<'_, PyAny>,
     info: CodeInfo,
@@ -216,7 +247,7 @@ pub(crate) fn register_code_object(
         return id;
     }
     let id = registry.add_code(key, info);
-    std::mem::forget(code.unbind());
+    watched::watch(&code);
     id
 }
 
@@ -257,7 +288,7 @@ pub(crate) unsafe fn class_of_type(
     let key = tp as usize;
     let slot = class_slot(key);
     // SAFETY: this thread's own cache; see `current_site`.
-    let (cached_key, cached_id) = CACHES.with(|c| unsafe { (*c.get()).classes[slot] });
+    let (cached_key, cached_id) = CACHES.with(|c| unsafe { (*c.get()).current().classes[slot] });
     if cached_key == key {
         return cached_id;
     }
@@ -278,8 +309,8 @@ fn register_class(py: Python<'_>, tp: *mut ffi::PyTypeObject, registry: &Registr
     let ty = ty.cast_into::<PyType>().expect("a type object");
     let name = class_name(&ty);
     let id = registry.add_class(key, intern(&name));
-    // Keep the class alive forever: its address is the registry key.
-    std::mem::forget(ty.unbind());
+    // Its address is the registry key until it dies.
+    watched::watch(ty.as_any());
     id
 }
 
