@@ -125,6 +125,7 @@ unsafe extern "C" fn forget_key(
 
 fn forget(key: usize) {
     callspan_core::registry::global().forget(key);
+    crate::hook::forget_decorated(key);
     EPOCH.fetch_add(1, Ordering::Relaxed);
     // Dropped after the lock is released: releasing the weak reference is Python work.
     let weak = WATCHED.lock().as_mut().and_then(|m| m.remove(&key));
