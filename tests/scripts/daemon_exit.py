@@ -2,8 +2,9 @@
 
 CPython 3.9-3.13 end a daemon thread that wakes during finalization with ``pthread_exit``; its
 forced unwind crosses callspan's frames of the traced call the thread is in. The process must
-exit 0, like plain Python. ``argv[1]``: ``plain`` (a traced poller that sleeps), ``generator``
-or ``coroutine`` (the poller is a traced generator / coroutine stepping while it sleeps).
+exit 0, like plain Python. ``argv[1]``: ``plain`` (a traced poller that sleeps), ``generator``,
+``coroutine`` or ``async_generator`` (the poller is a traced generator / coroutine / async
+generator stepping while it sleeps).
 Reports how many ``tick`` calls had returned before the main thread started exiting: their
 spans must all arrive.
 """
@@ -55,6 +56,20 @@ async def poll_coroutine(index):
         await asyncio.sleep(0)
 
 
+@callspan.trace
+async def poll_async_generator(index):
+    while True:
+        ticks[index] = tick(ticks[index])
+        time.sleep(0.0005)
+        yield ticks[index]
+
+
+async def consume_async_generator(index):
+    async for count in poll_async_generator(index):
+        if count == TICKS_BEFORE_EXIT:
+            ready.wait()
+
+
 def run(index):
     if MODE == "plain":
         poll(index)
@@ -62,8 +77,10 @@ def run(index):
         for count in poll_generator(index):
             if count == TICKS_BEFORE_EXIT:
                 ready.wait()
-    else:
+    elif MODE == "coroutine":
         asyncio.run(poll_coroutine(index))
+    else:
+        asyncio.run(consume_async_generator(index))
 
 
 for index in range(THREADS):

@@ -42,7 +42,7 @@ pub struct SiteEntry {
 }
 
 impl SiteEntry {
-    const EMPTY: SiteEntry = SiteEntry {
+    pub const EMPTY: SiteEntry = SiteEntry {
         code: 0,
         lasti: 0,
         code_id: 0,
@@ -79,6 +79,9 @@ pub struct PerThread {
     pub sites: [Cell<SiteEntry>; SITE_SLOTS],
     /// The binding's class cache: (type address, registry id), indexed by a hash of the address.
     pub classes: [Cell<(usize, ClassId)>; CLASS_SLOTS],
+    /// The binding's epoch of dead watched objects that `sites` and `classes` were filled in
+    /// (when it has passed, an address in them may mean another object).
+    pub cache_epoch: Cell<u32>,
     /// The binding's OpenTelemetry interop state.
     pub otel: OtelSeen,
 }
@@ -93,6 +96,7 @@ impl PerThread {
             thread_key: Cell::new((0, 0)),
             sites: [const { Cell::new(SiteEntry::EMPTY) }; SITE_SLOTS],
             classes: [const { Cell::new((0, 0)) }; CLASS_SLOTS],
+            cache_epoch: Cell::new(0),
             otel: OtelSeen {
                 context: Cell::new(0),
                 parent: Cell::new(None),

@@ -3,8 +3,16 @@
 //! The hot path sees the same code objects and classes over and over. Like a `tracing` callsite,
 //! each is registered once — its strings copied into Rust while the GIL is held — and referred to
 //! by a small integer id from then on. The exporter thread resolves ids back to strings without
-//! ever touching a Python object. Entries are never removed: the binding keeps the underlying
-//! Python object alive, so a pointer used as a key can never be reused by another object.
+//! ever touching a Python object.
+//!
+//! What an id names is kept for the life of the process (strings, never Python objects), so a
+//! span, edge or exception stack that carries an id can always be resolved, however late, and
+//! nothing it resolves can have been freed. The tables are bounded by the number of distinct
+//! *names*, not objects: an entry is shared by every object that names the same thing (a
+//! function decorated a million times in a loop, a class created again and again under one
+//! name). The keys — the addresses of live code objects and classes — are forgotten when the
+//! object dies ([`Registry::forget`], called by the binding's weak references), so an address
+//! reused by another object is registered afresh and objects are not kept alive.
 
 use crate::record::{ClassId, CodeId, FunctionId, ThreadKey};
 use parking_lot::{Mutex, RwLock};
@@ -82,22 +90,98 @@ pub struct ThreadInfo {
     pub name: Interned,
 }
 
+/// A [`FunctionInfo`] as a hash key: the same description is one entry.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct FunctionKey {
+    span_name: Interned,
+    function_name: Interned,
+    file: Option<Interned>,
+    line: u32,
+    attributes: Vec<(Interned, AttributeKey)>,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum AttributeKey {
+    Str(Interned),
+    Int(i64),
+    /// The bits: two attributes are the same when they encode the same.
+    Float(u64),
+    Bool(bool),
+}
+
+impl From<&FunctionInfo> for FunctionKey {
+    fn from(f: &FunctionInfo) -> Self {
+        let attributes = f
+            .attributes
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    AttributeValue::Str(s) => AttributeKey::Str(s),
+                    AttributeValue::Int(i) => AttributeKey::Int(*i),
+                    AttributeValue::Float(x) => AttributeKey::Float(x.to_bits()),
+                    AttributeValue::Bool(b) => AttributeKey::Bool(*b),
+                };
+                (*k, v)
+            })
+            .collect();
+        FunctionKey {
+            span_name: f.span_name,
+            function_name: f.function_name,
+            file: f.file,
+            line: f.line,
+            attributes,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Tables {
     functions: Vec<FunctionInfo>,
     codes: Vec<CodeInfo>,
     classes: Vec<Interned>,
     threads: Vec<ThreadInfo>,
+    /// Live code objects (callers): address → id.
     code_by_key: HashMap<usize, CodeId>,
-    /// Profiled (profile-hook) callees: code object address → function id.
+    /// Profiled (profile-hook) callees: live code object address → function id.
     function_by_code: HashMap<usize, FunctionId>,
+    /// Live classes: address → id.
     class_by_key: HashMap<usize, ClassId>,
+    /// The entries by what they name: one entry per distinct name.
+    function_by_info: HashMap<FunctionKey, FunctionId>,
+    code_by_info: HashMap<(Interned, Interned), CodeId>,
+    class_by_name: HashMap<Interned, ClassId>,
+}
+
+impl Tables {
+    fn function(&mut self, info: FunctionInfo) -> FunctionId {
+        let key = FunctionKey::from(&info);
+        if let Some(id) = self.function_by_info.get(&key) {
+            return *id;
+        }
+        self.functions.push(info);
+        let id = next_id(self.functions.len() - 1);
+        self.function_by_info.insert(key, id);
+        id
+    }
 }
 
 /// The process-wide intern tables. Ids are 1-based indices; 0 always means "none".
 #[derive(Debug, Default)]
 pub struct Registry {
     tables: RwLock<Tables>,
+}
+
+/// The number of entries of each table ([`Registry::sizes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegistrySizes {
+    /// Distinct traced or profiled functions.
+    pub functions: usize,
+    /// Distinct calling code (name and file).
+    pub codes: usize,
+    /// Distinct class names.
+    pub classes: usize,
+    /// Addresses of live code objects and classes.
+    pub live_keys: usize,
 }
 
 /// A read-only view used by the exporter to resolve a whole batch under one lock.
@@ -140,11 +224,10 @@ impl Registry {
         Self::default()
     }
 
-    /// Registers a traced function; each decoration gets its own id.
+    /// Registers a traced function: decorations that describe it the same (names, file, line,
+    /// attributes) share one id.
     pub fn add_function(&self, info: FunctionInfo) -> FunctionId {
-        let mut t = self.tables.write();
-        t.functions.push(info);
-        next_id(t.functions.len() - 1)
+        self.tables.write().function(info)
     }
 
     /// The function id the profile hook gave the callee code object at `key`, if any.
@@ -153,15 +236,15 @@ impl Registry {
         self.tables.read().function_by_code.get(&key).copied()
     }
 
-    /// Registers the callee code object at `key` (its address, kept alive by the caller) as a
-    /// profiled function; returns the existing id if it was registered before.
+    /// Registers the callee code object at `key` (the address of a live code object, until
+    /// [`Registry::forget`]) as a profiled function; returns the existing id if it was
+    /// registered before.
     pub fn add_code_function(&self, key: usize, info: FunctionInfo) -> FunctionId {
         let mut t = self.tables.write();
         if let Some(id) = t.function_by_code.get(&key) {
             return *id;
         }
-        t.functions.push(info);
-        let id = next_id(t.functions.len() - 1);
+        let id = t.function(info);
         t.function_by_code.insert(key, id);
         id
     }
@@ -179,14 +262,23 @@ impl Registry {
         self.tables.read().code_by_key.get(&key).copied()
     }
 
-    /// Registers the code object identified by `key` (its address, kept alive by the caller).
+    /// Registers the code object identified by `key` (the address of a live code object, until
+    /// [`Registry::forget`]); code objects with the same name and file share one id.
     pub fn add_code(&self, key: usize, info: CodeInfo) -> CodeId {
         let mut t = self.tables.write();
         if let Some(id) = t.code_by_key.get(&key) {
             return *id;
         }
-        t.codes.push(info);
-        let id = next_id(t.codes.len() - 1);
+        let named = (info.function_name, info.file);
+        let id = match t.code_by_info.get(&named) {
+            Some(id) => *id,
+            None => {
+                t.codes.push(info);
+                let id = next_id(t.codes.len() - 1);
+                t.code_by_info.insert(named, id);
+                id
+            }
+        };
         t.code_by_key.insert(key, id);
         id
     }
@@ -197,16 +289,45 @@ impl Registry {
         self.tables.read().class_by_key.get(&key).copied()
     }
 
-    /// Registers the class identified by `key` (its address, kept alive by the caller).
+    /// Registers the class identified by `key` (the address of a live class, until
+    /// [`Registry::forget`]); classes with the same name share one id.
     pub fn add_class(&self, key: usize, name: Interned) -> ClassId {
         let mut t = self.tables.write();
         if let Some(id) = t.class_by_key.get(&key) {
             return *id;
         }
-        t.classes.push(name);
-        let id = next_id(t.classes.len() - 1);
+        let id = match t.class_by_name.get(name) {
+            Some(id) => *id,
+            None => {
+                t.classes.push(name);
+                let id = next_id(t.classes.len() - 1);
+                t.class_by_name.insert(name, id);
+                id
+            }
+        };
         t.class_by_key.insert(key, id);
         id
+    }
+
+    /// Forgets the address `key`: the object registered under it is being freed, so the
+    /// address may come to mean another object. Its ids, and what they name, stay.
+    pub fn forget(&self, key: usize) {
+        let mut t = self.tables.write();
+        t.code_by_key.remove(&key);
+        t.function_by_code.remove(&key);
+        t.class_by_key.remove(&key);
+    }
+
+    /// How many entries the tables hold: functions, codes, classes, live keys (for tests of
+    /// the bound).
+    pub fn sizes(&self) -> RegistrySizes {
+        let t = self.tables.read();
+        RegistrySizes {
+            functions: t.functions.len(),
+            codes: t.codes.len(),
+            classes: t.classes.len(),
+            live_keys: t.code_by_key.len() + t.function_by_code.len() + t.class_by_key.len(),
+        }
     }
 
     /// A consistent view for resolving many ids at once.
@@ -276,6 +397,27 @@ mod tests {
     }
 
     #[test]
+    fn forgotten_addresses_are_registered_afresh_and_ids_keep_their_names() {
+        let r = Registry::new();
+        let a = r.add_class(0x100, intern("m.A"));
+        let f = r.add_code(0x200, code("m.f"));
+        r.forget(0x100);
+        r.forget(0x200);
+        assert_eq!(r.class_id(0x100), None);
+        assert_eq!(r.code_id(0x200), None);
+        // Another class at the same address gets its own name; the old id still resolves.
+        let b = r.add_class(0x100, intern("m.B"));
+        assert_ne!(a, b);
+        assert_eq!(*r.view().class(a).unwrap(), "m.A");
+        assert_eq!(*r.view().class(b).unwrap(), "m.B");
+        // A class created again under the same name shares the entry.
+        assert_eq!(r.add_class(0x300, intern("m.A")), a);
+        assert_eq!(r.add_code(0x400, code("m.f")), f);
+        let sizes = r.sizes();
+        assert_eq!((sizes.classes, sizes.codes, sizes.live_keys), (2, 1, 3));
+    }
+
+    #[test]
     fn zero_means_none() {
         let r = Registry::new();
         let c = r.add_class(1, intern("m.C"));
@@ -297,7 +439,13 @@ mod tests {
             attributes: vec![],
         };
         assert_eq!(r.add_function(f.clone()), 1);
-        assert_eq!(r.add_function(f), 2);
+        let g = FunctionInfo {
+            function_name: intern("m.g"),
+            ..f.clone()
+        };
+        assert_eq!(r.add_function(g), 2);
+        // The same description again (a closure decorated in a loop): the same id.
+        assert_eq!(r.add_function(f), 1);
         assert_eq!(
             r.add_thread(ThreadInfo {
                 id: 7,

@@ -1,11 +1,12 @@
 //! The caller of a traced call: which code, which line, which class — as registry ids.
 //!
 //! Code objects and classes are interned on first sight (strings copied while the GIL is held)
-//! and kept alive for the life of the process, so that their addresses, used as keys, can never
-//! be reused by another object. Nothing here runs user code: names come from code objects,
+//! and watched weakly (`watched`): when one dies its address is forgotten, so that an address
+//! reused by another object is never taken for the old one. Nothing here runs user code: names come from code objects,
 //! frame globals and type slots, never from `getattr` on user objects.
 
 use crate::python_frame::{self, CallerFrame};
+use crate::watched;
 use callspan_core::per_thread::{self, PerThread, SiteEntry};
 use callspan_core::record::{CallerSite, ClassId, CodeId};
 use callspan_core::registry::{intern, CodeInfo, Registry};
@@ -14,12 +15,33 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyType};
 
 // The caches are direct-mapped and per thread (`PerThread::sites`, `PerThread::classes`). Keys
-// are addresses of code objects and classes that the registry keeps alive forever, so an
-// address can never come to mean another object; a collision merely evicts. `(code, lasti) →
-// line` is a pure function, which is what makes caching the line number exact (decoding the
+// are addresses of live code objects and classes; the caches are emptied when the
+// [`watched::epoch`] they were filled in has passed (a watched object died, so an address may
+// have come to mean another object: `fresh_caches`); a collision merely evicts. `(code, lasti)
+// → line` is a pure function, which is what makes caching the line number exact (decoding the
 // line table is the dearest step otherwise).
 const SITE_SLOTS: usize = callspan_core::per_thread::SITE_SLOTS;
 const CLASS_SLOTS: usize = callspan_core::per_thread::CLASS_SLOTS;
+
+/// Empties this thread's caches if an address they hold may mean another object now.
+#[inline]
+fn fresh_caches(local: &PerThread) {
+    let epoch = watched::epoch();
+    if local.cache_epoch.get() != epoch {
+        empty_caches(local, epoch);
+    }
+}
+
+#[cold]
+fn empty_caches(local: &PerThread, epoch: u32) {
+    for slot in &local.sites {
+        slot.set(SiteEntry::EMPTY);
+    }
+    for slot in &local.classes {
+        slot.set((0, 0));
+    }
+    local.cache_epoch.set(epoch);
+}
 
 #[inline]
 fn site_slot(code: usize, lasti: i32) -> usize {
@@ -149,6 +171,7 @@ fn site_entry(
 ) -> SiteEntry {
     let code = frame.code() as usize;
     let lasti = frame.lasti();
+    fresh_caches(local);
     let slot = &local.sites[site_slot(code, lasti)];
     let entry = slot.get();
     if entry.code == code && entry.lasti == lasti && code != 0 {
@@ -208,8 +231,8 @@ fn register_code(py: Python<'_>, frame: &CallerFrame, registry: &Registry) -> Co
     register_code_object(code, info, registry)
 }
 
-/// Interns `code` under its address with `info` and keeps it alive for the process lifetime
-/// (its address is the key). Returns the existing id if it was interned before.
+/// Interns `code` under its address with `info`, watching it so that the address is forgotten
+/// when it dies. Returns the existing id if it was interned before.
 pub(crate) fn register_code_object(
     code: Bound<'_, PyAny>,
     info: CodeInfo,
@@ -220,7 +243,7 @@ pub(crate) fn register_code_object(
         return id;
     }
     let id = registry.add_code(key, info);
-    std::mem::forget(code.unbind());
+    watched::watch(&code);
     id
 }
 
@@ -282,6 +305,7 @@ unsafe fn cached_class_id(
     local: &PerThread,
 ) -> ClassId {
     let key = tp as usize;
+    fresh_caches(local);
     let slot = &local.classes[class_slot(key)];
     let (cached_key, cached_id) = slot.get();
     if cached_key == key {
@@ -303,8 +327,8 @@ fn register_class(py: Python<'_>, tp: *mut ffi::PyTypeObject, registry: &Registr
     let ty = ty.cast_into::<PyType>().expect("a type object");
     let name = class_name(&ty);
     let id = registry.add_class(key, intern(&name));
-    // Keep the class alive forever: its address is the registry key.
-    std::mem::forget(ty.unbind());
+    // Its address is the registry key until it dies.
+    watched::watch(ty.as_any());
     id
 }
 

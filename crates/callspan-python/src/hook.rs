@@ -156,8 +156,8 @@ pub(crate) fn first_local_events(decision: &mut CodeDecision) -> bool {
 /// Code objects the decorator wraps (their spans come from the `TracedFunction`).
 static DECORATED: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
 
-/// Keeps the profile hook off `code`, whose function `@callspan.trace` wraps (the registry keeps
-/// the code object alive, so its address stays its own).
+/// Keeps the profile hook off `code`, whose function `@callspan.trace` wraps (the registry watches
+/// the code object: its address is forgotten here when it dies, [`forget_decorated`]).
 pub(crate) fn exclude_decorated(code: *mut ffi::PyObject) {
     DECORATED
         .lock()
@@ -167,6 +167,13 @@ pub(crate) fn exclude_decorated(code: *mut ffi::PyObject) {
     // SAFETY: GIL held (called from `traced`); the code object is alive.
     if let Some(d) = unsafe { cached(code) } {
         d.profiled = std::ptr::null();
+    }
+}
+
+/// The code object at `code` is being freed (`watched`): its address may mean another one next.
+pub(crate) fn forget_decorated(code: usize) {
+    if let Some(decorated) = DECORATED.lock().as_mut() {
+        decorated.remove(&code);
     }
 }
 
@@ -302,8 +309,8 @@ fn what_to_profile(
                     attributes: Vec::new(),
                 },
             );
-            // The registry keys the function by this address: keep the code object alive.
-            std::mem::forget(code.clone().unbind());
+            // The registry keys the function by this address until the code object dies.
+            crate::watched::watch(&code);
             id
         }
     };

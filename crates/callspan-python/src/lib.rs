@@ -1,9 +1,9 @@
 //! The PyO3 binding: converts between Python objects and callspan's Rust core, nothing more.
 //!
 //! `span` is the span lifecycle every entry point shares (decide, caller, start, finish);
-//! `traced` is the decorator's C-level callable and `steps` its coroutine and generator
-//! wrappers; `hook` is profile mode (`hook_monitoring` on 3.12+, `hook_profile` before); `caller`, `python_frame`, `thread`, `exception`, `task_context` and `otel` read
-//! interpreter state for them; `diagnostics` forwards the exporter's warnings to
+//! `traced` is the decorator's C-level callable and `steps` the spans of its coroutine and
+//! generator wrappers (`step_types`); `hook` is profile mode (`hook_monitoring` on 3.12+, `hook_profile` before); `caller`, `python_frame`, `thread`, `exception`, `task_context` and `otel` read
+//! interpreter state for them (`watched` forgets the addresses of code and classes that die); `diagnostics` forwards the exporter's warnings to
 //! Python `logging`. The functions below are the private `callspan._callspan` module that
 //! `python/callspan/__init__.py` wraps; `_callspan.pyi` documents them.
 
@@ -20,11 +20,13 @@ mod otel;
 mod python_frame;
 mod span;
 mod stack_guard;
+mod step_types;
 mod steps;
 mod task_context;
 mod thread;
 mod thread_exit;
 mod traced;
+mod watched;
 
 use callspan_core::registry::{intern, AttributeValue, CodeInfo, FunctionInfo};
 use callspan_otlp::pipeline;
@@ -333,6 +335,20 @@ fn reset_remote_parent(py: Python<'_>, token: &Bound<'_, PyAny>) -> PyResult<()>
     task_context::reset(py, token)
 }
 
+/// How many entries the registry holds (`functions`, `codes`, `classes`: one per distinct name)
+/// and how many live code objects and classes it knows by address (`live_keys`, `watched`).
+#[pyfunction]
+fn registry_sizes(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let sizes = callspan_core::registry::global().sizes();
+    let d = PyDict::new(py);
+    d.set_item("functions", sizes.functions)?;
+    d.set_item("codes", sizes.codes)?;
+    d.set_item("classes", sizes.classes)?;
+    d.set_item("live_keys", sizes.live_keys)?;
+    d.set_item("watched", watched::count())?;
+    Ok(d)
+}
+
 /// Forwards pending exporter diagnostics to the `callspan` logger now.
 #[pyfunction]
 fn forward_diagnostics(py: Python<'_>) {
@@ -345,7 +361,7 @@ fn _callspan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     callspan_otlp::diagnostic::install();
     caller::check_frame_layout(m.py());
     m.add("TracedFunction", traced::create_type(m.py())?)?;
-    steps::register_abcs(m)?;
+    step_types::register(m)?;
     m.add("__version__", callspan_otlp::VERSION)?;
     m.add_function(wrap_pyfunction!(make_traced, m)?)?;
     m.add_function(wrap_pyfunction!(wrapped, m)?)?;
@@ -364,6 +380,7 @@ fn _callspan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(effective_config, m)?)?;
     m.add_function(wrap_pyfunction!(settings, m)?)?;
     m.add_function(wrap_pyfunction!(forward_diagnostics, m)?)?;
+    m.add_function(wrap_pyfunction!(registry_sizes, m)?)?;
     m.add_function(wrap_pyfunction!(current_span, m)?)?;
     m.add_function(wrap_pyfunction!(set_remote_parent, m)?)?;
     m.add_function(wrap_pyfunction!(reset_remote_parent, m)?)?;

@@ -24,8 +24,11 @@
 //! destructor across it (`ManuallyDrop` for what must live across, explicit undo instead of
 //! drop guards). Its Rust work before and after the call runs inside [`no_unwind`], so a Rust
 //! panic there still aborts instead of unwinding into CPython.
-//! PyO3's own `#[pymethods]` trampolines are `extern "C"`: entry points made with them (the
-//! generator and coroutine wrappers' steps) still abort when their thread is ended this way.
+//! The same holds for the steps of the generator, coroutine and async generator wrappers
+//! (`step_types.rs`): their slots and methods are C functions of the same kind, which resume
+//! the wrapped object through [`call_method`], [`iternext`] and [`send`]. PyO3's own
+//! `#[pymethods]` trampolines are `extern "C"`, so no entry point that calls user code may be
+//! one.
 
 use pyo3::ffi;
 
@@ -61,6 +64,101 @@ extern "C-unwind" {
         nargs: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject;
+}
+
+/// `PyObject_VectorcallMethod` with the unwinding ABI.
+type UnwindingVectorcallMethod = unsafe extern "C-unwind" fn(
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    usize,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
+
+/// `PyIter_Send` with the unwinding ABI.
+#[cfg(Py_3_10)]
+type UnwindingSend = unsafe extern "C-unwind" fn(
+    *mut ffi::PyObject,
+    *mut ffi::PyObject,
+    *mut *mut ffi::PyObject,
+) -> ffi::PySendResult;
+
+/// `f`, called through a pointer the optimizer cannot see through.
+///
+/// Why not a second `extern "C-unwind"` declaration, as for `PyObject_Vectorcall` above: PyO3
+/// itself calls `PyObject_VectorcallMethod` (and may call `PyIter_Send`) through its "C"
+/// declarations, and under LTO the two declarations of one symbol become one, `nounwind`. The
+/// call site is then left out of the frame's unwind table and the forced unwind aborts there
+/// (seen on 3.9, where asyncio steps a coroutine with `send`).
+#[inline(always)]
+fn opaque<F: Copy>(f: F) -> F {
+    std::hint::black_box(f)
+}
+
+/// `args[0].name(*args[1..])` (`PyObject_VectorcallMethod`) through a "C-unwind" declaration.
+///
+/// # Safety
+/// The GIL is held; `name` is a str and `args` holds at least the receiver, all valid.
+#[inline(always)]
+pub(crate) unsafe fn call_method(
+    name: *mut ffi::PyObject,
+    args: &[*mut ffi::PyObject],
+) -> *mut ffi::PyObject {
+    // SAFETY: "C" and "C-unwind" share the calling convention (see `as_slot`).
+    let call = unsafe {
+        std::mem::transmute::<
+            unsafe extern "C" fn(
+                *mut ffi::PyObject,
+                *const *mut ffi::PyObject,
+                usize,
+                *mut ffi::PyObject,
+            ) -> *mut ffi::PyObject,
+            UnwindingVectorcallMethod,
+        >(opaque(ffi::PyObject_VectorcallMethod))
+    };
+    // SAFETY: the caller's contract.
+    unsafe { call(name, args.as_ptr(), args.len(), std::ptr::null_mut()) }
+}
+
+/// The `tp_iternext` of `iter`'s type, called as "C-unwind" (None: the type has none).
+///
+/// # Safety
+/// The GIL is held; `iter` is a live object.
+#[inline(always)]
+pub(crate) unsafe fn iternext(iter: *mut ffi::PyObject) -> Option<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract; "C" and "C-unwind" share the calling convention (see
+    // `as_slot`), and the slot is a C function that may let a forced unwind through.
+    unsafe {
+        let next = (*ffi::Py_TYPE(iter)).tp_iternext?;
+        let next: unsafe extern "C-unwind" fn(*mut ffi::PyObject) -> *mut ffi::PyObject =
+            std::mem::transmute::<ffi::iternextfunc, _>(next);
+        Some(next(iter))
+    }
+}
+
+/// `PyIter_Send(iter, arg, presult)` through a "C-unwind" declaration (3.10+).
+///
+/// # Safety
+/// The GIL is held; `iter` and `arg` are live objects.
+#[cfg(Py_3_10)]
+#[inline(always)]
+pub(crate) unsafe fn send(
+    iter: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+    presult: *mut *mut ffi::PyObject,
+) -> ffi::PySendResult {
+    // SAFETY: "C" and "C-unwind" share the calling convention (see `as_slot`).
+    let send = unsafe {
+        std::mem::transmute::<
+            unsafe extern "C" fn(
+                *mut ffi::PyObject,
+                *mut ffi::PyObject,
+                *mut *mut ffi::PyObject,
+            ) -> ffi::PySendResult,
+            UnwindingSend,
+        >(opaque(ffi::PyIter_Send))
+    };
+    // SAFETY: the caller's contract.
+    unsafe { send(iter, arg, presult) }
 }
 
 /// `PyObject_Vectorcall(callable, args, nargsf, kwnames)` through "C-unwind" declarations.
