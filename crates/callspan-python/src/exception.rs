@@ -16,7 +16,7 @@
 //! as an unsampled context: traced calls it makes are not recorded under a parent-based sampler.
 
 use callspan_core::context::{self, ParentSpan};
-use callspan_core::record::{CallerSite, ExceptionInfo, TracebackEntry};
+use callspan_core::record::{CallerSite, ClassId, ExceptionInfo, TracebackEntry};
 use callspan_core::registry::{intern, CodeInfo, Registry};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -36,6 +36,15 @@ struct Described {
 
 thread_local! {
     static LAST: RefCell<Option<Described>> = const { RefCell::new(None) };
+}
+
+/// Exception type names by class id (direct-mapped): a new exception of a type seen before
+/// shares its name instead of reading and copying it again.
+const TYPE_NAME_SLOTS: usize = 32;
+
+thread_local! {
+    static TYPE_NAMES: RefCell<[(ClassId, Arc<str>); TYPE_NAME_SLOTS]> =
+        RefCell::new(std::array::from_fn(|_| (0, Arc::from(""))));
 }
 
 /// Key in the thread-state dict of `(exception, traceback head)` of [`LAST`].
@@ -91,11 +100,11 @@ fn describe(
         }
         _ => {
             let ty = exception.get_type();
-            let type_name = crate::caller::class_name(&ty);
+            let type_name = type_name(py, &ty, registry);
             let message = message(py, exception, &ty, &type_name);
             let (frames, _) = walk(py, traceback, 0, registry);
             ExceptionInfo {
-                type_name: type_name.into(),
+                type_name,
                 message: message.into(),
                 traceback: prepend(frames, None),
             }
@@ -112,6 +121,28 @@ fn describe(
         })
     });
     info
+}
+
+/// The module-qualified name of exception type `ty`: registered as a class (which keeps the
+/// type alive, so its id stays its own) and the shared string kept per thread.
+fn type_name(py: Python<'_>, ty: &Bound<'_, PyType>, registry: &Registry) -> Arc<str> {
+    // SAFETY: GIL held; `ty` is a live type object.
+    let id = unsafe { crate::caller::class_of_type(py, ty.as_type_ptr(), registry) };
+    TYPE_NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        let slot = &mut names[id as usize % TYPE_NAME_SLOTS];
+        match slot {
+            (cached, name) if *cached == id && id != 0 => name.clone(),
+            _ => {
+                let name: Arc<str> = match registry.view().class(id) {
+                    Some(name) => Arc::from(*name),
+                    None => Arc::from(crate::caller::class_name(ty)),
+                };
+                *slot = (id, name.clone());
+                name
+            }
+        }
+    })
 }
 
 /// `str(exception)`, without running Python code when that is `BaseException.__str__` of an
@@ -184,15 +215,54 @@ fn walk(
                 return (sites, true);
             }
             let raw = &*tb.cast::<ffi::PyTracebackObject>();
+            let (code, line) = entry_site(py, tb, raw, registry);
             sites.push(CallerSite {
-                code: frame_code_id(py, raw.tb_frame, registry),
-                line: line_of(py, tb, raw.tb_lineno),
+                code,
+                line,
                 class: 0,
             });
             current = Some(raw.tb_next.cast());
         }
     }
     (sites, false)
+}
+
+/// A traceback entry's (code id, line), cached per (code object, instruction offset) with the
+/// callers' sites: on 3.11+ the line is not stored in the entry and decoding it from the code's
+/// line table walks the table from its start, thousands of instructions in a long function.
+///
+/// # Safety
+/// `tb` is a live traceback object and `raw` its fields; GIL held.
+unsafe fn entry_site(
+    py: Python<'_>,
+    tb: *mut ffi::PyObject,
+    raw: &ffi::PyTracebackObject,
+    registry: &Registry,
+) -> (u32, u32) {
+    let frame = raw.tb_frame;
+    if frame.is_null() {
+        // SAFETY: forwarded contract.
+        return (0, unsafe { line_of(py, tb, raw.tb_lineno) });
+    }
+    // SAFETY: a live frame; PyFrame_GetCode returns a new reference.
+    let code = unsafe { ffi::PyFrame_GetCode(frame) };
+    if code.is_null() {
+        // SAFETY: forwarded contract.
+        return (0, unsafe { line_of(py, tb, raw.tb_lineno) });
+    }
+    // SAFETY: `code` is alive (our reference), GIL held; the closures run before it is dropped.
+    let site = unsafe {
+        crate::caller::code_site(
+            py,
+            code,
+            raw.tb_lasti,
+            || frame_code_id(py, frame, code, registry),
+            || line_of(py, tb, raw.tb_lineno),
+        )
+    };
+    // SAFETY: the reference PyFrame_GetCode gave us (the registry holds its own once registered).
+    unsafe { ffi::Py_DecRef(code.cast()) };
+    site
 }
 
 /// `sites` (outermost first) in front of `tail`.
@@ -220,30 +290,22 @@ unsafe fn line_of(py: Python<'_>, tb: *mut ffi::PyObject, field: std::ffi::c_int
         .unwrap_or(0)
 }
 
-/// The registry id of a frame object's code, interning the code object on first sight.
+/// The registry id of `code`, the code of live frame object `frame`, interning the code object
+/// on first sight.
 ///
 /// # Safety
-/// `frame` is NULL or a live frame object; GIL held.
+/// `frame` is a live frame object and `code` its code; GIL held.
 unsafe fn frame_code_id(
     py: Python<'_>,
     frame: *mut ffi::PyFrameObject,
+    code: *mut ffi::PyCodeObject,
     registry: &Registry,
 ) -> u32 {
-    if frame.is_null() {
-        return 0;
-    }
-    // SAFETY: a live frame; PyFrame_GetCode returns a new reference.
-    let code = unsafe { ffi::PyFrame_GetCode(frame) };
-    if code.is_null() {
-        return 0;
-    }
     if let Some(id) = registry.code_id(code as usize) {
-        // SAFETY: the reference PyFrame_GetCode gave us.
-        unsafe { ffi::Py_DecRef(code.cast()) };
         return id;
     }
-    // SAFETY: the new reference becomes the Bound's.
-    let code_obj = unsafe { Bound::<PyAny>::from_owned_ptr(py, code.cast()) };
+    // SAFETY: a live code object; the Bound takes a reference of its own.
+    let code_obj = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, code.cast()) };
     // SAFETY: borrowed from the live frame.
     let frame_obj = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, frame.cast()) };
     let text = |obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>| {
