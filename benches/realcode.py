@@ -174,9 +174,10 @@ def main() -> int:
     p.add_argument("--otel-fraction", type=float, default=OTEL_FRACTION)
     p.add_argument("--child", choices=sorted(realcode_workload.ROW_KINDS), help=argparse_hidden())
     p.add_argument("--out", help=argparse_hidden())
+    p.add_argument("--warmup", type=int, help=argparse_hidden())
     args = p.parse_args()
     if args.child:
-        realcode_workload.child(args.child, args.inputs, args.out)
+        realcode_workload.child(args.child, args.inputs, args.out, args.warmup)
         return 0
     quick = args.quick or args.smoke
     inputs = args.inputs or (QUICK_INPUTS if quick else DEFAULT_INPUTS)

@@ -251,7 +251,7 @@ ROW_KINDS: dict[str, Callable[[], Row]] = {
 }
 
 
-def child(kind: str, inputs: int, out: str) -> None:
+def child(kind: str, inputs: int, out: str, warmup: int | None = None) -> None:
     row = ROW_KINDS[kind]()
     if row.decorator is not None:
         realcode_rewrite.install(list(LIBRARY.packages), decorator=row.decorator)
@@ -259,8 +259,10 @@ def child(kind: str, inputs: int, out: str) -> None:
     import pyparsing
 
     parsers = grammars(pyparsing)
-    # A quarter as many other inputs first: imports, caches and registrations settle.
-    parse_all(parsers, make_inputs(min(MAX_WARMUP_INPUTS, max(1, inputs // 4)), seed=SEED + 1))
+    # Other inputs first (a quarter as many by default): imports, caches and registrations settle.
+    if warmup is None:
+        warmup = min(MAX_WARMUP_INPUTS, max(1, inputs // 4))
+    parse_all(parsers, make_inputs(warmup, seed=SEED + 1))
     work = make_inputs(inputs)
     row.start()
     started = time.perf_counter()
