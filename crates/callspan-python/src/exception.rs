@@ -16,7 +16,7 @@
 //! as an unsampled context: traced calls it makes are not recorded under a parent-based sampler.
 
 use callspan_core::context::{self, ParentSpan};
-use callspan_core::record::{CallerSite, ClassId, ExceptionInfo, TracebackEntry};
+use callspan_core::record::{CallerSite, ExceptionInfo, TracebackEntry};
 use callspan_core::registry::{intern, CodeInfo, Registry};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -38,19 +38,16 @@ thread_local! {
     static LAST: RefCell<Option<Described>> = const { RefCell::new(None) };
 }
 
-/// Exception type names by class id (direct-mapped): a new exception of a type seen before
-/// shares its name instead of reading and copying it again.
-const TYPE_NAME_SLOTS: usize = 32;
-
-thread_local! {
-    static TYPE_NAMES: RefCell<[(ClassId, Arc<str>); TYPE_NAME_SLOTS]> =
-        RefCell::new(std::array::from_fn(|_| (0, Arc::from(""))));
-}
-
 /// Key in the thread-state dict of `(exception, traceback head)` of [`LAST`].
 static HELD_KEY: PyOnceLock<Py<PyString>> = PyOnceLock::new();
 
 /// Describes the exception currently set (the call returned NULL) and leaves it set.
+///
+/// Out of line: the entry points that call it (`traced_vectorcall`) must keep no cleanup of
+/// their own across their call into Python (see `thread_exit`), and the describing work, with
+/// its thread-locals and reference-counted values, is the rare path.
+#[inline(never)]
+#[cold]
 pub(crate) fn capture_current(py: Python<'_>) -> ExceptionInfo {
     let err = PyErr::fetch(py);
     // The traceback as the interpreter has it now (before 3.12 `__traceback__` of an exception
@@ -123,26 +120,9 @@ fn describe(
     info
 }
 
-/// The module-qualified name of exception type `ty`: registered as a class (which keeps the
-/// type alive, so its id stays its own) and the shared string kept per thread.
-fn type_name(py: Python<'_>, ty: &Bound<'_, PyType>, registry: &Registry) -> Arc<str> {
-    // SAFETY: GIL held; `ty` is a live type object.
-    let id = unsafe { crate::caller::class_of_type(py, ty.as_type_ptr(), registry) };
-    TYPE_NAMES.with(|names| {
-        let mut names = names.borrow_mut();
-        let slot = &mut names[id as usize % TYPE_NAME_SLOTS];
-        match slot {
-            (cached, name) if *cached == id && id != 0 => name.clone(),
-            _ => {
-                let name: Arc<str> = match registry.view().class(id) {
-                    Some(name) => Arc::from(*name),
-                    None => Arc::from(crate::caller::class_name(ty)),
-                };
-                *slot = (id, name.clone());
-                name
-            }
-        }
-    })
+/// The module-qualified name of exception type `ty`, read from its type slots and dict.
+fn type_name(_py: Python<'_>, ty: &Bound<'_, PyType>, _registry: &Registry) -> Arc<str> {
+    Arc::from(crate::caller::class_name(ty))
 }
 
 /// `str(exception)`, without running Python code when that is `BaseException.__str__` of an
