@@ -97,11 +97,11 @@ fn describe(
         }
         _ => {
             let ty = exception.get_type();
-            let type_name = type_name(py, &ty, registry);
+            let type_name = crate::caller::class_name(&ty);
             let message = message(py, exception, &ty, &type_name);
             let (frames, _) = walk(py, traceback, 0, registry);
             ExceptionInfo {
-                type_name,
+                type_name: type_name.into(),
                 message: message.into(),
                 traceback: prepend(frames, None),
             }
@@ -118,11 +118,6 @@ fn describe(
         })
     });
     info
-}
-
-/// The module-qualified name of exception type `ty`, read from its type slots and dict.
-fn type_name(_py: Python<'_>, ty: &Bound<'_, PyType>, _registry: &Registry) -> Arc<str> {
-    Arc::from(crate::caller::class_name(ty))
 }
 
 /// `str(exception)`, without running Python code when that is `BaseException.__str__` of an
