@@ -119,6 +119,11 @@ bench: install bench-deps ## full benchmarks: Rust micro, overhead, throughput, 
 	$(PY) benches/throughput.py --json $(BENCH_OUT)/throughput.json
 	$(PY) benches/memory.py --json $(BENCH_OUT)/memory.json
 
+# Every def of pyparsing traced, next to cProfile, yappi, viztracer and the OTel SDK (docs/performance.md).
+.PHONY: bench-realcode
+bench-realcode: install bench-deps ## the real-workload benchmark (benches/realcode.py; minutes)
+	$(PY) benches/realcode.py --json $(BENCH_OUT)/realcode.json
+
 bench-smoke: install bench-deps ## every benchmark in seconds-long smoke mode (proves they run)
 	cargo bench -p callspan-core -p callspan-otlp -- --test
 	$(PY) benches/overhead.py --smoke --json $(BENCH_OUT)/smoke/overhead.json

@@ -231,3 +231,31 @@ def _cell(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+# -- instruction counts ----------------------------------------------------------------------------
+
+
+def callgrind_main_thread(command: list[str], env: dict[str, str], out: Path) -> int:
+    """Instructions the main thread of ``command`` executed, counted by valgrind's callgrind
+    (``--separate-threads=yes``: the exporter's threads are counted apart and left out). Run
+    with ``PYTHONHASHSEED=0``: dict and set layouts, and so the counts, vary with the seed."""
+    subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--separate-threads=yes",
+            f"--callgrind-out-file={out}",
+            *command,
+        ],
+        check=True,
+        capture_output=True,
+        env={**env, "PYTHONHASHSEED": "0"},
+        stdin=subprocess.DEVNULL,
+    )
+    # Thread 1 is the main thread; its file ends in -01.
+    with open(f"{out}-01") as counts:
+        for line in counts:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {out}-01")

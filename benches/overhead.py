@@ -44,7 +44,6 @@ import cProfile
 import functools
 import gc
 import inspect
-import logging
 import math
 import os
 import sys
@@ -62,11 +61,8 @@ import yappi  # noqa: E402
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: E402
 from opentelemetry.sdk.resources import Resource  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import (  # noqa: E402
-    BatchSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
-)
+from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
+from otel_sdk import CountingExporter, quiet_queue_full_log  # noqa: E402
 from rotel import RotelAgent  # noqa: E402  (tests/rotel.py: the collector fixture)
 
 perf_counter_ns = time.perf_counter_ns
@@ -250,36 +246,11 @@ class CallspanSampler:
             callspan.flush(30.0)
 
 
-class CountingExporter(SpanExporter):
-    """Wraps the OTLP exporter to count what the BatchSpanProcessor handed over (for drops)."""
-
-    def __init__(self, inner: SpanExporter):
-        self.inner = inner
-        self.exported = 0
-        self.failed = 0
-
-    def export(self, spans):
-        result = self.inner.export(spans)
-        if result is SpanExportResult.SUCCESS:
-            self.exported += len(spans)
-        else:
-            self.failed += len(spans)
-        return result
-
-    def shutdown(self):
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-
 def build_rows(endpoint: str, queue_size: int) -> tuple[list[Row], Callable[[], dict[str, int]]]:
     """All rows, and a function that shuts down what they started."""
     sampler = CallspanSampler(endpoint, queue_size)
 
-    # The OTel SDK's BatchSpanProcessor logs "Queue full, dropping Span." once per dropped span;
-    # with no logging configured that is a line on stderr per span. Drops are counted instead.
-    logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.ERROR)
+    quiet_queue_full_log()
     exporter = CountingExporter(OTLPSpanExporter(endpoint=endpoint, insecure=True))
     provider = TracerProvider(resource=Resource.create({"service.name": "callspan-bench"}))
     provider.add_span_processor(BatchSpanProcessor(exporter))

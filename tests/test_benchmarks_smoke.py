@@ -134,3 +134,34 @@ def test_hook_smoke(tmp_path):
     assert set(result["mixed_workload_ms"]) == {"undecorated", "cprofile", "hook_one_module"}
     assert result["spans_exported"] > 0
     assert len(result["targets"]) == 2
+
+
+REALCODE_ROWS = [
+    "undecorated",
+    "callspan_sampled",
+    "callspan_always_off",
+    "callspan_traceidratio_0.01",
+    "cprofile",
+    "yappi",
+    "viztracer",
+    "otel_sdk",
+    "undecorated_otel_scale",
+]
+
+
+def test_realcode_smoke(tmp_path):
+    """benches/realcode.py at its --quick scale: pyparsing (the pinned sdist of tests/realcode,
+    downloaded with pip on first use) traced whole, every row run, the parse results the same."""
+    pytest.importorskip("viztracer", reason="benchmark dependencies: make bench-deps")
+    result = run_bench("realcode", tmp_path, timeout=600)
+    assert [row["row"] for row in result["rows"]] == REALCODE_ROWS
+    assert result["results_differ"] == []
+    assert result["census"]["pyparsing_calls"] > 0 and result["census"]["exceptions_made"] > 0
+    rows = {row["row"]: row for row in result["rows"]}
+    for name in ("callspan_sampled", "otel_sdk"):
+        row = rows[name]
+        assert row["spans_sampled"] > 0 and row["export_errors"] == 0
+        # Every sampled span is either delivered or counted as dropped.
+        assert row["spans_exported"] + row["spans_dropped"] == row["spans_sampled"]
+    assert rows["callspan_always_off"]["spans_sampled"] == 0
+    assert len(result["targets"]) == 2

@@ -74,7 +74,10 @@ class _Finder(importlib.abc.MetaPathFinder):
         return spec
 
 
-def install(packages: list[str], mode: str) -> None:
-    """Decorate every def of ``packages`` (top-level import names) imported from now on."""
+def install(packages: list[str], mode: str | None = None, decorator: str | None = None) -> None:
+    """Decorate every def of ``packages`` (top-level import names) imported from now on, with
+    the decorator of ``mode`` (:data:`DECORATORS`) or the expression ``decorator``."""
+    if (mode is None) == (decorator is None):
+        raise ValueError("give either mode or decorator")
     sys.dont_write_bytecode = True  # never cache decorated code next to the library's source
-    sys.meta_path.insert(0, _Finder(set(packages), DECORATORS[mode]))
+    sys.meta_path.insert(0, _Finder(set(packages), decorator or DECORATORS[mode]))

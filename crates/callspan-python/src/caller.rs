@@ -210,6 +210,46 @@ fn site_entry_missed(
     fresh
 }
 
+/// The cached (code id, line) of byte offset `lasti` in `code`, for a frame met elsewhere than
+/// as a caller (a traceback entry): the same cache as callers' sites, since `(code, lasti) →
+/// line` does not depend on how the frame was found. On a miss `register` gives the code id
+/// (registering the code object, which keeps its address its own) and `line` the line; a code
+/// id of 0 (no code object) is not cached.
+///
+/// # Safety
+/// `code` is a live code object; GIL held.
+#[inline]
+pub(crate) unsafe fn code_site(
+    py: Python<'_>,
+    code: *mut ffi::PyCodeObject,
+    lasti: i32,
+    register: impl FnOnce() -> CodeId,
+    line: impl FnOnce() -> u32,
+) -> (CodeId, u32) {
+    let key = code as usize;
+    let slot = site_slot(key, lasti);
+    // SAFETY: this thread's own cache; see `site_entry`.
+    let entry = CACHES.with(|c| unsafe { (*c.get()).sites[slot] });
+    if entry.code == key && entry.lasti == lasti && key != 0 {
+        return (entry.code_id, entry.line);
+    }
+    let code_id = register();
+    let line = line();
+    if code_id != 0 {
+        let fresh = SiteEntry {
+            code: key,
+            lasti,
+            code_id,
+            line,
+            // SAFETY: a live code object (the caller's contract).
+            has_self: unsafe { python_frame::code_first_param_is_self_or_cls(py, code) },
+        };
+        // SAFETY: this thread's own cache, and no reference into it is live.
+        CACHES.with(|c| unsafe { (*c.get()).sites[slot] = fresh });
+    }
+    (code_id, line)
+}
+
 #[cold]
 fn register_code(py: Python<'_>, frame: &CallerFrame, registry: &Registry) -> CodeId {
     let code_ptr = frame.code();

@@ -42,6 +42,12 @@ thread_local! {
 static HELD_KEY: PyOnceLock<Py<PyString>> = PyOnceLock::new();
 
 /// Describes the exception currently set (the call returned NULL) and leaves it set.
+///
+/// Out of line: the entry points that call it (`traced_vectorcall`) must keep no cleanup of
+/// their own across their call into Python (see `thread_exit`), and the describing work, with
+/// its thread-locals and reference-counted values, is the rare path.
+#[inline(never)]
+#[cold]
 pub(crate) fn capture_current(py: Python<'_>) -> ExceptionInfo {
     let err = PyErr::fetch(py);
     // The traceback as the interpreter has it now (before 3.12 `__traceback__` of an exception
@@ -184,15 +190,54 @@ fn walk(
                 return (sites, true);
             }
             let raw = &*tb.cast::<ffi::PyTracebackObject>();
+            let (code, line) = entry_site(py, tb, raw, registry);
             sites.push(CallerSite {
-                code: frame_code_id(py, raw.tb_frame, registry),
-                line: line_of(py, tb, raw.tb_lineno),
+                code,
+                line,
                 class: 0,
             });
             current = Some(raw.tb_next.cast());
         }
     }
     (sites, false)
+}
+
+/// A traceback entry's (code id, line), cached per (code object, instruction offset) with the
+/// callers' sites: on 3.11+ the line is not stored in the entry and decoding it from the code's
+/// line table walks the table from its start, thousands of instructions in a long function.
+///
+/// # Safety
+/// `tb` is a live traceback object and `raw` its fields; GIL held.
+unsafe fn entry_site(
+    py: Python<'_>,
+    tb: *mut ffi::PyObject,
+    raw: &ffi::PyTracebackObject,
+    registry: &Registry,
+) -> (u32, u32) {
+    let frame = raw.tb_frame;
+    if frame.is_null() {
+        // SAFETY: forwarded contract.
+        return (0, unsafe { line_of(py, tb, raw.tb_lineno) });
+    }
+    // SAFETY: a live frame; PyFrame_GetCode returns a new reference.
+    let code = unsafe { ffi::PyFrame_GetCode(frame) };
+    if code.is_null() {
+        // SAFETY: forwarded contract.
+        return (0, unsafe { line_of(py, tb, raw.tb_lineno) });
+    }
+    // SAFETY: `code` is alive (our reference), GIL held; the closures run before it is dropped.
+    let site = unsafe {
+        crate::caller::code_site(
+            py,
+            code,
+            raw.tb_lasti,
+            || frame_code_id(py, frame, code, registry),
+            || line_of(py, tb, raw.tb_lineno),
+        )
+    };
+    // SAFETY: the reference PyFrame_GetCode gave us (the registry holds its own once registered).
+    unsafe { ffi::Py_DecRef(code.cast()) };
+    site
 }
 
 /// `sites` (outermost first) in front of `tail`.
@@ -220,30 +265,22 @@ unsafe fn line_of(py: Python<'_>, tb: *mut ffi::PyObject, field: std::ffi::c_int
         .unwrap_or(0)
 }
 
-/// The registry id of a frame object's code, interning the code object on first sight.
+/// The registry id of `code`, the code of live frame object `frame`, interning the code object
+/// on first sight.
 ///
 /// # Safety
-/// `frame` is NULL or a live frame object; GIL held.
+/// `frame` is a live frame object and `code` its code; GIL held.
 unsafe fn frame_code_id(
     py: Python<'_>,
     frame: *mut ffi::PyFrameObject,
+    code: *mut ffi::PyCodeObject,
     registry: &Registry,
 ) -> u32 {
-    if frame.is_null() {
-        return 0;
-    }
-    // SAFETY: a live frame; PyFrame_GetCode returns a new reference.
-    let code = unsafe { ffi::PyFrame_GetCode(frame) };
-    if code.is_null() {
-        return 0;
-    }
     if let Some(id) = registry.code_id(code as usize) {
-        // SAFETY: the reference PyFrame_GetCode gave us.
-        unsafe { ffi::Py_DecRef(code.cast()) };
         return id;
     }
-    // SAFETY: the new reference becomes the Bound's.
-    let code_obj = unsafe { Bound::<PyAny>::from_owned_ptr(py, code.cast()) };
+    // SAFETY: a live code object; the Bound takes a reference of its own.
+    let code_obj = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, code.cast()) };
     // SAFETY: borrowed from the live frame.
     let frame_obj = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, frame.cast()) };
     let text = |obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>| {
