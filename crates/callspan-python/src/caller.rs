@@ -227,9 +227,13 @@ pub(crate) unsafe fn code_site(
     line: impl FnOnce() -> u32,
 ) -> (CodeId, u32) {
     let key = code as usize;
-    let slot = site_slot(key, lasti);
-    // SAFETY: this thread's own cache; see `site_entry`.
-    let entry = CACHES.with(|c| unsafe { (*c.get()).sites[slot] });
+    // SAFETY: used on this thread, within this call only.
+    let local = unsafe { per_thread::current() };
+    let slot = local.map(|local| {
+        fresh_caches(local);
+        &local.sites[site_slot(key, lasti)]
+    });
+    let entry = slot.map_or(SiteEntry::EMPTY, std::cell::Cell::get);
     if entry.code == key && entry.lasti == lasti && key != 0 {
         return (entry.code_id, entry.line);
     }
@@ -244,8 +248,9 @@ pub(crate) unsafe fn code_site(
             // SAFETY: a live code object (the caller's contract).
             has_self: unsafe { python_frame::code_first_param_is_self_or_cls(py, code) },
         };
-        // SAFETY: this thread's own cache, and no reference into it is live.
-        CACHES.with(|c| unsafe { (*c.get()).sites[slot] = fresh });
+        if let Some(slot) = slot {
+            slot.set(fresh);
+        }
     }
     (code_id, line)
 }
