@@ -36,7 +36,6 @@ path instead. Each row's counters (sampled, dropped) are in the JSON.
 
 from __future__ import annotations
 
-import cProfile
 import functools
 import gc
 import inspect
@@ -44,11 +43,10 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any, Callable
 
 import benchkit
+from benchkit import Row, time_function_calls, time_method_calls
 
 benchkit.clean_otel_env()
 
@@ -64,7 +62,6 @@ from opentelemetry.sdk.trace.export import (  # noqa: E402
 )
 from rotel import RotelAgent  # noqa: E402  (tests/rotel.py: the collector fixture)
 
-perf_counter_ns = time.perf_counter_ns
 # callspan's queue for this benchmark: 2**20 records (about 100 MiB, preallocated) hold one
 # timed loop's sampled spans, so that the sampled rows measure spans that are queued, not the
 # queue-full drop path a 2048-record queue falls into within a millisecond of a tight loop.
@@ -159,48 +156,7 @@ def otel_trace_with_caller(tracer):
     return decorate
 
 
-# -- the timed loops: one shape for every row ---------------------------------------------------
-
-
-def time_function_calls(fn: Callable[[Any], Any], n: int) -> int:
-    t0 = perf_counter_ns()
-    for _ in repeat(None, n):
-        fn(1)
-    return perf_counter_ns() - t0
-
-
-def time_method_calls(obj: Any, n: int) -> int:
-    t0 = perf_counter_ns()
-    for _ in repeat(None, n):
-        obj.work(1)
-    return perf_counter_ns() - t0
-
-
 # -- rows ----------------------------------------------------------------------------------------
-
-
-def _nothing() -> None:
-    pass
-
-
-@dataclass
-class Row:
-    name: str
-    baseline: str  # the row whose same-round time is subtracted
-    timed: Callable[[int], int]  # runs n calls, returns elapsed ns
-    enter: Callable[[], None] = _nothing  # before the timed loop (not timed)
-    leave: Callable[[], None] = _nothing  # after the timed loop (not timed)
-    n: int = 0
-    samples: list[float] = field(default_factory=list)  # ns per call, one per round
-    counters: dict[str, int] = field(default_factory=dict)
-
-    def measure(self, n: int) -> float:
-        self.enter()
-        try:
-            elapsed = self.timed(n)
-        finally:
-            self.leave()
-        return elapsed / n
 
 
 class CallspanSampler:
@@ -297,16 +253,6 @@ def build_rows(endpoint: str, queue_size: int) -> tuple[list[Row], Callable[[], 
 
         return Row(name, "plain_function", timed, leave=flush_otel)
 
-    profiler: list[cProfile.Profile] = []
-
-    def cprofile_enter() -> None:
-        profiler[:] = [cProfile.Profile()]
-        profiler[0].enable()
-
-    def yappi_leave() -> None:
-        yappi.stop()
-        yappi.clear_stats()
-
     worker = Worker()
     cs_work, traced_worker = sampler.traced_function, sampler.traced_worker
     rows = [
@@ -327,15 +273,13 @@ def build_rows(endpoint: str, queue_size: int) -> tuple[list[Row], Callable[[], 
             "cprofile",
             "plain_function",
             lambda n: time_function_calls(work, n),
-            enter=cprofile_enter,
-            leave=lambda: profiler[0].disable(),
+            *benchkit.cprofile_around(),
         ),
         Row(
             "yappi",
             "plain_function",
             lambda n: time_function_calls(work, n),
-            enter=yappi.start,
-            leave=yappi_leave,
+            *benchkit.yappi_around(),
         ),
     ]
     assert tuple(row.name for row in rows) == ROW_NAMES
@@ -357,16 +301,6 @@ def build_rows(endpoint: str, queue_size: int) -> tuple[list[Row], Callable[[], 
 # -- running --------------------------------------------------------------------------------------
 
 
-def calibrate(row: Row, target_ns: float) -> int:
-    """Calls per timed loop so that one loop takes about ``target_ns``."""
-    n = 64
-    while True:
-        per_call = row.measure(n)
-        if per_call * n >= target_ns / 8 or n >= 50_000_000:
-            return max(16, math.ceil(target_ns / per_call))
-        n *= 4
-
-
 def run(
     rounds: int, target_ms: float, endpoint: str, queue_size: int
 ) -> tuple[list[Row], dict[str, Any]]:
@@ -374,19 +308,20 @@ def run(
     rows, close = build_rows(endpoint, queue_size)
     target_ns = target_ms * 1e6
     for row in rows:
-        row.n = calibrate(row, target_ns)
+        row.n = benchkit.calibrate(row, target_ns)
     before = callspan.stats()
     per_row_callspan: dict[str, dict[str, int]] = {}
-    for round_index in range(rounds):
-        shift = round_index % len(rows)
-        for row in rows[shift:] + rows[:shift]:
-            start = callspan.stats()
-            row.samples.append(row.measure(row.n))
-            if row.name.startswith("callspan_"):
-                end = callspan.stats()
-                totals = per_row_callspan.setdefault(row.name, {})
-                for key in ("spans_started", "spans_sampled", "dropped_queue_full"):
-                    totals[key] = totals.get(key, 0) + end[key] - start[key]
+
+    def counting(row: Row, measure: Callable[[], None]) -> None:
+        start = callspan.stats()
+        measure()
+        if row.name.startswith("callspan_"):
+            end = callspan.stats()
+            totals = per_row_callspan.setdefault(row.name, {})
+            for key in ("spans_started", "spans_sampled", "dropped_queue_full"):
+                totals[key] = totals.get(key, 0) + end[key] - start[key]
+
+    benchkit.interleaved_rounds(rows, rounds, counting)
     after = callspan.stats()
     otel_counters = close()
     for row in rows:
@@ -407,15 +342,10 @@ def call_depth() -> int:
 
 
 def summarise(rows: list[Row]) -> list[dict[str, Any]]:
-    by_name = {row.name: row for row in rows}
-
     def overhead(row: Row) -> float:
-        if row.name == row.baseline:
-            return 0.0
-        base = by_name[row.baseline].samples
-        return benchkit.median([a - b for a, b in zip(row.samples, base)])
+        return benchkit.overhead_ns(row, rows)
 
-    cprofile_overhead = overhead(by_name["cprofile"])
+    cprofile_overhead = overhead(next(row for row in rows if row.name == "cprofile"))
     out = []
     for row in rows:
         row_overhead = overhead(row)
