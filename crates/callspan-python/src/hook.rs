@@ -40,8 +40,8 @@ use pyo3::types::PyCFunction;
 use std::cell::UnsafeCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::c_void;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
+use std::sync::Arc;
 
 // ---------------------------------------------------------------------------------------------
 // Which code: the filter and the per-code-object decision

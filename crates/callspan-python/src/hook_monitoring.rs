@@ -14,8 +14,8 @@
 //!   `sys.monitoring.restart_events()` at the next start re-arms the code DISABLE turned off.
 
 use crate::hook::{self, End, Profiled};
-use crate::steps::Kind;
 use crate::python_frame;
+use crate::steps::Kind;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -287,7 +287,11 @@ unsafe extern "C" fn py_yield(
     nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's callback contract.
-    unsafe { on_profiled(args, nargs, |py, c| hook::on_suspend(py, c.code, c.frame_key)) }
+    unsafe {
+        on_profiled(args, nargs, |py, c| {
+            hook::on_suspend(py, c.code, c.frame_key)
+        })
+    }
 }
 
 /// `PY_RESUME(code, instruction_offset)`, and `PY_THROW` (resumed by `throw()`).
@@ -297,5 +301,9 @@ unsafe extern "C" fn py_resume(
     nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's callback contract.
-    unsafe { on_profiled(args, nargs, |py, c| hook::on_resume(py, c.code, c.frame_key)) }
+    unsafe {
+        on_profiled(args, nargs, |py, c| {
+            hook::on_resume(py, c.code, c.frame_key)
+        })
+    }
 }
