@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmark scripts: command line, machine facts, memory, JSON output.
+"""Shared helpers for the benchmark scripts: command line, machine facts, memory, JSON output,
+the timed call loop with its interleaved rounds, and instruction counts under callgrind.
 
 Every script takes ``--smoke`` (seconds-long, tiny N: proves the script works, measures
 nothing) and ``--json PATH`` (writes the results there as well as printing a table). Results
@@ -12,17 +13,22 @@ not copied: importing this module puts ``tests/`` on ``sys.path``.
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import json
+import math
 import os
 import platform
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 BENCHES_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCHES_DIR.parent
@@ -170,6 +176,154 @@ def machine() -> dict[str, Any]:
         "callspan": callspan_build(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+# -- timed call loops, in interleaved rounds ---------------------------------------------------
+
+perf_counter_ns = time.perf_counter_ns
+
+
+def time_function_calls(fn: Callable[[Any], Any], n: int) -> int:
+    """ns for ``n`` calls ``fn(1)`` in a tight loop: the loop every per-call row times."""
+    t0 = perf_counter_ns()
+    for _ in repeat(None, n):
+        fn(1)
+    return perf_counter_ns() - t0
+
+
+def time_method_calls(obj: Any, n: int) -> int:
+    """ns for ``n`` calls ``obj.work(1)`` in a tight loop."""
+    t0 = perf_counter_ns()
+    for _ in repeat(None, n):
+        obj.work(1)
+    return perf_counter_ns() - t0
+
+
+def nothing() -> None:
+    pass
+
+
+@dataclass
+class Row:
+    """One row of a per-call table: what it times, what it sets up and tears down around it."""
+
+    name: str
+    baseline: str  # the row whose same-round time is subtracted
+    timed: Callable[[int], int]  # runs n calls, returns elapsed ns
+    enter: Callable[[], None] = nothing  # before the timed loop (not timed)
+    leave: Callable[[], None] = nothing  # after the timed loop (not timed)
+    n: int = 0
+    samples: list[float] = field(default_factory=list)  # ns per call, one per round
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def measure(self, n: int) -> float:
+        self.enter()
+        try:
+            elapsed = self.timed(n)
+        finally:
+            self.leave()
+        return elapsed / n
+
+
+def calibrate(row: Row, target_ns: float, max_calls: int = 50_000_000) -> int:
+    """Calls per timed loop so that one loop of ``row`` takes about ``target_ns``."""
+    n = 64
+    while True:
+        per_call = row.measure(n)
+        if per_call * n >= target_ns / 8 or n >= max_calls:
+            return max(16, math.ceil(target_ns / per_call))
+        n *= 4
+
+
+def interleaved_rounds(rows: list[Row], rounds: int, around: Any = None) -> None:
+    """Each round measures every row once, in an order rotated by one per round;
+    ``around(row, measure)``, if given, wraps each measurement (to read counters around it)."""
+    for round_index in range(rounds):
+        shift = round_index % len(rows)
+        for row in rows[shift:] + rows[:shift]:
+            if around is None:
+                row.samples.append(row.measure(row.n))
+            else:
+                around(row, lambda row=row: row.samples.append(row.measure(row.n)))
+
+
+def overhead_ns(row: Row, rows: list[Row]) -> float:
+    """Median over rounds of (row - its baseline in the same round)."""
+    if row.name == row.baseline:
+        return 0.0
+    base = next(r for r in rows if r.name == row.baseline).samples
+    return median([a - b for a, b in zip(row.samples, base)])
+
+
+def cprofile_around() -> tuple[Callable[[], None], Callable[[], None]]:
+    """(enter, leave) running a fresh ``cProfile.Profile`` around a timed loop."""
+    import cProfile
+
+    profiler: list[cProfile.Profile] = []
+
+    def enter() -> None:
+        profiler[:] = [cProfile.Profile()]
+        profiler[0].enable()
+
+    return enter, lambda: profiler[0].disable()
+
+
+def yappi_around() -> tuple[Callable[[], None], Callable[[], None]]:
+    """(enter, leave) running yappi (its default CPU clock) around a timed loop."""
+    import yappi
+
+    def leave() -> None:
+        yappi.stop()
+        yappi.clear_stats()
+
+    return yappi.start, leave
+
+
+# -- instruction counts (valgrind's callgrind) -------------------------------------------------
+
+
+def instructions_per_call(argv: list[str], calls: int, env: dict[str, str] | None = None) -> float:
+    """Instructions one call costs on the main thread of ``python *argv --calls N``.
+
+    Runs the command under ``valgrind --tool=callgrind --separate-threads=yes`` with ``N`` and
+    ``2N`` calls and returns (Ir(2N) - Ir(N)) / N of the main thread: start-up and exit cancel
+    out and other threads (callspan's exporter) are not counted. Instruction counts hold still
+    on a loaded machine, where timings do not. OTEL_*/CALLSPAN_* are dropped from the child's
+    environment (``env`` adds to it) and the hash seed is fixed: dict and set layouts, and so
+    instruction counts, vary with it.
+    """
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(ISOLATED_ENV_PREFIXES)}
+    child_env.update(env or {})
+    child_env["PYTHONHASHSEED"] = "0"
+    counts = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for n in (calls, 2 * calls):
+            out = os.path.join(workdir, f"callgrind.{n}")
+            command = [
+                "valgrind",
+                "--tool=callgrind",
+                "--separate-threads=yes",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                *argv,
+                "--calls",
+                str(n),
+            ]
+            done = subprocess.run(command, capture_output=True, text=True, env=child_env)
+            if done.returncode != 0:
+                raise RuntimeError(f"{command} exited with {done.returncode}:\n{done.stderr}")
+            counts.append(_main_thread_total(out))
+    return (counts[1] - counts[0]) / calls
+
+
+def _main_thread_total(out: str) -> int:
+    # Thread 1 is the main thread; its file ends in -01.
+    (main,) = glob.glob(out + "-01")
+    with open(main) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {main}")
 
 
 # -- output ---------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Profile-hook mode next to the profilers and tracers people run instead, in one process.
 
 Part 1, per call: every row times the same trivial callee, ``work(x) -> x``, called N times in a
-tight loop (``time.perf_counter_ns`` around the whole loop), in interleaved rounds (each round
-measures every row once, in an order rotated by one per round), and reports the median ns per
-call and the median overhead over ``undecorated`` in the same round. Rows:
+tight loop (``benchkit.time_function_calls``), in interleaved rounds (each round measures every
+row once, in an order rotated by one per round), and reports the median ns per call and the
+median overhead over ``undecorated`` in the same round. Rows:
 
 * ``undecorated``: the plain function; the baseline.
 * ``cprofile``, ``yappi`` (its default CPU clock), ``viztracer`` (records every call in its
@@ -19,23 +19,28 @@ a dozen Python calls per operation) driven by two functions of this module; the 
 only this module (``__main__``), so only those calls become spans and every ``_pydecimal`` call
 passes the hook unmatched. Reported as total wall time per row and its ratio to cProfile's.
 
+``--instructions`` counts instead of timing: each row of part 1 runs in a child process under
+valgrind's callgrind (``benchkit.instructions_per_call``: main-thread instructions per call,
+N and 2N calls, spans to a file), so the ratios of the targets can be read from one run on a
+loaded machine. Timings need a quiet machine.
+
     python benches/hook.py [--smoke] [--json PATH] [--rounds R] [--target-ms T]
+    python benches/hook.py --instructions [--calls N] [--rows ROW ...] [--json PATH]
 """
 
 from __future__ import annotations
 
 import _pydecimal
-import cProfile
 import gc
 import logging
-import math
+import os
 import sys
-import time
-from dataclasses import dataclass, field
-from itertools import repeat
+import tempfile
+import threading
 from typing import Any, Callable
 
 import benchkit
+from benchkit import Row, time_function_calls
 
 benchkit.clean_otel_env()
 
@@ -43,12 +48,27 @@ import callspan  # noqa: E402
 
 # hook_matching_nothing warns (by design) at each stop that its glob matched nothing.
 logging.getLogger("callspan").setLevel(logging.ERROR)
-import yappi  # noqa: E402
-from counting_receiver import CountingReceiver  # noqa: E402
-from viztracer import VizTracer  # noqa: E402
 
-perf_counter_ns = time.perf_counter_ns
 QUEUE = 2**20
+BASELINE = "undecorated"
+ROW_NAMES = (
+    "undecorated",
+    "cprofile",
+    "yappi",
+    "viztracer",
+    "hook_matching_nothing",
+    "hook_sampled",
+    "hook_always_off",
+    "decorator_sampled",
+)
+# The rows the targets are computed from (with the baseline, "undecorated").
+TARGET_ROWS = (
+    "undecorated",
+    "cprofile",
+    "hook_matching_nothing",
+    "hook_sampled",
+    "decorator_sampled",
+)
 
 
 def work(x):
@@ -62,108 +82,103 @@ def decorated_work(x):
 traced_work = callspan.trace(decorated_work)
 
 
-def time_calls(fn: Callable[[Any], Any], n: int) -> int:
-    t0 = perf_counter_ns()
-    for _ in repeat(None, n):
-        fn(1)
-    return perf_counter_ns() - t0
-
-
-def _nothing() -> None:
-    pass
-
-
-@dataclass
-class Row:
-    name: str
-    timed: Callable[[int], int]
-    enter: Callable[[], None] = _nothing
-    leave: Callable[[], None] = _nothing
-    n: int = 0
-    samples: list[float] = field(default_factory=list)
-
-    def measure(self, n: int) -> float:
-        self.enter()
-        try:
-            return self.timed(n) / n
-        finally:
-            self.leave()
-
-
 class Sampler:
-    """Switches callspan's sampler between timed loops, never inside one."""
+    """Switches callspan's sampler between timed loops, never inside one; ``export`` are the
+    exporter settings of ``callspan.configure`` (an endpoint, or a file)."""
 
-    def __init__(self, endpoint: str):
-        self.endpoint = endpoint
+    def __init__(self, **export: Any):
+        self.export = export
         self.current: str | None = None
 
     def use(self, sampler: str) -> None:
         if self.current != sampler:
-            callspan.configure(sampler=sampler, endpoint=self.endpoint, max_queue_size=QUEUE)
+            callspan.configure(sampler=sampler, max_queue_size=QUEUE, **self.export)
             self.current = sampler
             traced_work(0)  # starts the exporter outside the timed loop
             callspan.flush(30.0)
 
 
+def hook_around(
+    sampler: Sampler, include: str, sampler_name: str
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(enter, leave) running callspan's profile hook with ``include`` around a timed loop."""
+
+    def enter() -> None:
+        sampler.use(sampler_name)
+        callspan.start_profile([include])
+
+    def leave() -> None:
+        callspan.stop_profile()
+        callspan.flush(30.0)
+
+    return enter, leave
+
+
 def build_rows(sampler: Sampler) -> list[Row]:
-    profiler: list[Any] = []
     me = __name__
+    viz: list[Any] = []
 
-    def cprofile_enter() -> None:
-        profiler[:] = [cProfile.Profile()]
-        profiler[0].enable()
+    def viz_enter() -> None:
+        if not viz:
+            # Made on first use: a VizTracer holds the profile hook from its creation on.
+            from viztracer import VizTracer
 
-    def yappi_leave() -> None:
-        yappi.stop()
-        yappi.clear_stats()
-
-    viz = VizTracer(tracer_entries=2_000_000, verbose=0)
+            viz.append(VizTracer(tracer_entries=2_000_000, verbose=0))
+        viz[0].start()
 
     def viz_leave() -> None:
-        viz.stop()
-        viz.clear()
+        viz[0].stop()
+        viz[0].clear()
+        # VizTracer.stop() leaves its hook for new threads in threading.setprofile (3.9-3.11),
+        # which the next row's start_profile() would rightly refuse to replace.
+        threading.setprofile(None)  # type: ignore[arg-type]
 
-    def hook(include: str, sampler_name: str) -> tuple[Callable[[], None], Callable[[], None]]:
-        def enter() -> None:
-            sampler.use(sampler_name)
-            callspan.start_profile([include])
+    def plain(name: str, around: tuple[Callable[[], None], Callable[[], None]]) -> Row:
+        return Row(name, BASELINE, lambda n: time_function_calls(work, n), *around)
 
-        def leave() -> None:
-            callspan.stop_profile()
-            callspan.flush(30.0)
-
-        return enter, leave
-
-    def plain(n: int) -> int:
-        return time_calls(work, n)
-
-    nothing_enter, nothing_leave = hook("no_such_module.*", "always_on")
-    sampled_enter, sampled_leave = hook(f"{me}.work", "always_on")
-    off_enter, off_leave = hook(f"{me}.work", "always_off")
-    return [
-        Row("undecorated", plain),
-        Row("cprofile", plain, cprofile_enter, lambda: profiler[0].disable()),
-        Row("yappi", plain, yappi.start, yappi_leave),
-        Row("viztracer", plain, viz.start, viz_leave),
-        Row("hook_matching_nothing", plain, nothing_enter, nothing_leave),
-        Row("hook_sampled", plain, sampled_enter, sampled_leave),
-        Row("hook_always_off", plain, off_enter, off_leave),
+    rows = [
+        plain("undecorated", (benchkit.nothing, benchkit.nothing)),
+        plain("cprofile", benchkit.cprofile_around()),
+        plain("yappi", benchkit.yappi_around()),
+        plain("viztracer", (viz_enter, viz_leave)),
+        plain("hook_matching_nothing", hook_around(sampler, "no_such_module.*", "always_on")),
+        plain("hook_sampled", hook_around(sampler, f"{me}.work", "always_on")),
+        plain("hook_always_off", hook_around(sampler, f"{me}.work", "always_off")),
         Row(
             "decorator_sampled",
-            lambda n: time_calls(traced_work, n),
+            BASELINE,
+            lambda n: time_function_calls(traced_work, n),
             lambda: sampler.use("always_on"),
             lambda: callspan.flush(30.0),
         ),
     ]
+    assert tuple(row.name for row in rows) == ROW_NAMES
+    return rows
 
 
-def calibrate(row: Row, target_ns: float) -> int:
-    n = 64
-    while True:
-        per_call = row.measure(n)
-        if per_call * n >= target_ns / 8 or n >= 20_000_000:
-            return max(16, math.ceil(target_ns / per_call))
-        n *= 4
+def evaluate_targets(overhead: dict[str, float], unit: str) -> list[dict[str, Any]]:
+    """The issue's targets over per-call overheads (ns or instructions) by row."""
+    cprofile = overhead["cprofile"]
+    sampled = overhead["hook_sampled"]
+    decorator = overhead["decorator_sampled"]
+    nothing = overhead["hook_matching_nothing"]
+    limit = 0.05 * cprofile if sys.version_info >= (3, 12) else cprofile
+    return [
+        {
+            "target": "hook matching nothing vs cProfile overhead",
+            "measured": round(nothing, 1),
+            "limit": round(limit, 1),
+            "met": nothing <= limit,
+            "unit": unit,
+        },
+        {
+            "target": "hook-matched call vs sampled decorator + 20 %",
+            "measured": round(sampled, 1),
+            "limit": round(decorator * 1.2, 1),
+            "met": sampled <= decorator * 1.2,
+            "unit": unit,
+        },
+    ]
 
 
 # -- part 2: the mixed workload --------------------------------------------------------------
@@ -185,82 +200,53 @@ def portfolio(n):
     )
 
 
-def mixed_rows(
-    sampler: Sampler, n: int
-) -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
-    profiler: list[Any] = []
-
-    def cprofile_enter() -> None:
-        profiler[:] = [cProfile.Profile()]
-        profiler[0].enable()
-
-    def hook_enter() -> None:
-        sampler.use("always_on")
-        callspan.start_profile([__name__])
-
-    def hook_leave() -> None:
-        callspan.stop_profile()
-        callspan.flush(30.0)
+def mixed_rows(sampler: Sampler, n: int) -> list[Row]:
+    def timed(_calls: int) -> int:
+        t0 = benchkit.perf_counter_ns()
+        portfolio(n)
+        return benchkit.perf_counter_ns() - t0
 
     return [
-        ("undecorated", _nothing, _nothing),
-        ("cprofile", cprofile_enter, lambda: profiler[0].disable()),
-        ("hook_one_module", hook_enter, hook_leave),
+        Row("undecorated", BASELINE, timed),
+        Row("cprofile", BASELINE, timed, *benchkit.cprofile_around()),
+        Row("hook_one_module", BASELINE, timed, *hook_around(sampler, __name__, "always_on")),
     ]
 
 
-def run_mixed(sampler: Sampler, rounds: int, n: int) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {}
-    rows = mixed_rows(sampler, n)
-    for round_index in range(rounds):
-        shift = round_index % len(rows)
-        for name, enter, leave in rows[shift:] + rows[:shift]:
-            enter()
-            t0 = perf_counter_ns()
-            portfolio(n)
-            elapsed = perf_counter_ns() - t0
-            leave()
-            samples.setdefault(name, []).append(elapsed / 1e6)
-    return samples
+# -- the two modes -----------------------------------------------------------------------------
 
 
-def main() -> None:
-    p = benchkit.parser(__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=15)
-    p.add_argument("--target-ms", type=float, default=60.0)
-    p.add_argument("--mixed-n", type=int, default=400)
-    args = p.parse_args()
+def timing(args: Any) -> None:
+    from counting_receiver import CountingReceiver
+
     if args.smoke:
         args.rounds, args.target_ms, args.mixed_n = 2, 2.0, 20
     machine = benchkit.machine()
     with CountingReceiver() as receiver:
-        sampler = Sampler(receiver.endpoint)
+        sampler = Sampler(endpoint=receiver.endpoint)
         rows = build_rows(sampler)
         target_ns = args.target_ms * 1e6
         for row in rows:
-            row.n = calibrate(row, target_ns)
+            row.n = benchkit.calibrate(row, target_ns, max_calls=20_000_000)
         gc.collect()
-        for round_index in range(args.rounds):
-            shift = round_index % len(rows)
-            for row in rows[shift:] + rows[:shift]:
-                row.samples.append(row.measure(row.n))
-        mixed = run_mixed(sampler, args.rounds, args.mixed_n)
+        benchkit.interleaved_rounds(rows, args.rounds)
+        mixed = mixed_rows(sampler, args.mixed_n)
+        for row in mixed:
+            row.n = 1
+        benchkit.interleaved_rounds(mixed, args.rounds)
         callspan.shutdown(30.0)
         exported = receiver.spans
-    base = rows[0].samples
-    summary = []
-    for row in rows:
-        overhead = benchkit.median([a - b for a, b in zip(row.samples, base)])
-        summary.append(
-            {"row": row.name, "ns_per_call": benchkit.median(row.samples), "overhead_ns": overhead}
-        )
-    by_row = {r["row"]: r for r in summary}
-    cprofile_overhead = by_row["cprofile"]["overhead_ns"]
-    for r in summary:
-        r["vs_cprofile_overhead"] = (
-            r["overhead_ns"] / cprofile_overhead if cprofile_overhead else None
-        )
-    mixed_summary = {name: benchkit.median(ms) for name, ms in mixed.items()}
+    overhead = {row.name: benchkit.overhead_ns(row, rows) for row in rows}
+    summary = [
+        {
+            "row": row.name,
+            "ns_per_call": benchkit.median(row.samples),
+            "overhead_ns": overhead[row.name],
+            "vs_cprofile_overhead": ratio(overhead[row.name], overhead["cprofile"]),
+        }
+        for row in rows
+    ]
+    mixed_summary = {row.name: benchkit.median(row.samples) / 1e6 for row in mixed}
     print(f"CPython {sys.version.split()[0]}: per call ({args.rounds} rounds)")
     benchkit.print_table(
         ["row", "ns/call", "overhead ns", "x cProfile overhead"],
@@ -274,24 +260,7 @@ def main() -> None:
         ["row", "wall ms", "x cProfile"],
         [[name, ms, ms / mixed_summary["cprofile"]] for name, ms in mixed_summary.items()],
     )
-    sampled = by_row["hook_sampled"]["overhead_ns"]
-    decorator = by_row["decorator_sampled"]["overhead_ns"]
-    nothing = by_row["hook_matching_nothing"]["overhead_ns"]
-    limit = 0.05 * cprofile_overhead if sys.version_info >= (3, 12) else cprofile_overhead
-    targets = [
-        {
-            "target": "hook matching nothing vs cProfile overhead",
-            "measured": round(nothing, 1),
-            "limit": round(limit, 1),
-            "met": nothing <= limit,
-        },
-        {
-            "target": "hook-matched call vs sampled decorator + 20 %",
-            "measured": round(sampled, 1),
-            "limit": round(decorator * 1.2, 1),
-            "met": sampled <= decorator * 1.2,
-        },
-    ]
+    targets = evaluate_targets(overhead, "ns")
     print()
     benchkit.print_targets(targets)
     benchkit.write_json(
@@ -302,11 +271,94 @@ def main() -> None:
             "machine": machine,
             "rows": summary,
             "mixed_workload_ms": mixed_summary,
-            "mixed_samples_ms": mixed,
+            "mixed_samples_ms": {row.name: [s / 1e6 for s in row.samples] for row in mixed},
             "spans_exported": exported,
             "targets": targets,
         },
     )
+
+
+def ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def instructions(args: Any) -> None:
+    calls = 2_000 if args.smoke else args.calls
+    per_call = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        spans = os.path.join(workdir, "spans.jsonl")
+        rows = args.rows or ROW_NAMES
+        for name in rows if BASELINE in rows else [BASELINE, *rows]:
+            child = [os.path.abspath(__file__), "--child", name, "--spans", spans]
+            per_call[name] = benchkit.instructions_per_call(child, calls)
+    overhead = {name: ir - per_call[BASELINE] for name, ir in per_call.items()}
+    targets = (
+        evaluate_targets(overhead, "instructions") if set(TARGET_ROWS) <= set(overhead) else []
+    )
+    summary = [
+        {
+            "row": name,
+            "instructions_per_call": round(ir, 1),
+            "overhead_instructions": round(overhead[name], 1),
+            "vs_cprofile_overhead": ratio(overhead[name], overhead.get("cprofile", 0)),
+        }
+        for name, ir in per_call.items()
+    ]
+    print(f"CPython {sys.version.split()[0]}: main-thread instructions per call (callgrind)")
+    benchkit.print_table(
+        ["row", "Ir/call", "overhead Ir", "x cProfile overhead"],
+        [
+            [r["row"], r["instructions_per_call"], r["overhead_instructions"]]
+            + [r["vs_cprofile_overhead"]]
+            for r in summary
+        ],
+    )
+    print()
+    benchkit.print_targets(targets)
+    benchkit.write_json(
+        args.json,
+        {
+            "benchmark": "hook_instructions",
+            "smoke": args.smoke,
+            "machine": benchkit.machine(),
+            "calls": calls,
+            "rows": summary,
+            "targets": targets,
+        },
+    )
+
+
+def child(args: Any) -> None:
+    """One row under callgrind: warm-up calls, then ``--calls`` calls, spans to ``--spans``."""
+    sampler = Sampler(exporter="file", file=args.spans)
+    sampler.use("always_on")
+    (row,) = [row for row in build_rows(sampler) if row.name == args.child]
+    row.enter()
+    row.timed(1000)  # caches fill, code objects are decided, call sites specialise
+    row.timed(args.calls)
+    row.leave()
+    callspan.shutdown(30.0)
+
+
+def main() -> None:
+    p = benchkit.parser(__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--target-ms", type=float, default=60.0)
+    p.add_argument("--mixed-n", type=int, default=400)
+    p.add_argument(
+        "--instructions", action="store_true", help="count instructions per call (callgrind)"
+    )
+    p.add_argument("--calls", type=int, default=20_000, help="--instructions: calls per run")
+    p.add_argument("--rows", nargs="+", choices=ROW_NAMES, help="--instructions: only these rows")
+    p.add_argument("--child", choices=ROW_NAMES, help="(internal) one row under callgrind")
+    p.add_argument("--spans", help="(internal) the child's span file")
+    args = p.parse_args()
+    if args.child:
+        child(args)
+    elif args.instructions:
+        instructions(args)
+    else:
+        timing(args)
 
 
 if __name__ == "__main__":

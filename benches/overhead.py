@@ -40,7 +40,6 @@ path instead. Each row's counters (sampled, dropped) are in the JSON.
 
 from __future__ import annotations
 
-import cProfile
 import functools
 import gc
 import inspect
@@ -48,11 +47,10 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any, Callable
 
 import benchkit
+from benchkit import Row, time_function_calls, time_method_calls
 
 benchkit.clean_otel_env()
 
@@ -65,7 +63,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
 from otel_sdk import CountingExporter, quiet_queue_full_log  # noqa: E402
 from rotel import RotelAgent  # noqa: E402  (tests/rotel.py: the collector fixture)
 
-perf_counter_ns = time.perf_counter_ns
 # callspan's queue for this benchmark: 2**20 records (about 100 MiB, preallocated) hold one
 # timed loop's sampled spans, so that the sampled rows measure spans that are queued, not the
 # queue-full drop path a 2048-record queue falls into within a millisecond of a tight loop.
@@ -166,48 +163,7 @@ def otel_trace_with_caller(tracer):
     return decorate
 
 
-# -- the timed loops: one shape for every row ---------------------------------------------------
-
-
-def time_function_calls(fn: Callable[[Any], Any], n: int) -> int:
-    t0 = perf_counter_ns()
-    for _ in repeat(None, n):
-        fn(1)
-    return perf_counter_ns() - t0
-
-
-def time_method_calls(obj: Any, n: int) -> int:
-    t0 = perf_counter_ns()
-    for _ in repeat(None, n):
-        obj.work(1)
-    return perf_counter_ns() - t0
-
-
 # -- rows ----------------------------------------------------------------------------------------
-
-
-def _nothing() -> None:
-    pass
-
-
-@dataclass
-class Row:
-    name: str
-    baseline: str  # the row whose same-round time is subtracted
-    timed: Callable[[int], int]  # runs n calls, returns elapsed ns
-    enter: Callable[[], None] = _nothing  # before the timed loop (not timed)
-    leave: Callable[[], None] = _nothing  # after the timed loop (not timed)
-    n: int = 0
-    samples: list[float] = field(default_factory=list)  # ns per call, one per round
-    counters: dict[str, int] = field(default_factory=dict)
-
-    def measure(self, n: int) -> float:
-        self.enter()
-        try:
-            elapsed = self.timed(n)
-        finally:
-            self.leave()
-        return elapsed / n
 
 
 class CallspanSampler:
@@ -283,16 +239,6 @@ def build_rows(endpoint: str, queue_size: int) -> tuple[list[Row], Callable[[], 
 
         return Row(name, "plain_function", timed, leave=flush_otel)
 
-    profiler: list[cProfile.Profile] = []
-
-    def cprofile_enter() -> None:
-        profiler[:] = [cProfile.Profile()]
-        profiler[0].enable()
-
-    def yappi_leave() -> None:
-        yappi.stop()
-        yappi.clear_stats()
-
     worker = Worker()
     cs_work, traced_worker = sampler.traced_function, sampler.traced_worker
     rows = [
@@ -317,15 +263,13 @@ def build_rows(endpoint: str, queue_size: int) -> tuple[list[Row], Callable[[], 
             "cprofile",
             "plain_function",
             lambda n: time_function_calls(work, n),
-            enter=cprofile_enter,
-            leave=lambda: profiler[0].disable(),
+            *benchkit.cprofile_around(),
         ),
         Row(
             "yappi",
             "plain_function",
             lambda n: time_function_calls(work, n),
-            enter=yappi.start,
-            leave=yappi_leave,
+            *benchkit.yappi_around(),
         ),
     ]
     assert tuple(row.name for row in rows) == ROW_NAMES
@@ -347,16 +291,6 @@ def build_rows(endpoint: str, queue_size: int) -> tuple[list[Row], Callable[[], 
 # -- running --------------------------------------------------------------------------------------
 
 
-def calibrate(row: Row, target_ns: float) -> int:
-    """Calls per timed loop so that one loop takes about ``target_ns``."""
-    n = 64
-    while True:
-        per_call = row.measure(n)
-        if per_call * n >= target_ns / 8 or n >= 50_000_000:
-            return max(16, math.ceil(target_ns / per_call))
-        n *= 4
-
-
 def run(
     rounds: int, target_ms: float, endpoint: str, queue_size: int
 ) -> tuple[list[Row], dict[str, Any]]:
@@ -364,19 +298,20 @@ def run(
     rows, close = build_rows(endpoint, queue_size)
     target_ns = target_ms * 1e6
     for row in rows:
-        row.n = calibrate(row, target_ns)
+        row.n = benchkit.calibrate(row, target_ns)
     before = callspan.stats()
     per_row_callspan: dict[str, dict[str, int]] = {}
-    for round_index in range(rounds):
-        shift = round_index % len(rows)
-        for row in rows[shift:] + rows[:shift]:
-            start = callspan.stats()
-            row.samples.append(row.measure(row.n))
-            if row.name.startswith("callspan_"):
-                end = callspan.stats()
-                totals = per_row_callspan.setdefault(row.name, {})
-                for key in ("spans_started", "spans_sampled", "dropped_queue_full"):
-                    totals[key] = totals.get(key, 0) + end[key] - start[key]
+
+    def counting(row: Row, measure: Callable[[], None]) -> None:
+        start = callspan.stats()
+        measure()
+        if row.name.startswith("callspan_"):
+            end = callspan.stats()
+            totals = per_row_callspan.setdefault(row.name, {})
+            for key in ("spans_started", "spans_sampled", "dropped_queue_full"):
+                totals[key] = totals.get(key, 0) + end[key] - start[key]
+
+    benchkit.interleaved_rounds(rows, rounds, counting)
     after = callspan.stats()
     otel_counters = close()
     for row in rows:
@@ -400,10 +335,7 @@ def summarise(rows: list[Row]) -> list[dict[str, Any]]:
     by_name = {row.name: row for row in rows}
 
     def overhead(row: Row) -> float:
-        if row.name == row.baseline:
-            return 0.0
-        base = by_name[row.baseline].samples
-        return benchkit.median([a - b for a, b in zip(row.samples, base)])
+        return benchkit.overhead_ns(row, rows)
 
     def counting_adds(row: Row) -> float | None:
         """Median over rounds of (this counting row - the same row counting nothing)."""

@@ -94,8 +94,9 @@ def start_profile(
 
 
 def stop_profile() -> None:
-    """Stop profiling (no-op when no profile runs). Calls still running on this thread end
-    now; warns when no function matched the include globs."""
+    """Stop profiling (no-op when no profile runs). Calls still running end now, with their
+    spans exported: this thread's, other threads' and suspended generators' and coroutines';
+    warns when no function matched the include globs."""
     # threading.getprofile() is 3.10+; the module attribute is there on every version.
     if (
         sys.version_info < (3, 12)

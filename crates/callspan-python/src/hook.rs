@@ -36,10 +36,13 @@ use parking_lot::Mutex;
 use pyo3::exceptions::{PyGeneratorExit, PyRuntimeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use std::cell::RefCell;
+#[cfg(Py_3_13)]
+use pyo3::types::PyCFunction;
+use std::cell::UnsafeCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
+use std::sync::Arc;
 
 // ---------------------------------------------------------------------------------------------
 // Which code: the filter and the per-code-object decision
@@ -121,23 +124,23 @@ pub(crate) unsafe fn profiled_if_decided(code: *mut ffi::PyObject) -> Option<&'s
     unsafe { cached(code).and_then(|d| d.profiled.as_ref()) }
 }
 
-/// The decision for `code`: cached, else made now (`frame` is the code's running frame, which
-/// gives its module and qualname).
+/// The decision for `code`: cached, else made now (`frame` finds the code's running frame, which
+/// gives its module and qualname; asked only the first time).
 ///
 /// # Safety
-/// GIL held; `code` is a live code object and `frame`, if given, a frame running it.
+/// GIL held; `code` is a live code object and `frame`, if it finds one, a frame running it.
 #[inline]
-pub(crate) unsafe fn decision(
-    py: Python<'_>,
+pub(crate) unsafe fn decision<'py>(
+    py: Python<'py>,
     code: *mut ffi::PyObject,
-    frame: Option<CallerFrame<'_>>,
+    frame: impl FnOnce() -> Option<CallerFrame<'py>>,
 ) -> Option<&'static mut CodeDecision> {
     // SAFETY: forwarded contract.
     if let Some(d) = unsafe { cached(code) } {
         return Some(d);
     }
     // SAFETY: forwarded contract.
-    unsafe { decide_code(py, code, frame) }
+    unsafe { decide_code(py, code, frame()) }
 }
 
 /// Whether `decision` is a profiled function; for the 3.12+ hook, which turns on the code's
@@ -446,12 +449,86 @@ struct Running {
     active: Active,
 }
 
+/// One thread's running calls, innermost last. Not a `RefCell`: the vector is touched only with
+/// the GIL held and never across Python code (an event pushes or pops one entry; values leave
+/// it before they are dropped), so no two borrows overlap, and none is counted per event.
+struct CallStack(UnsafeCell<Vec<Running>>);
+
+// SAFETY: every access holds the GIL and no borrow spans Python code (type docs), so accesses
+// from two threads (the owner, and `stop_profile` on another) never overlap.
+unsafe impl Sync for CallStack {}
+
+impl CallStack {
+    fn push(&self, call: Running) {
+        // SAFETY: GIL held; no other borrow is live (type docs).
+        unsafe { (*self.0.get()).push(call) }
+    }
+
+    fn pop_if(&self, f: impl FnOnce(&Running) -> bool) -> Option<Running> {
+        // SAFETY: as in `push`; `f` only compares fields.
+        let calls = unsafe { &mut *self.0.get() };
+        calls.last().is_some_and(f).then(|| calls.pop()).flatten()
+    }
+
+    fn take_all(&self) -> Vec<Running> {
+        // SAFETY: as in `push`.
+        std::mem::take(unsafe { &mut *self.0.get() })
+    }
+
+    /// Takes what each running call would end (its span, its count), leaving the entries.
+    fn take_steps(&self) -> Vec<Step> {
+        // SAFETY: as in `push`.
+        let calls = unsafe { &mut *self.0.get() };
+        calls
+            .iter_mut()
+            .map(|call| Step {
+                current: call.step.current,
+                open: call.step.open.take(),
+                counted: call.step.counted.take(),
+                publish: call.step.publish,
+            })
+            .collect()
+    }
+}
+
+/// Every thread's call stack, for `stop_profile` (which must end other threads' calls too).
+static STACKS: Mutex<Vec<Arc<CallStack>>> = Mutex::new(Vec::new());
+
 thread_local! {
-    static RUNNING: RefCell<Vec<Running>> = const { RefCell::new(Vec::new()) };
+    static RUNNING: Arc<CallStack> = {
+        let stack = Arc::new(CallStack(UnsafeCell::new(Vec::new())));
+        STACKS.lock().push(Arc::clone(&stack));
+        stack
+    };
 }
 
 /// Generators and coroutines between two steps, by frame object.
 static SUSPENDED: Mutex<Option<HashMap<usize, Step>>> = Mutex::new(None);
+/// Whether [`SUSPENDED`] holds any (read without the lock by the 3.9–3.11 hook's C calls).
+static ANY_SUSPENDED: AtomicBool = AtomicBool::new(false);
+
+/// Keeps a suspended step by its frame object.
+fn suspend(frame_key: usize, step: Step) {
+    let mut map = SUSPENDED.lock();
+    map.get_or_insert_with(HashMap::new).insert(frame_key, step);
+    ANY_SUSPENDED.store(true, Ordering::Relaxed);
+}
+
+/// Takes the suspended step of a frame object, if any.
+fn take_suspended(frame_key: usize) -> Option<Step> {
+    let mut map = SUSPENDED.lock();
+    let map = map.as_mut()?;
+    let step = map.remove(&frame_key);
+    ANY_SUSPENDED.store(!map.is_empty(), Ordering::Relaxed);
+    step
+}
+
+/// Whether some generator or coroutine of this session is suspended.
+#[cfg(not(Py_3_12))]
+#[inline]
+pub(crate) fn any_suspended() -> bool {
+    ANY_SUSPENDED.load(Ordering::Relaxed)
+}
 
 /// Whether spans are made now (the first call of the process reads the configuration).
 #[inline]
@@ -466,13 +543,14 @@ fn enabled(hot: &HotState) -> bool {
     }
 }
 
-/// A profiled function starts: `code` is its code object, `caller` the frame it was called
-/// from, `frame_key` its frame object if it is a generator or coroutine.
-pub(crate) fn on_start(
-    py: Python<'_>,
+/// A profiled function starts: `code` is its code object, `caller` finds the frame it was
+/// called from (asked only when the call is sampled or counted), `frame_key` its frame object
+/// if it is a generator or coroutine.
+pub(crate) fn on_start<'py>(
+    py: Python<'py>,
     profiled: &Profiled,
     code: *mut ffi::PyObject,
-    caller: Option<CallerFrame<'_>>,
+    caller: impl FnOnce() -> Option<CallerFrame<'py>>,
     frame_key: usize,
 ) {
     let hot = hot::state();
@@ -501,13 +579,13 @@ pub(crate) fn on_start(
             counted: hot.counting().then(|| {
                 CountedCall::starting(
                     profiled.id,
-                    span::caller_site(py, hot, local, caller.as_ref()),
+                    span::caller_site(py, hot, local, caller().as_ref()),
                 )
             }),
             publish,
         },
         Decision::Sampled { trace_id, parent } => {
-            let caller = span::read_caller(py, hot, local, caller);
+            let caller = span::read_caller(py, hot, local, caller());
             let open = OpenSpan::new(local, trace_id, parent, profiled.id, caller);
             Step {
                 current: open.as_parent(),
@@ -519,8 +597,7 @@ pub(crate) fn on_start(
     };
     if frame_key != 0 {
         // A frame object of a generator abandoned without an end event, now reused.
-        let stale = SUSPENDED.lock().as_mut().and_then(|m| m.remove(&frame_key));
-        drop(stale);
+        drop(take_suspended(frame_key));
     }
     begin_step(py, hot, local, code, frame_key, step);
 }
@@ -538,7 +615,7 @@ fn begin_step(
         open.start_clock();
     }
     RUNNING.with(|r| {
-        r.borrow_mut().push(Running {
+        r.push(Running {
             code: code as usize,
             frame_key,
             step,
@@ -547,16 +624,10 @@ fn begin_step(
     });
 }
 
-/// Takes this thread's innermost running call if it is `code`'s (and `frame_key`'s).
+/// Takes this thread's innermost running call if it is `code`'s (and `frame_key`'s); a call
+/// that started before the profile was never pushed.
 fn take_running(code: *mut ffi::PyObject, frame_key: usize) -> Option<Running> {
-    RUNNING.with(|r| {
-        let mut r = r.borrow_mut();
-        match r.last() {
-            Some(top) if top.code == code as usize && top.frame_key == frame_key => r.pop(),
-            // A call that started before the profile (never pushed).
-            _ => None,
-        }
-    })
+    RUNNING.with(|r| r.pop_if(|top| top.code == code as usize && top.frame_key == frame_key))
 }
 
 /// How a call ended.
@@ -578,6 +649,10 @@ pub(crate) fn on_end(
         return;
     };
     let end_unix_ns = callspan_core::clock::now_unix_ns();
+    #[cfg(Py_3_13)]
+    if frame_key != 0 {
+        unwatch(frame_key);
+    }
     // SAFETY: used on this thread, during this event only.
     let Some(local) = (unsafe { per_thread::current() }) else {
         return;
@@ -649,15 +724,14 @@ pub(crate) fn on_suspend(py: Python<'_>, code: *mut ffi::PyObject, frame_key: us
         return;
     };
     running.active.exit(py, local);
-    SUSPENDED
-        .lock()
-        .get_or_insert_with(HashMap::new)
-        .insert(frame_key, running.step);
+    suspend(frame_key, running.step);
+    #[cfg(Py_3_13)]
+    watch(py, frame_key);
 }
 
 /// A suspended generator or coroutine resumes.
 pub(crate) fn on_resume(py: Python<'_>, code: *mut ffi::PyObject, frame_key: usize) {
-    let step = SUSPENDED.lock().as_mut().and_then(|m| m.remove(&frame_key));
+    let step = take_suspended(frame_key);
     // SAFETY: used on this thread, during this event only.
     if let (Some(step), Some(local)) = (step, unsafe { per_thread::current() }) {
         begin_step(py, hot::state(), local, code, frame_key, step);
@@ -673,24 +747,127 @@ pub(crate) fn is_suspended(frame_key: usize) -> bool {
         .is_some_and(|m| m.contains_key(&frame_key))
 }
 
-/// At stop: this thread's calls still running end now (innermost first); suspended objects and
-/// other threads' running calls end without a span (their events no longer come).
+/// At stop: every call still running ends now, innermost first, and so do suspended generators
+/// and coroutines (their events no longer come). This thread's calls also leave its context; a
+/// call running on another thread keeps its context entry until that thread's next profiled
+/// call returns (no event of it comes before), but its span ends and is exported now.
 fn end_running_calls(py: Python<'_>) {
-    let running = RUNNING.with(|r| std::mem::take(&mut *r.borrow_mut()));
     let hot = hot::state();
     // SAFETY: used on this thread, during this function only.
     let Some(local) = (unsafe { per_thread::current() }) else {
         return;
     };
-    for call in running.into_iter().rev() {
-        let end = callspan_core::clock::now_unix_ns();
-        call.active.exit(py, local);
-        if let Some(counted) = call.step.counted {
-            counted.finish(0);
+    let end = callspan_core::clock::now_unix_ns();
+    let mine = RUNNING.with(|r| r.take_all());
+    let mut others = Vec::new();
+    {
+        let mut stacks = STACKS.lock();
+        // A thread that ended (only the registry holds its stack) never pops its entries:
+        // its contexts are gone with it, so they are forgotten, not dropped here.
+        for stack in stacks.iter() {
+            if Arc::strong_count(stack) == 1 {
+                others.extend(stack.take_all().into_iter().rev().map(|call| {
+                    std::mem::forget(call.active);
+                    call.step
+                }));
+            } else if !RUNNING.with(|r| Arc::ptr_eq(r, stack)) {
+                others.extend(stack.take_steps().into_iter().rev());
+            }
         }
-        if let Some(open) = call.step.open {
-            span::finish(py, hot, local, open, end, 0, || None);
-        }
+        stacks.retain(|stack| Arc::strong_count(stack) > 1);
     }
-    SUSPENDED.lock().take();
+    let suspended = SUSPENDED.lock().take();
+    ANY_SUSPENDED.store(false, Ordering::Relaxed);
+    for call in mine.into_iter().rev() {
+        call.active.exit(py, local);
+        finish_step(py, hot, local, call.step, end);
+    }
+    for step in others
+        .into_iter()
+        .chain(suspended.into_iter().flat_map(|m| m.into_values()))
+    {
+        finish_step(py, hot, local, step, end);
+    }
+    #[cfg(Py_3_13)]
+    WATCHED.lock().take();
+}
+
+/// Ends the span (or the count) of a call that returned normally at `end`.
+fn finish_step(py: Python<'_>, hot: &HotState, local: &PerThread, step: Step, end: u64) {
+    if let Some(counted) = step.counted {
+        counted.finish(0);
+    }
+    if let Some(open) = step.open {
+        span::finish(py, hot, local, open, end, 0, || None);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3.13: generators closed without an event
+// ---------------------------------------------------------------------------------------------
+
+/// Weak references to suspended generators and coroutines, by frame object (3.13+).
+///
+/// CPython 3.13 closes a generator suspended at a `yield` outside any `try` block without
+/// running its frame (`gen_close` clears it directly): no `PY_UNWIND` or `PY_THROW` comes, and
+/// the call would stay suspended forever. A weak reference to the object, taken at its first
+/// suspension, ends the span when the object is freed (for `close()` on an object still
+/// referenced, that is later than the close; for the usual `for ...: break` or an object going
+/// out of scope, it is the same moment). Dropped when the call ends with an event.
+#[cfg(Py_3_13)]
+static WATCHED: Mutex<Option<HashMap<usize, Py<PyAny>>>> = Mutex::new(None);
+
+/// Watches the generator or coroutine running in frame object `frame_key` (once per call).
+#[cfg(Py_3_13)]
+fn watch(py: Python<'_>, frame_key: usize) {
+    if WATCHED
+        .lock()
+        .as_ref()
+        .is_some_and(|w| w.contains_key(&frame_key))
+    {
+        return;
+    }
+    // SAFETY: GIL held; `frame_key` is the live frame object of the suspending call.
+    let generator = unsafe { ffi::PyFrame_GetGenerator(frame_key as *mut ffi::PyFrameObject) };
+    // SAFETY: a new reference or null.
+    let Some(generator) = (unsafe { Bound::from_owned_ptr_or_opt(py, generator) }) else {
+        return;
+    };
+    let freed = PyCFunction::new_closure(py, None, None, move |args, _kwargs| {
+        ended_without_event(args.py(), frame_key);
+    });
+    let weak = freed.and_then(|callback| {
+        // SAFETY: GIL held; a live object and a callable.
+        let weak = unsafe { ffi::PyWeakref_NewRef(generator.as_ptr(), callback.as_ptr()) };
+        // SAFETY: a new reference or null with an exception set.
+        unsafe { Bound::from_owned_ptr_or_err(py, weak) }
+    });
+    match weak {
+        Ok(weak) => {
+            WATCHED
+                .lock()
+                .get_or_insert_with(HashMap::new)
+                .insert(frame_key, weak.unbind());
+        }
+        Err(e) => tracing::warn!("profile hook: a generator could not be watched: {e}"),
+    }
+}
+
+/// A watched generator or coroutine was freed: if it was still suspended, it was closed without
+/// an event, a normal end.
+#[cfg(Py_3_13)]
+fn ended_without_event(py: Python<'_>, frame_key: usize) {
+    let weak = WATCHED.lock().as_mut().and_then(|w| w.remove(&frame_key));
+    if let Some(step) = take_suspended(frame_key) {
+        let end = callspan_core::clock::now_unix_ns();
+        per_thread::with(|local| finish_step(py, hot::state(), local, step, end));
+    }
+    drop(weak);
+}
+
+/// The call in `frame_key` ended with an event: its watch is no longer needed.
+#[cfg(Py_3_13)]
+fn unwatch(frame_key: usize) {
+    let weak = WATCHED.lock().as_mut().and_then(|w| w.remove(&frame_key));
+    drop(weak);
 }

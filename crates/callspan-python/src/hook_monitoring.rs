@@ -13,17 +13,22 @@
 //! * `stop` turns every event off, unregisters the callbacks and frees the tool id;
 //!   `sys.monitoring.restart_events()` at the next start re-arms the code DISABLE turned off.
 
-use crate::hook::{self, End};
+use crate::hook::{self, End, Profiled};
 use crate::python_frame;
+use crate::steps::Kind;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyCFunction;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
 /// The tool id in use (-1: none).
 static TOOL: AtomicI32 = AtomicI32::new(-1);
+
+/// `PY_RETURN | PY_YIELD | PY_RESUME`: the local events of a profiled code object (read at
+/// install).
+static LOCAL_EVENTS: AtomicI64 = AtomicI64::new(0);
 
 /// `sys.monitoring.DISABLE`.
 static DISABLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -39,7 +44,7 @@ const CALLBACKS: [(&std::ffi::CStr, &str, ffi::PyCFunctionFast); 6] = [
     (c"callspan_py_return", "PY_RETURN", py_return),
     (c"callspan_py_yield", "PY_YIELD", py_yield),
     (c"callspan_py_resume", "PY_RESUME", py_resume),
-    (c"callspan_py_throw", "PY_THROW", py_throw),
+    (c"callspan_py_throw", "PY_THROW", py_resume),
     (c"callspan_py_unwind", "PY_UNWIND", py_unwind),
 ];
 
@@ -72,6 +77,10 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
         )));
     };
     DISABLE.get_or_try_init(py, || mon.getattr("DISABLE").map(Bound::unbind))?;
+    LOCAL_EVENTS.store(
+        event(py, "PY_RETURN")? | event(py, "PY_YIELD")? | event(py, "PY_RESUME")?,
+        Ordering::Relaxed,
+    );
     mon.call_method1("use_tool_id", (tool, "callspan"))?;
     TOOL.store(tool, Ordering::Relaxed);
     let result = (|| {
@@ -139,8 +148,12 @@ fn none() -> *mut ffi::PyObject {
     }
 }
 
-/// The frame object of the running generator or coroutine frame (its identity across steps).
-fn frame_key() -> usize {
+/// The frame object of the running generator or coroutine frame (its identity across steps);
+/// 0 for a plain function, whose calls need none.
+fn frame_key(profiled: &Profiled) -> usize {
+    if profiled.kind == Kind::Plain {
+        return 0;
+    }
     // SAFETY: GIL held; the current frame is the profiled one (callbacks run on top of it).
     unsafe { ffi::PyEval_GetFrame() as usize }
 }
@@ -148,7 +161,7 @@ fn frame_key() -> usize {
 /// Turns on the local events of a profiled code object.
 fn enable_local_events(py: Python<'_>, code: *mut ffi::PyObject) -> PyResult<()> {
     let tool = TOOL.load(Ordering::Relaxed);
-    let events = event(py, "PY_RETURN")? | event(py, "PY_YIELD")? | event(py, "PY_RESUME")?;
+    let events = LOCAL_EVENTS.load(Ordering::Relaxed);
     // SAFETY: the callback's live code object.
     let code_obj = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, code) };
     monitoring(py)?.call_method1("set_local_events", (tool, code_obj, events))?;
@@ -156,7 +169,9 @@ fn enable_local_events(py: Python<'_>, code: *mut ffi::PyObject) -> PyResult<()>
     Ok(())
 }
 
-/// `PY_START(code, instruction_offset)`.
+/// `PY_START(code, instruction_offset)`: decides a code object on its first call (DISABLE if it
+/// is not profiled), else starts the call. The frame is looked up only to decide, and for the
+/// caller only when the call is sampled or counted.
 unsafe extern "C" fn py_start(
     _slf: *mut ffi::PyObject,
     args: *mut *mut ffi::PyObject,
@@ -169,8 +184,8 @@ unsafe extern "C" fn py_start(
     let py = unsafe { Python::assume_attached() };
     // SAFETY: nargs >= 1: the first argument is the code object.
     let code = unsafe { *args };
-    // SAFETY: GIL held; the frame current now is the profiled function's.
-    let callee = unsafe { python_frame::caller_frame(py) };
+    // SAFETY: GIL held; the frame current now is the starting function's.
+    let callee = || unsafe { python_frame::caller_frame(py) };
     // SAFETY: `code` is the live code object of the starting frame.
     let Some(decision) = (unsafe { hook::decision(py, code, callee) }) else {
         return none();
@@ -188,40 +203,51 @@ unsafe extern "C" fn py_start(
         }
     }
     // The caller is the callee frame's f_back (skip nothing if the callee is not yet listed).
-    let caller = match callee {
+    let caller = || match callee() {
         Some(f) if f.code().cast::<ffi::PyObject>() == code => f.back(),
         other => other,
     };
-    let key = if profiled.kind == crate::steps::Kind::Plain {
-        0
-    } else {
-        frame_key()
-    };
-    hook::on_start(py, profiled, code, caller, key);
+    hook::on_start(py, profiled, code, caller, frame_key(profiled));
     none()
 }
 
-/// The profiled function of a callback's code object and its frame key.
+/// A running call of a profiled function, as a callback sees it.
+struct ProfiledCall {
+    profiled: &'static Profiled,
+    code: *mut ffi::PyObject,
+    frame_key: usize,
+}
+
+/// What every callback but `PY_START` does first: its code object (the first argument) is a
+/// profiled function's, else nothing is to be done; then `step` runs with it.
 ///
 /// # Safety
-/// GIL held; `args` has at least one element, a live code object.
-unsafe fn profiled_call(
+/// CPython's callback contract: GIL held, `args` has `nargs` valid arguments.
+#[inline]
+unsafe fn on_profiled(
     args: *mut *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
-) -> Option<(&'static hook::Profiled, *mut ffi::PyObject, usize)> {
-    if nargs < 1 {
-        return None;
+    step: impl FnOnce(Python<'_>, ProfiledCall),
+) -> *mut ffi::PyObject {
+    if nargs >= 1 {
+        // SAFETY: nargs >= 1: the first argument is the code object.
+        let code = unsafe { *args };
+        // SAFETY: GIL held; a live code object.
+        if let Some(profiled) = unsafe { hook::profiled_if_decided(code) } {
+            // SAFETY: callbacks run with the GIL held.
+            let py = unsafe { Python::assume_attached() };
+            let frame_key = frame_key(profiled);
+            step(
+                py,
+                ProfiledCall {
+                    profiled,
+                    code,
+                    frame_key,
+                },
+            );
+        }
     }
-    // SAFETY: forwarded contract.
-    let code = unsafe { *args };
-    // SAFETY: forwarded contract.
-    let profiled = unsafe { hook::profiled_if_decided(code) }?;
-    let key = if profiled.kind == crate::steps::Kind::Plain {
-        0
-    } else {
-        frame_key()
-    };
-    Some((profiled, code, key))
+    none()
 }
 
 /// `PY_RETURN(code, instruction_offset, retval)`.
@@ -231,12 +257,11 @@ unsafe extern "C" fn py_return(
     nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's callback contract.
-    if let Some((profiled, code, key)) = unsafe { profiled_call(args, nargs) } {
-        // SAFETY: callbacks run with the GIL held.
-        let py = unsafe { Python::assume_attached() };
-        hook::on_end(py, profiled, code, key, End::Return);
+    unsafe {
+        on_profiled(args, nargs, |py, c| {
+            hook::on_end(py, c.profiled, c.code, c.frame_key, End::Return)
+        })
     }
-    none()
 }
 
 /// `PY_UNWIND(code, instruction_offset, exception)`.
@@ -246,14 +271,13 @@ unsafe extern "C" fn py_unwind(
     nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's callback contract.
-    if let Some((profiled, code, key)) = unsafe { profiled_call(args, nargs) } {
-        // SAFETY: callbacks run with the GIL held.
-        let py = unsafe { Python::assume_attached() };
-        // SAFETY: the third argument, when given, is the exception (borrowed for the call).
-        let exc = (nargs >= 3).then(|| unsafe { Bound::from_borrowed_ptr(py, *args.add(2)) });
-        hook::on_end(py, profiled, code, key, End::Raise(exc));
+    unsafe {
+        on_profiled(args, nargs, |py, c| {
+            // SAFETY: the third argument, when given, is the exception (borrowed for the call).
+            let exc = (nargs >= 3).then(|| Bound::from_borrowed_ptr(py, *args.add(2)));
+            hook::on_end(py, c.profiled, c.code, c.frame_key, End::Raise(exc));
+        })
     }
-    none()
 }
 
 /// `PY_YIELD(code, instruction_offset, retval)`.
@@ -263,35 +287,23 @@ unsafe extern "C" fn py_yield(
     nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's callback contract.
-    if let Some((_, code, key)) = unsafe { profiled_call(args, nargs) } {
-        // SAFETY: callbacks run with the GIL held.
-        let py = unsafe { Python::assume_attached() };
-        hook::on_suspend(py, code, key);
+    unsafe {
+        on_profiled(args, nargs, |py, c| {
+            hook::on_suspend(py, c.code, c.frame_key)
+        })
     }
-    none()
 }
 
-/// `PY_RESUME(code, instruction_offset)`.
+/// `PY_RESUME(code, instruction_offset)`, and `PY_THROW` (resumed by `throw()`).
 unsafe extern "C" fn py_resume(
     _slf: *mut ffi::PyObject,
     args: *mut *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's callback contract.
-    if let Some((_, code, key)) = unsafe { profiled_call(args, nargs) } {
-        // SAFETY: callbacks run with the GIL held.
-        let py = unsafe { Python::assume_attached() };
-        hook::on_resume(py, code, key);
+    unsafe {
+        on_profiled(args, nargs, |py, c| {
+            hook::on_resume(py, c.code, c.frame_key)
+        })
     }
-    none()
-}
-
-/// `PY_THROW(code, instruction_offset, exception)`: resumed by `throw()`.
-unsafe extern "C" fn py_throw(
-    slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-) -> *mut ffi::PyObject {
-    // SAFETY: forwarded.
-    unsafe { py_resume(slf, args, nargs) }
 }

@@ -8,15 +8,18 @@
 //!   the event.
 //! * **Per code object.** Every Python call reaches the function (there is no DISABLE before
 //!   3.12); the decision is read from the code object's extra slot (`hook::decision`), so a call
-//!   of code that is not profiled costs one slot read. C calls (`c_call`) return at once.
+//!   of code that is not profiled costs one slot read. C events return at once, except a
+//!   `c_call` while a generator or coroutine of the session is suspended (it may be `close()`).
 //! * **Generators and coroutines.** 'call' and 'return' come for each resume and yield; the
 //!   frame object (fixed for the object's life) tells a resume from a new call, and the
 //!   instruction a 'return' comes from tells a yield (`YIELD_VALUE`) from the real return
 //!   (`RETURN_VALUE`).
 //! * **Exceptions.** A call ended by an exception gets 'return' with no value; CPython sets the
-//!   exception aside while the profile function runs, so the span has status ERROR with the
-//!   type `<exception>` (3.12+ names it). A generator whose `close()` call was seen (`c_call`),
-//!   or that exits at once from the yield it was resumed at, was closed: no error.
+//!   exception aside while the profile function runs (`call_trace_protected` fetches it into
+//!   its own C locals: neither the frame nor the thread state holds it then), so the span has
+//!   status ERROR with the type `<exception>` (3.12+ names it). A generator whose `close()`
+//!   call was seen (`c_call`), or that exits at once from the yield it was resumed at, was
+//!   closed: no error.
 //! * **Another profiler.** `callspan.start_profile` refuses to start while `sys.getprofile()`
 //!   or `threading.setprofile` hold another profiler on the calling thread (naming it); a
 //!   profiler started later on a thread replaces callspan's hook on that thread. `stop` clears
@@ -121,54 +124,81 @@ pub(crate) fn profile_thread_hook(
 /// Where each running generator frame was last resumed (frame → lasti), to tell a close.
 static RESUMED_AT: Mutex<Option<HashMap<usize, i32>>> = Mutex::new(None);
 
-/// The profile function.
+/// The profile function. Python calls and returns first; a C call matters only while a
+/// generator or coroutine of the session is suspended (it may be its `close()`), and C returns
+/// never.
 unsafe extern "C" fn profile(
     _obj: *mut ffi::PyObject,
     frame: *mut ffi::PyFrameObject,
     what: c_int,
     arg: *mut ffi::PyObject,
 ) -> c_int {
-    if what == ffi::PyTrace_C_CALL {
-        // SAFETY: `arg` is the C function being called (GIL held).
-        unsafe { note_close(arg) };
-        return 0;
+    // SAFETY: CPython calls the profile function with the GIL held, a live frame and the
+    // event's argument.
+    unsafe {
+        if what == ffi::PyTrace_CALL {
+            on_call(frame);
+        } else if what == ffi::PyTrace_RETURN {
+            on_return(frame, arg);
+        } else if what == ffi::PyTrace_C_CALL && hook::any_suspended() {
+            note_close(arg);
+        }
     }
-    if what != ffi::PyTrace_CALL && what != ffi::PyTrace_RETURN {
-        return 0;
-    }
-    // SAFETY: CPython calls the profile function with the GIL held and a live frame.
+    0
+}
+
+/// A Python frame starts (a call, or a generator's resume).
+///
+/// # Safety
+/// GIL held; `frame` is the live frame being called.
+#[inline]
+unsafe fn on_call(frame: *mut ffi::PyFrameObject) {
+    // SAFETY: the caller's contract.
     let py = unsafe { Python::assume_attached() };
-    // SAFETY: `frame` is the live frame being called or returning.
+    // SAFETY: `frame` is the live frame being called.
     let Some(callee) = (unsafe { CallerFrame::from_frame_object(py, frame) }) else {
-        return 0;
+        return;
     };
     let code = callee.code().cast::<ffi::PyObject>();
-    let key = frame as usize;
-    if what == ffi::PyTrace_CALL {
-        // SAFETY: `code` is the live code object of the frame being called.
-        let Some(profiled) =
-            (unsafe { hook::decision(py, code, Some(callee)) }).and_then(|d| hook::profiled_of(d))
-        else {
-            return 0;
-        };
-        if profiled.kind == Kind::Plain {
-            hook::on_start(py, profiled, code, callee.back(), 0);
-            return 0;
-        }
-        RESUMED_AT
-            .lock()
-            .get_or_insert_with(HashMap::new)
-            .insert(key, callee.lasti());
-        if hook::is_suspended(key) {
-            hook::on_resume(py, code, key);
-        } else {
-            hook::on_start(py, profiled, code, callee.back(), key);
-        }
-        return 0;
+    // SAFETY: `code` is the live code object of the frame being called.
+    let Some(profiled) =
+        (unsafe { hook::decision(py, code, || Some(callee)) }).and_then(|d| hook::profiled_of(d))
+    else {
+        return;
+    };
+    if profiled.kind == Kind::Plain {
+        hook::on_start(py, profiled, code, || callee.back(), 0);
+        return;
     }
+    let key = frame as usize;
+    RESUMED_AT
+        .lock()
+        .get_or_insert_with(HashMap::new)
+        .insert(key, callee.lasti());
+    if hook::is_suspended(key) {
+        hook::on_resume(py, code, key);
+    } else {
+        hook::on_start(py, profiled, code, || callee.back(), key);
+    }
+}
+
+/// A Python frame returns (`arg` is the value; null: an exception ends it), or a generator
+/// yields.
+///
+/// # Safety
+/// GIL held; `frame` is the live frame returning.
+#[inline]
+unsafe fn on_return(frame: *mut ffi::PyFrameObject, arg: *mut ffi::PyObject) {
+    // SAFETY: the caller's contract.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: `frame` is the live frame returning.
+    let Some(callee) = (unsafe { CallerFrame::from_frame_object(py, frame) }) else {
+        return;
+    };
+    let code = callee.code().cast::<ffi::PyObject>();
     // SAFETY: as above.
     let Some(profiled) = (unsafe { hook::profiled_if_decided(code) }) else {
-        return 0;
+        return;
     };
     if profiled.kind == Kind::Plain {
         let end = if arg.is_null() {
@@ -177,8 +207,9 @@ unsafe extern "C" fn profile(
             End::Return
         };
         hook::on_end(py, profiled, code, 0, end);
-        return 0;
+        return;
     }
+    let key = frame as usize;
     let lasti = callee.lasti();
     let resumed_at = RESUMED_AT.lock().as_mut().and_then(|m| m.remove(&key));
     if arg.is_null() {
@@ -197,7 +228,6 @@ unsafe extern "C" fn profile(
     } else {
         hook::on_suspend(py, code, key);
     }
-    0
 }
 
 /// Frame objects of generators and coroutines whose `close()` is being called.
