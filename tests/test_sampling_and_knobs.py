@@ -287,3 +287,15 @@ def test_exporter_none_makes_and_counts_spans_but_sends_nothing(receiver, run_sc
     out = run(run_script, "nested", 10, OTEL_TRACES_EXPORTER="none")
     assert out.stats["spans_sampled"] == 30 and out.stats["spans_dropped"] == 0
     assert receiver.spans() == []
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), float("nan"), 1.8e299])
+def test_a_duration_keyword_that_is_no_number_of_nanoseconds_warns(seconds, caplog):
+    # Found by the API fuzzer: seconds * 1e9 overflowed int() and configure() raised.
+    import callspan
+
+    with caplog.at_level("WARNING", logger="callspan"):
+        callspan.configure(exporter="none", min_duration=seconds)
+    warned = [r.getMessage() for r in caplog.records if "min_duration" in r.getMessage()]
+    assert len(warned) == 1 and "using 0ns, the default" in warned[0], warned
+    callspan.configure(exporter="none")

@@ -9,6 +9,7 @@ both sources and a bad value produces the same warning naming the setting.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -28,7 +29,12 @@ def _variable_form(kind: str, value: Any) -> Any:
         # Globs are written as they are (CALLSPAN_SAMPLE is not percent-encoded).
         return ",".join(f"{pattern}={rate}" for pattern, rate in value.items())
     if kind == "duration" and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{int(value * 1e9)}ns"  # seconds, like every timeout in Python
+        nanoseconds = value * 1e9  # seconds, like every timeout in Python
+        if not math.isfinite(nanoseconds):
+            # Passed on as written: the setting's parser says it is not a duration and names
+            # the default used instead, as for every other unusable value.
+            return str(value)
+        return f"{int(nanoseconds)}ns"
     if kind == "names" and isinstance(value, (list, tuple, set, frozenset)):
         return ",".join(value)
     return value
