@@ -13,7 +13,6 @@ not copied: importing this module puts ``tests/`` on ``sys.path``.
 from __future__ import annotations
 
 import argparse
-import glob
 import hashlib
 import json
 import math
@@ -298,32 +297,10 @@ def instructions_per_call(argv: list[str], calls: int, env: dict[str, str] | Non
     counts = []
     with tempfile.TemporaryDirectory() as workdir:
         for n in (calls, 2 * calls):
-            out = os.path.join(workdir, f"callgrind.{n}")
-            command = [
-                "valgrind",
-                "--tool=callgrind",
-                "--separate-threads=yes",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                *argv,
-                "--calls",
-                str(n),
-            ]
-            done = subprocess.run(command, capture_output=True, text=True, env=child_env)
-            if done.returncode != 0:
-                raise RuntimeError(f"{command} exited with {done.returncode}:\n{done.stderr}")
-            counts.append(_main_thread_total(out))
+            command = [sys.executable, *argv, "--calls", str(n)]
+            out = Path(workdir) / f"callgrind.{n}"
+            counts.append(callgrind_main_thread(command, child_env, out))
     return (counts[1] - counts[0]) / calls
-
-
-def _main_thread_total(out: str) -> int:
-    # Thread 1 is the main thread; its file ends in -01.
-    (main,) = glob.glob(out + "-01")
-    with open(main) as f:
-        for line in f:
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
-    raise RuntimeError(f"no totals in {main}")
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -394,7 +371,7 @@ def callgrind_main_thread(command: list[str], env: dict[str, str], out: Path) ->
     """Instructions the main thread of ``command`` executed, counted by valgrind's callgrind
     (``--separate-threads=yes``: the exporter's threads are counted apart and left out). Run
     with ``PYTHONHASHSEED=0``: dict and set layouts, and so the counts, vary with the seed."""
-    subprocess.run(
+    done = subprocess.run(
         [
             "valgrind",
             "--tool=callgrind",
@@ -402,11 +379,13 @@ def callgrind_main_thread(command: list[str], env: dict[str, str], out: Path) ->
             f"--callgrind-out-file={out}",
             *command,
         ],
-        check=True,
         capture_output=True,
+        text=True,
         env={**env, "PYTHONHASHSEED": "0"},
         stdin=subprocess.DEVNULL,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"{command} exited with {done.returncode}:\n{done.stderr}")
     # Thread 1 is the main thread; its file ends in -01.
     with open(f"{out}-01") as counts:
         for line in counts:

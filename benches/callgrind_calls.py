@@ -34,9 +34,11 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
+from pathlib import Path
+
+import benchkit
 
 SCENARIO = r"""
 import os, sys
@@ -99,30 +101,9 @@ def baseline_of(scenario: str) -> str:
 
 
 def callgrind_main_thread_ir(script: str, args: list[str], out: str, env: dict) -> int:
-    """Runs ``script args`` under callgrind (one output file per thread, ``PYTHONHASHSEED=0``)
-    and returns the main thread's instruction count. Also used by counting_instructions.py."""
-    subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--separate-threads=yes",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            script,
-            *args,
-        ],
-        check=True,
-        capture_output=True,
-        # A fixed hash seed: dict and set layouts (and so instruction counts) vary with it.
-        env={**env, "PYTHONHASHSEED": "0"},
-    )
-    # Thread 1 is the main thread; its file ends in -01.
-    (main,) = glob.glob(out + "-01")
-    with open(main) as f:
-        for line in f:
-            if line.startswith("summary:") or line.startswith("totals:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no totals in {main}")
+    """The main thread's instruction count of ``python script args`` under callgrind
+    (``benchkit.callgrind_main_thread``). Also used by counting_instructions.py."""
+    return benchkit.callgrind_main_thread([sys.executable, script, *args], env, Path(out))
 
 
 def main_thread_ir(kind: str, calls: int, workdir: str, otel: bool) -> int:
