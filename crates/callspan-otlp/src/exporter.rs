@@ -20,6 +20,7 @@ use crate::drop_report::QueueFullReport;
 use crate::encode::{EncodedRequest, Limits, RequestEncoder};
 use crate::in_flight::InFlight;
 use crate::otlp_client::OtlpClient;
+use crate::runtime_thread;
 use crate::transport::Transport;
 use callspan_core::config::Config;
 use callspan_core::registry::Registry;
@@ -104,20 +105,13 @@ impl BatchExporter {
         let worker_taken = Arc::clone(&taken);
         let closing = Arc::new(AtomicBool::new(false));
         let worker_closing = Arc::clone(&closing);
-        let handle = std::thread::Builder::new()
-            .name("callspan-export".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ =
-                            ready_tx.send(Err(format!("cannot start the exporter runtime: {e}")));
-                        return;
-                    }
-                };
+        let failed_tx = ready_tx.clone();
+        let handle = runtime_thread::spawn(
+            "callspan-export",
+            move |e| {
+                let _ = failed_tx.send(Err(e));
+            },
+            move |runtime| {
                 let transport =
                     runtime.block_on(async { Transport::build(&config, &worker_closing) });
                 let _ = ready_tx.send(match &transport {
@@ -142,8 +136,8 @@ impl BatchExporter {
                 // runtime's blocking pool (a DNS lookup of a timed-out attempt, say).
                 drop(worker);
                 runtime.shutdown_background();
-            })
-            .map_err(|e| format!("cannot start the callspan-export thread: {e}"))?;
+            },
+        )?;
         let destination = match ready_rx.recv() {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => {

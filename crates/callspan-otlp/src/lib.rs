@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod protowire;
 pub mod resource;
 pub mod retry;
+mod runtime_thread;
 pub mod semconv;
 pub mod signal;
 pub mod tls;

@@ -11,6 +11,7 @@
 
 use crate::metrics::MetricsEncoder;
 use crate::otlp_client::{ExportErrorKind, OtlpClient};
+use crate::runtime_thread;
 use crate::signal::Signal;
 use callspan_core::clock::now_unix_ns;
 use callspan_core::config::{Config, MetricsExporterKind};
@@ -63,19 +64,10 @@ impl MetricsExporter {
         let timeout = config.metric_export_timeout;
         let config = config.clone();
         let encoder = MetricsEncoder::new(resource, config.metrics_temporality, now_unix_ns());
-        let handle = std::thread::Builder::new()
-            .name("callspan-metrics".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::warn!("cannot start the metrics exporter runtime: {e}");
-                        return;
-                    }
-                };
+        let handle = runtime_thread::spawn(
+            "callspan-metrics",
+            |e| tracing::warn!("{e}"),
+            move |runtime| {
                 let output = if console {
                     Output::Console
                 } else {
@@ -97,9 +89,10 @@ impl MetricsExporter {
                 worker.run(&control_rx, interval);
                 let Worker { runtime, .. } = worker;
                 runtime.shutdown_background();
-            })
-            .map_err(|e| tracing::warn!("cannot start the callspan-metrics thread: {e}"))
-            .ok()?;
+            },
+        )
+        .map_err(|e| tracing::warn!("{e}"))
+        .ok()?;
         Some(MetricsExporter {
             control,
             handle: Some(handle),
