@@ -68,6 +68,14 @@ class Row:
         return [result["wall_s"] for result in self.results]
 
 
+# Where each row kind keeps its span counts, and their names there: sampled (made), exported,
+# dropped, failed.
+SPAN_COUNTS = {
+    "stats": ("spans_sampled", "spans_exported", "spans_dropped", "export_errors"),
+    "otel_sdk": ("spans_made", "spans_exported", "spans_dropped", "spans_failed"),
+}
+
+
 def rows(endpoint: str) -> list[Row]:
     export = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
@@ -139,19 +147,18 @@ def summarise(table: list[Row]) -> list[dict[str, Any]]:
         flushes = [result["flush_s"] for result in row.results if "flush_s" in result]
         if flushes:
             entry["flush_s"] = benchkit.median(flushes)
-        stats = [result["stats"] for result in row.results if "stats" in result]
-        if stats:
-            entry["spans_sampled"] = benchkit.median([s["spans_sampled"] for s in stats])
-            entry["spans_exported"] = benchkit.median([s["spans_exported"] for s in stats])
-            entry["spans_dropped"] = benchkit.median([s["spans_dropped"] for s in stats])
-            entry["export_errors"] = sum(s["export_errors"] for s in stats)
-            entry["stats"] = stats
-        otel = [result["otel_sdk"] for result in row.results if "otel_sdk" in result]
-        if otel:
-            entry["spans_sampled"] = benchkit.median([o["spans_made"] for o in otel])
-            entry["spans_exported"] = benchkit.median([o["spans_exported"] for o in otel])
-            entry["spans_dropped"] = benchkit.median([o["spans_dropped"] for o in otel])
-            entry["export_errors"] = sum(o["spans_failed"] for o in otel)
+        # callspan's stats() and the OTel SDK's counting exporter name the same four counts
+        # differently: sampled (made), exported, dropped, failed.
+        for source, (made, exported, dropped, failed) in SPAN_COUNTS.items():
+            counts = [result[source] for result in row.results if source in result]
+            if not counts:
+                continue
+            entry["spans_sampled"] = benchkit.median([c[made] for c in counts])
+            entry["spans_exported"] = benchkit.median([c[exported] for c in counts])
+            entry["spans_dropped"] = benchkit.median([c[dropped] for c in counts])
+            entry["export_errors"] = sum(c[failed] for c in counts)
+            if source == "stats":
+                entry["stats"] = counts
         summary.append(entry)
     return summary
 

@@ -276,46 +276,42 @@ def flatten_metrics(request: metrics_service_pb2.ExportMetricsServiceRequest) ->
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 which = metric.WhichOneof("data")
-                if which == "sum":
-                    for p in metric.sum.data_points:
-                        points.append(
-                            MetricPoint(
-                                metric=metric.name,
-                                kind="sum",
-                                attributes=decode_attributes(p.attributes),
-                                resource_attributes=resource_attributes,
-                                temporality=temporality(metric.sum.aggregation_temporality),
-                                start_time_unix_nano=p.start_time_unix_nano,
-                                time_unix_nano=p.time_unix_nano,
-                                value=getattr(p, p.WhichOneof("value") or "as_int"),
-                                is_monotonic=metric.sum.is_monotonic,
-                            )
+                if which not in ("sum", "histogram"):
+                    continue
+                data = getattr(metric, which)
+                for p in data.data_points:
+                    common = dict(
+                        metric=metric.name,
+                        kind=which,
+                        attributes=decode_attributes(p.attributes),
+                        resource_attributes=resource_attributes,
+                        temporality=temporality(data.aggregation_temporality),
+                        start_time_unix_nano=p.start_time_unix_nano,
+                        time_unix_nano=p.time_unix_nano,
+                    )
+                    if which == "sum":
+                        point = MetricPoint(
+                            **common,
+                            value=getattr(p, p.WhichOneof("value") or "as_int"),
+                            is_monotonic=data.is_monotonic,
                         )
-                elif which == "histogram":
-                    for p in metric.histogram.data_points:
-                        points.append(
-                            MetricPoint(
-                                metric=metric.name,
-                                kind="histogram",
-                                attributes=decode_attributes(p.attributes),
-                                resource_attributes=resource_attributes,
-                                temporality=temporality(metric.histogram.aggregation_temporality),
-                                start_time_unix_nano=p.start_time_unix_nano,
-                                time_unix_nano=p.time_unix_nano,
-                                count=p.count,
-                                sum=p.sum,
-                                bucket_counts=list(p.bucket_counts),
-                                explicit_bounds=list(p.explicit_bounds),
-                                exemplars=[
-                                    (
-                                        e.trace_id.hex(),
-                                        e.span_id.hex(),
-                                        getattr(e, e.WhichOneof("value") or "as_double"),
-                                    )
-                                    for e in p.exemplars
-                                ],
-                            )
+                    else:
+                        point = MetricPoint(
+                            **common,
+                            count=p.count,
+                            sum=p.sum,
+                            bucket_counts=list(p.bucket_counts),
+                            explicit_bounds=list(p.explicit_bounds),
+                            exemplars=[
+                                (
+                                    e.trace_id.hex(),
+                                    e.span_id.hex(),
+                                    getattr(e, e.WhichOneof("value") or "as_double"),
+                                )
+                                for e in p.exemplars
+                            ],
                         )
+                    points.append(point)
     return points
 
 

@@ -81,9 +81,19 @@ def _report(args) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
+def _span_file_argument(command: argparse.ArgumentParser) -> None:
+    """The span file `view` and `report` read."""
     from ._view import DEFAULT_INPUT
 
+    command.add_argument(
+        "file",
+        nargs="?",
+        default=DEFAULT_INPUT,
+        help=f"OTLP JSON (lines) file of spans (default: {DEFAULT_INPUT})",
+    )
+
+
+def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="callspan",
         description="callspan: one OpenTelemetry span per call, tagged with its caller.",
@@ -94,12 +104,7 @@ def parser() -> argparse.ArgumentParser:
     view = commands.add_parser(
         "view", help="write an HTML page of the callers of each traced function"
     )
-    view.add_argument(
-        "file",
-        nargs="?",
-        default=DEFAULT_INPUT,
-        help=f"OTLP JSON (lines) file of spans (default: {DEFAULT_INPUT})",
-    )
+    _span_file_argument(view)
     view.add_argument(
         "-o", "--output", help="the HTML file to write (default: FILE with suffix .html)"
     )
@@ -111,12 +116,7 @@ def parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="print the callers of each traced function from an OTLP JSON file"
     )
-    report.add_argument(
-        "file",
-        nargs="?",
-        default=DEFAULT_INPUT,
-        help=f"OTLP JSON (lines) file of spans (default: {DEFAULT_INPUT})",
-    )
+    _span_file_argument(report)
     report.add_argument("--sort", choices=("total", "calls", "mean", "name"), default="total")
     report.add_argument("--format", choices=("text", "json"), default="text")
     report.set_defaults(run=_report)

@@ -1,7 +1,10 @@
 """Hypothesis over the Python API's inputs (issue 12, "Also"): span names, static attributes
 and ``configure()`` keywords. Run as a child process by tests/test_fuzz.py, so that a crash
 shows as a failed test, with ``argv[1]`` examples per property and the example database (the
-corpus, kept in the repository) in ``argv[2]``.
+corpus, kept in the repository) in ``argv[2]``. The corpus is replayed read-only (Hypothesis
+would otherwise delete the examples that pass now, leaving the checkout modified after every
+run); new failing examples are saved beside it in ``<corpus>-new`` (git-ignored), to be moved
+into the corpus with the fix.
 
 Names and text exclude lone surrogates (issue 12 item 2 makes those U+FFFD elsewhere).
 ``configure()`` never gets ``exporter``, ``endpoint`` or ``file``: the exporter stays ``none``,
@@ -13,14 +16,21 @@ import sys
 import callspan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.database import (
+    DirectoryBasedExampleDatabase,
+    MultiplexedDatabase,
+    ReadOnlyDatabase,
+)
 from scriptkit import finish
 
 EXAMPLES = int(sys.argv[1])
 PROFILE = settings(
     max_examples=EXAMPLES,
     deadline=None,
-    database=DirectoryBasedExampleDatabase(sys.argv[2]),
+    database=MultiplexedDatabase(
+        ReadOnlyDatabase(DirectoryBasedExampleDatabase(sys.argv[2])),
+        DirectoryBasedExampleDatabase(sys.argv[2] + "-new"),
+    ),
     suppress_health_check=list(HealthCheck),
 )
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
