@@ -226,9 +226,12 @@ def test_each_bucket_carries_the_latest_sampled_span_that_fell_in_it(receiver, r
     assert by_bucket == latest
 
 
-def test_the_console_metrics_exporter_prints_otlp_json_with_exact_counts(receiver, run_script):
+@pytest.mark.parametrize("exporters", ["console", "console,otlp"])
+def test_the_console_metrics_exporter_prints_otlp_json_with_exact_counts(
+    receiver, run_script, exporters
+):
     done = run_script(
-        ASYNC, env={"OTEL_TRACES_SAMPLER": "always_on", "OTEL_METRICS_EXPORTER": "console"}
+        ASYNC, env={"OTEL_TRACES_SAMPLER": "always_on", "OTEL_METRICS_EXPORTER": exporters}
     )
     lines = [line for line in done.stderr.splitlines() if line.startswith('{"resourceMetrics"')]
     assert lines, done.stderr
@@ -247,6 +250,15 @@ def test_the_console_metrics_exporter_prints_otlp_json_with_exact_counts(receive
         for p in metrics[CALLS]["sum"]["dataPoints"]
     }
     assert calls == {(caller, None): 45, (caller, "KeyError"): 5}
+    if "otlp" in exporters:
+        # A list: every export goes to each exporter; the receiver's last one has the same totals.
+        received = {
+            (p.attributes["caller.function.name"], p.attributes.get("error.type")): p.value
+            for p in receiver.latest_points(CALLS)
+        }
+        assert received == calls
+    else:
+        assert receiver.metric_requests() == []
     assert metrics[CALLS]["sum"]["isMonotonic"] is True
     histogram = metrics[DURATION]["histogram"]["dataPoints"]
     counts = {attrs(p).get("error.type"): int(p["count"]) for p in histogram}

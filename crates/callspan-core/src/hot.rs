@@ -326,9 +326,7 @@ impl HotState {
 /// Whether `config` asks for every call to be counted: metrics are exported, or a report is
 /// printed at exit.
 pub fn counts_calls(config: &Config) -> bool {
-    !config.disabled
-        && (config.metrics_exporter != crate::config::MetricsExporterKind::None
-            || config.report.is_some())
+    !config.disabled && (!config.metrics_exporters.is_empty() || config.report.is_some())
 }
 
 /// One function's sampling rate (`sample_rate=` or `CALLSPAN_SAMPLE`) as a threshold for a

@@ -13,6 +13,7 @@ use crate::metrics::MetricsEncoder;
 use crate::otlp_client::{ExportErrorKind, OtlpClient};
 use crate::runtime_thread;
 use crate::signal::Signal;
+use bytes::Bytes;
 use callspan_core::clock::now_unix_ns;
 use callspan_core::config::{Config, MetricsExporterKind};
 use callspan_core::registry::Registry;
@@ -54,11 +55,9 @@ impl MetricsExporter {
         if config.disabled {
             return None;
         }
-        let console = match config.metrics_exporter {
-            MetricsExporterKind::None => return None,
-            MetricsExporterKind::Console => true,
-            MetricsExporterKind::Otlp => false,
-        };
+        if config.metrics_exporters.is_empty() {
+            return None;
+        }
         let (control, control_rx) = crossbeam_channel::unbounded();
         let interval = config.metric_export_interval.max(Duration::from_millis(1));
         let timeout = config.metric_export_timeout;
@@ -68,20 +67,25 @@ impl MetricsExporter {
             "callspan-metrics",
             |e| tracing::warn!("{e}"),
             move |runtime| {
-                let output = if console {
-                    Output::Console
-                } else {
-                    match runtime.block_on(async { OtlpClient::build(&config, Signal::Metrics) }) {
-                        Ok(client) => Output::Otlp(Box::new(client)),
-                        Err(e) => {
-                            tracing::warn!("{e}; metrics are not exported");
-                            Output::Stopped
-                        }
-                    }
-                };
+                let outputs = config
+                    .metrics_exporters
+                    .iter()
+                    .map(|kind| match kind {
+                        MetricsExporterKind::Console => Output::Console,
+                        MetricsExporterKind::Otlp => match runtime
+                            .block_on(async { OtlpClient::build(&config, Signal::Metrics) })
+                        {
+                            Ok(client) => Output::Otlp(Box::new(client)),
+                            Err(e) => {
+                                tracing::warn!("{e}; metrics are not exported over OTLP");
+                                Output::Stopped
+                            }
+                        },
+                    })
+                    .collect();
                 let mut worker = Worker {
                     runtime,
-                    output,
+                    outputs,
                     encoder,
                     registry,
                     timeout,
@@ -170,7 +174,8 @@ impl ShuttingDown {
 
 struct Worker {
     runtime: tokio::runtime::Runtime,
-    output: Output,
+    /// One per `OTEL_METRICS_EXPORTER` entry, in order.
+    outputs: Vec<Output>,
     encoder: MetricsEncoder,
     registry: &'static Registry,
     timeout: Duration,
@@ -206,9 +211,10 @@ impl Worker {
         }
     }
 
-    /// One export of every edge; true when it went out (or there was nothing to send).
+    /// One export of every edge, encoded once and sent to every output; true when it went out
+    /// to all of them (or there was nothing to send).
     fn export(&mut self) -> bool {
-        if matches!(self.output, Output::Stopped) {
+        if self.outputs.iter().all(|o| matches!(o, Output::Stopped)) {
             return false;
         }
         let totals = callspan_core::edges::snapshot();
@@ -216,51 +222,67 @@ impl Worker {
         let Some((body, points)) = self.encoder.encode(&totals, &view, now_unix_ns()) else {
             return true;
         };
-        match &self.output {
-            Output::Console => {
-                match console_line(&body) {
-                    Ok(line) => {
-                        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-                    }
-                    Err(e) => tracing::warn!("cannot print metrics: {e}"),
-                }
-                true
-            }
-            Output::Otlp(client) => {
-                let client = OtlpClient::clone(client);
-                let timeout = self.timeout;
-                let result = self.runtime.block_on(async move {
-                    tokio::time::timeout(timeout, client.export(body.into())).await
-                });
-                match result {
-                    Ok(Ok(_)) => true,
-                    Ok(Err(e)) if e.kind == ExportErrorKind::NoService => {
-                        tracing::warn!(
-                            "the receiver has no metrics service ({e}): callspan.calls and \
-                             callspan.call.duration are not exported from now on; spans are not \
-                             affected. Set OTEL_METRICS_EXPORTER=none to turn metrics off, or \
-                             point OTEL_EXPORTER_OTLP_METRICS_ENDPOINT at a receiver that takes \
-                             metrics"
-                        );
-                        self.output = Output::Stopped;
-                        false
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!("metrics export failed ({}): {e}", self.lost(points));
-                        false
-                    }
-                    Err(_) => {
-                        tracing::warn!(
-                            "metrics export timed out after {timeout:?} \
-                             (OTEL_METRIC_EXPORT_TIMEOUT; {})",
-                            self.lost(points)
-                        );
-                        false
-                    }
-                }
-            }
-            Output::Stopped => false,
+        let lost = self.lost(points);
+        let body = Bytes::from(body);
+        let mut all_ok = true;
+        for output in &mut self.outputs {
+            all_ok &= send(&self.runtime, output, &body, self.timeout, &lost);
         }
+        all_ok
+    }
+}
+
+/// Sends one encoded export to `output`; true when it went out. `lost` says what a failure
+/// loses. A receiver without a metrics service stops that output for good.
+fn send(
+    runtime: &tokio::runtime::Runtime,
+    output: &mut Output,
+    body: &Bytes,
+    timeout: Duration,
+    lost: &str,
+) -> bool {
+    match output {
+        Output::Console => {
+            match console_line(body) {
+                Ok(line) => {
+                    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+                }
+                Err(e) => tracing::warn!("cannot print metrics: {e}"),
+            }
+            true
+        }
+        Output::Otlp(client) => {
+            let client = OtlpClient::clone(client);
+            let body = body.clone();
+            let result = runtime
+                .block_on(async move { tokio::time::timeout(timeout, client.export(body)).await });
+            match result {
+                Ok(Ok(_)) => true,
+                Ok(Err(e)) if e.kind == ExportErrorKind::NoService => {
+                    tracing::warn!(
+                        "the receiver has no metrics service ({e}): callspan.calls and \
+                         callspan.call.duration are not exported from now on; spans are not \
+                         affected. Set OTEL_METRICS_EXPORTER=none to turn metrics off, or \
+                         point OTEL_EXPORTER_OTLP_METRICS_ENDPOINT at a receiver that takes \
+                         metrics"
+                    );
+                    *output = Output::Stopped;
+                    false
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("metrics export failed ({lost}): {e}");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "metrics export timed out after {timeout:?} \
+                         (OTEL_METRIC_EXPORT_TIMEOUT; {lost})"
+                    );
+                    false
+                }
+            }
+        }
+        Output::Stopped => false,
     }
 }
 

@@ -181,50 +181,67 @@ pub(super) fn parse_sampler_name(s: &str) -> Result<String, String> {
     }
 }
 
-/// `OTEL_TRACES_EXPORTER`, the spec's comma-separated list (`otlp,console`): the exporters,
-/// each once in the order given (`none` alone: no exporter), and the entries left out (not an
-/// exporter, or `none` beside others), each quoted. An error when nothing in it is usable.
-pub(super) fn parse_exporters(s: &str) -> Result<(Vec<ExporterKind>, Vec<String>), String> {
+/// The exporters of a list setting, and the entries left out of it (each quoted).
+pub(super) type ExporterList<K> = (Vec<K>, Vec<String>);
+
+/// A list of exporters (`OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`): comma-separated
+/// names from `names`, each used once in the order given, or `none` alone. Entries that are not
+/// names, or `none` beside others, are returned to be said (the rest is used); nothing usable
+/// at all is an error (`expected` says what is).
+fn parse_exporter_list<K: Copy + PartialEq>(
+    s: &str,
+    names: &[(&str, K)],
+    expected: &str,
+) -> Result<ExporterList<K>, String> {
     let mut exporters = Vec::new();
     let mut left_out = Vec::new();
     let mut none = false;
     for entry in list_entries(s) {
-        let kind = match entry.as_str() {
-            "otlp" => ExporterKind::Otlp,
-            "console" => ExporterKind::Console,
-            "file" => ExporterKind::File,
-            "none" => {
-                none = true;
-                continue;
-            }
-            _ => {
-                left_out.push(format!("{entry:?}"));
-                continue;
-            }
-        };
-        if !exporters.contains(&kind) {
-            exporters.push(kind);
+        if entry == "none" {
+            none = true;
+            continue;
+        }
+        match names.iter().find(|(name, _)| *name == entry) {
+            Some(&(_, kind)) if !exporters.contains(&kind) => exporters.push(kind),
+            Some(_) => {}
+            None => left_out.push(format!("{entry:?}")),
         }
     }
     if none && !exporters.is_empty() {
         left_out.push("\"none\"".into());
     } else if !none && exporters.is_empty() {
-        return Err(
-            "expected otlp, console, file or none, or a comma-separated list of them".into(),
-        );
+        return Err(format!(
+            "expected {expected} or none, or a comma-separated list of them"
+        ));
     }
     Ok((exporters, left_out))
 }
 
-/// `OTEL_METRICS_EXPORTER`, a list like `OTEL_TRACES_EXPORTER`'s; callspan has one metrics
-/// exporter, the first named (the caller warns about the others).
-pub(super) fn parse_metrics_exporter(s: &str) -> Result<MetricsExporterKind, String> {
-    match list_entries(s).next().unwrap_or_default().as_str() {
-        "otlp" => Ok(MetricsExporterKind::Otlp),
-        "console" => Ok(MetricsExporterKind::Console),
-        "none" => Ok(MetricsExporterKind::None),
-        _ => Err("expected otlp, console or none".into()),
-    }
+/// `OTEL_TRACES_EXPORTER` (see [`parse_exporter_list`]).
+pub(super) fn parse_exporters(s: &str) -> Result<ExporterList<ExporterKind>, String> {
+    parse_exporter_list(
+        s,
+        &[
+            ("otlp", ExporterKind::Otlp),
+            ("console", ExporterKind::Console),
+            ("file", ExporterKind::File),
+        ],
+        "otlp, console, file",
+    )
+}
+
+/// `OTEL_METRICS_EXPORTER` (see [`parse_exporter_list`]).
+pub(super) fn parse_metrics_exporters(
+    s: &str,
+) -> Result<ExporterList<MetricsExporterKind>, String> {
+    parse_exporter_list(
+        s,
+        &[
+            ("otlp", MetricsExporterKind::Otlp),
+            ("console", MetricsExporterKind::Console),
+        ],
+        "otlp, console",
+    )
 }
 
 /// The entries of a comma-separated list, trimmed and lower-cased, empty ones skipped.

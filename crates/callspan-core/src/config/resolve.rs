@@ -233,59 +233,68 @@ impl<'a, E: Fn(&str) -> Option<String>> Resolver<'a, E> {
         headers
     }
 
-    /// The traces exporters (see [`parse_exporters`]); entries left out of the list are said
-    /// in one warning naming the setting, the rest of the list is used.
+    /// The traces exporters (see [`parse_exporters`]).
     fn exporters(&mut self) -> Vec<ExporterKind> {
-        let row = &table::EXPORTER;
+        self.exporter_list(
+            &table::EXPORTER,
+            parse_exporters,
+            ExporterKind::name,
+            "otlp, console and file",
+        )
+    }
+
+    /// The metrics exporters (see [`parse_metrics_exporters`]).
+    fn metrics_exporters(&mut self) -> Vec<MetricsExporterKind> {
+        self.exporter_list(
+            &table::METRICS_EXPORTER,
+            parse_metrics_exporters,
+            MetricsExporterKind::name,
+            "otlp and console",
+        )
+    }
+
+    /// A list of exporters (`names` says which there are): entries left out of the list are
+    /// said in one warning naming the setting, the rest of the list is used.
+    fn exporter_list<K: Copy>(
+        &mut self,
+        row: &'static Setting,
+        parse: fn(&str) -> Result<ExporterList<K>, String>,
+        name: fn(K) -> &'static str,
+        names: &str,
+    ) -> Vec<K> {
         let DefaultValue::Value(default) = row.default else {
-            unreachable!("the exporter setting has a default value")
+            unreachable!("an exporter setting has a default value")
         };
-        let default = parse_exporters(default).expect("the default exporter parses");
+        let default = parse(default).expect("the default exporter parses");
+        let show = |exporters: &[K]| -> String {
+            if exporters.is_empty() {
+                return "none".into();
+            }
+            exporters
+                .iter()
+                .map(|&e| name(e))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         let candidates = self.candidates(row);
         let ((exporters, left_out), source) = self.pick(
             row,
             candidates,
             default,
-            |(e, _): &(Vec<ExporterKind>, Vec<String>)| show_exporters(e),
-            |raw, _| parse_exporters(raw),
+            |(e, _): &ExporterList<K>| show(e),
+            |raw, _| parse(raw),
             Shown::AsGiven,
         );
         if !left_out.is_empty() {
             self.warn(format!(
-                "{}: ignoring {} (the exporters are otlp, console and file, and none means \
-                 none of them, alone); using {}",
+                "{}: ignoring {} (the exporters are {names}, and none means none of them, \
+                 alone); using {}",
                 source.setting_name(row.key()),
                 left_out.join(", "),
-                show_exporters(&exporters)
+                show(&exporters)
             ));
         }
         exporters
-    }
-
-    /// The metrics exporter: the first of the list; any other named is left out, said once.
-    fn metrics_exporter(&mut self) -> MetricsExporterKind {
-        let row = &table::METRICS_EXPORTER;
-        let exporter = self.get(
-            row,
-            |e| format!("{e:?}").to_ascii_lowercase(),
-            parse_metrics_exporter,
-        );
-        let candidates = self.candidates(row);
-        // The candidate that was used: the first that parses.
-        let used = candidates
-            .iter()
-            .find(|(raw, _)| parse_metrics_exporter(raw).is_ok());
-        if let Some((raw, source)) = used {
-            let rest: Vec<String> = list_entries(raw).skip(1).collect();
-            if !rest.is_empty() {
-                self.warn(format!(
-                    "{}: callspan sends metrics to one exporter, the first named; ignoring {}",
-                    source.setting_name(row.key()),
-                    rest.join(", ")
-                ));
-            }
-        }
-        exporter
     }
 
     /// One TLS file setting (see [`parse_pem_file`]).
@@ -405,15 +414,6 @@ fn show_pairs(pairs: &[(String, String)]) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// `otlp,console`, or `none`.
-fn show_exporters(exporters: &[ExporterKind]) -> String {
-    if exporters.is_empty() {
-        return "none".into();
-    }
-    let names: Vec<&str> = exporters.iter().map(|e| e.name()).collect();
-    names.join(",")
 }
 
 fn show_header_names(headers: &[(String, String)]) -> String {
@@ -557,7 +557,7 @@ impl Config {
         let stack_depth = r.get(&table::STACK_DEPTH, show_n, parse_stack_depth);
         let otel_context = r.get(&table::OTEL_CONTEXT, show_bool, parse_bool);
 
-        let metrics_exporter = r.metrics_exporter();
+        let metrics_exporters = r.metrics_exporters();
         // 0 would export without pause.
         let metric_export_interval = r.get(
             &table::METRIC_EXPORT_INTERVAL,
@@ -612,7 +612,7 @@ impl Config {
             capture,
             stack_depth,
             otel_context,
-            metrics_exporter,
+            metrics_exporters,
             metric_export_interval,
             metric_export_timeout,
             metrics_temporality,

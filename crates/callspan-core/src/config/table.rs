@@ -462,7 +462,8 @@ pub static METRICS_EXPORTER: Setting = Setting {
     variables: &[OTEL_METRICS_EXPORTER],
     kind: Kind::Choice,
     default: DefaultValue::Value(OTEL_METRICS_EXPORTER_DEFAULT),
-    doc: "where the caller-edge metrics go: otlp, console or none (the default: not exported)",
+    doc: "where the caller-edge metrics go: otlp, console, both as a comma-separated list \
+          (each export goes to every one), or none (the default: not exported)",
 };
 /// `OTEL_METRIC_EXPORT_INTERVAL`.
 pub static METRIC_EXPORT_INTERVAL: Setting = Setting {

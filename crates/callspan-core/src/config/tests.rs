@@ -238,16 +238,25 @@ mod otlp {
     }
 
     #[test]
-    fn a_metrics_exporter_list_uses_the_first_and_says_so() {
+    fn a_metrics_exporter_list_uses_every_one_and_says_what_it_leaves_out() {
         let (c, w) = resolve(&[(OTEL_METRICS_EXPORTER, "console,otlp")], &[]);
-        assert_eq!(c.metrics_exporter, MetricsExporterKind::Console);
+        assert_eq!(
+            c.metrics_exporters,
+            [MetricsExporterKind::Console, MetricsExporterKind::Otlp]
+        );
+        assert!(w.is_empty(), "{w:?}");
+        let (c, w) = resolve(&[(OTEL_METRICS_EXPORTER, "otlp,prometheus,otlp")], &[]);
+        assert_eq!(c.metrics_exporters, [MetricsExporterKind::Otlp]);
         assert_eq!(
             w,
             [
-                "OTEL_METRICS_EXPORTER: callspan sends metrics to one exporter, the first named; \
-              ignoring otlp"
+                "OTEL_METRICS_EXPORTER: ignoring \"prometheus\" (the exporters are otlp and \
+                 console, and none means none of them, alone); using otlp"
             ]
         );
+        let (c, w) = resolve(&[(OTEL_METRICS_EXPORTER, "none")], &[]);
+        assert!(c.metrics_exporters.is_empty());
+        assert!(w.is_empty(), "{w:?}");
     }
 
     #[test]
@@ -924,7 +933,7 @@ mod metrics {
     fn metric_export_settings() {
         let c = Config::defaults();
         // Not the spec's otlp: metrics (and counting every call) when asked for.
-        assert_eq!(c.metrics_exporter, MetricsExporterKind::None);
+        assert!(c.metrics_exporters.is_empty());
         assert_eq!(c.metric_export_interval, Duration::from_millis(60_000));
         assert_eq!(c.metric_export_timeout, Duration::from_millis(30_000));
         assert_eq!(c.metrics_temporality, Temporality::Cumulative);
@@ -943,7 +952,7 @@ mod metrics {
             &[],
         );
         assert!(w.is_empty(), "{w:?}");
-        assert_eq!(c.metrics_exporter, MetricsExporterKind::Console);
+        assert_eq!(c.metrics_exporters, [MetricsExporterKind::Console]);
         assert_eq!(c.metric_export_interval, Duration::from_millis(1000));
         assert_eq!(c.metric_export_timeout, Duration::from_millis(500));
         assert_eq!(c.metrics_temporality, Temporality::LowMemory);

@@ -61,15 +61,24 @@ impl ExporterKind {
     }
 }
 
-/// Which exporter ships metrics (`OTEL_METRICS_EXPORTER`; nothing exports metrics yet).
+/// One destination of the caller-edge metrics; [`Config::metrics_exporters`] lists those in use
+/// (none: calls are not counted for metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricsExporterKind {
     /// OTLP over gRPC or HTTP, to [`Config::metrics`].
     Otlp,
-    /// Readable lines on stderr.
+    /// A line of OTLP JSON per export on stderr.
     Console,
-    /// No metrics.
-    None,
+}
+
+impl MetricsExporterKind {
+    /// The name `OTEL_METRICS_EXPORTER` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricsExporterKind::Otlp => "otlp",
+            MetricsExporterKind::Console => "console",
+        }
+    }
 }
 
 /// The aggregation temporality asked of metric exports
@@ -251,8 +260,8 @@ pub struct Config {
     pub stack_depth: usize,
     /// `CALLSPAN_OTEL_CONTEXT`.
     pub otel_context: bool,
-    /// `OTEL_METRICS_EXPORTER` (resolved; nothing exports metrics yet).
-    pub metrics_exporter: MetricsExporterKind,
+    /// `OTEL_METRICS_EXPORTER`: every destination of the metrics, in order (empty: none).
+    pub metrics_exporters: Vec<MetricsExporterKind>,
     /// `OTEL_METRIC_EXPORT_INTERVAL` (resolved; nothing exports metrics yet).
     pub metric_export_interval: Duration,
     /// `OTEL_METRIC_EXPORT_TIMEOUT` (resolved; nothing exports metrics yet).
