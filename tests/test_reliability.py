@@ -35,10 +35,19 @@ DAEMON_EXIT_RUNS = 3
         pytest.param({"OTEL_TRACES_SAMPLER": "always_off"}, id="always-off"),
     ],
 )
-def test_daemon_thread_in_a_traced_call_at_exit_otlp(receiver, run_script, sampling):
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "plain",
+        # A traced instance with __call__: no vectorcall slot, so callspan calls it through
+        # CPython's tp_call path (thread_exit::tp_call), which the unwind must pass too.
+        "callable",
+    ],
+)
+def test_daemon_thread_in_a_traced_call_at_exit_otlp(receiver, run_script, sampling, mode):
     for _ in range(DAEMON_EXIT_RUNS):
         receiver.clear()
-        completed = run_script(DAEMON_EXIT, args=["plain"], env=sampling)  # fails unless exit 0
+        completed = run_script(DAEMON_EXIT, args=[mode], env=sampling)  # fails unless exit 0
         ticks = parse_output(completed.stdout).facts["ticks_before_exit"]
         if sampling:
             # Unsampled pollers: their children inherit the decision; nothing is exported.

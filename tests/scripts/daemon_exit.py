@@ -4,7 +4,8 @@ CPython 3.9-3.13 end a daemon thread that wakes during finalization with ``pthre
 forced unwind crosses callspan's frames of the traced call the thread is in. The process must
 exit 0, like plain Python. ``argv[1]``: ``plain`` (a traced poller that sleeps), ``generator``,
 ``coroutine`` or ``async_generator`` (the poller is a traced generator / coroutine / async
-generator stepping while it sleeps).
+generator stepping while it sleeps), ``callable`` (the poller is a traced instance with
+``__call__``: a callable without a vectorcall slot, called through ``tp_call``).
 Reports how many ``tick`` calls had returned before the main thread started exiting: their
 spans must all arrive.
 """
@@ -36,6 +37,18 @@ def poll(index):
         if ticks[index] == TICKS_BEFORE_EXIT:
             ready.wait()
         time.sleep(0.0005)  # wakes again and again while the interpreter finalizes
+
+
+class Poller:
+    def __call__(self, index):
+        while True:
+            ticks[index] = tick(ticks[index])
+            if ticks[index] == TICKS_BEFORE_EXIT:
+                ready.wait()
+            time.sleep(0.0005)
+
+
+poll_callable = callspan.trace(Poller())
 
 
 @callspan.trace
@@ -73,6 +86,8 @@ async def consume_async_generator(index):
 def run(index):
     if MODE == "plain":
         poll(index)
+    elif MODE == "callable":
+        poll_callable(index)
     elif MODE == "generator":
         for count in poll_generator(index):
             if count == TICKS_BEFORE_EXIT:

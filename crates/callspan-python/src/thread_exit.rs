@@ -40,24 +40,11 @@ pub(crate) type UnwindingVectorcall = unsafe extern "C-unwind" fn(
     *mut ffi::PyObject,
 ) -> *mut ffi::PyObject;
 
-// The CPython functions a traced call enters user code through, declared "C-unwind": the
-// forced unwind of `pthread_exit` comes out of them.
-#[cfg(Py_3_11)]
-extern "C-unwind" {
-    #[link_name = "PyObject_Vectorcall"]
-    fn py_object_vectorcall(
-        callable: *mut ffi::PyObject,
-        args: *const *mut ffi::PyObject,
-        nargsf: usize,
-        kwnames: *mut ffi::PyObject,
-    ) -> *mut ffi::PyObject;
-}
-
 #[cfg(not(Py_3_11))]
-extern "C-unwind" {
-    // 3.9 and 3.10 have `PyObject_Vectorcall` only as a header inline; this is its body.
-    #[link_name = "_PyObject_MakeTpCall"]
-    fn py_object_make_tp_call(
+extern "C" {
+    // 3.9 and 3.10 have `PyObject_Vectorcall` only as a header inline; this is its slot-less
+    // branch. pyo3-ffi declares it too (privately, "C"): called only through `opaque`.
+    fn _PyObject_MakeTpCall(
         tstate: *mut ffi::PyThreadState,
         callable: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
@@ -65,6 +52,16 @@ extern "C-unwind" {
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject;
 }
+
+/// `_PyObject_MakeTpCall` with the unwinding ABI.
+#[cfg(not(Py_3_11))]
+type UnwindingMakeTpCall = unsafe extern "C-unwind" fn(
+    *mut ffi::PyThreadState,
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    ffi::Py_ssize_t,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
 
 /// `PyObject_VectorcallMethod` with the unwinding ABI.
 type UnwindingVectorcallMethod = unsafe extern "C-unwind" fn(
@@ -84,11 +81,12 @@ type UnwindingSend = unsafe extern "C-unwind" fn(
 
 /// `f`, called through a pointer the optimizer cannot see through.
 ///
-/// Why not a second `extern "C-unwind"` declaration, as for `PyObject_Vectorcall` above: PyO3
-/// itself calls `PyObject_VectorcallMethod` (and may call `PyIter_Send`) through its "C"
-/// declarations, and under LTO the two declarations of one symbol become one, `nounwind`. The
-/// call site is then left out of the frame's unwind table and the forced unwind aborts there
-/// (seen on 3.9, where asyncio steps a coroutine with `send`).
+/// Why not a second `extern "C-unwind"` declaration: PyO3 itself declares (and calls)
+/// `PyObject_VectorcallMethod`, `PyIter_Send`, `PyObject_Vectorcall` and `_PyObject_MakeTpCall`
+/// as "C", and under LTO the two declarations of one symbol become one, `nounwind`. The call
+/// site is then left out of the frame's unwind table and the forced unwind aborts there (seen
+/// on 3.9, where asyncio steps a coroutine with `send`). Every CPython function an entry point
+/// calls user code through is therefore called through this.
 #[inline(always)]
 fn opaque<F: Copy>(f: F) -> F {
     std::hint::black_box(f)
@@ -210,15 +208,35 @@ unsafe fn tp_call(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     #[cfg(Py_3_11)]
-    // SAFETY: the caller's contract; the same function pyo3-ffi declares, with the unwinding ABI.
+    // SAFETY: the caller's contract; "C" and "C-unwind" share the calling convention (see
+    // `as_slot`), and the pointer is opaque (see `opaque`: pyo3-ffi declares the same symbol).
     unsafe {
-        py_object_vectorcall(callable, args, nargsf, kwnames)
+        let call = std::mem::transmute::<
+            unsafe extern "C" fn(
+                *mut ffi::PyObject,
+                *const *mut ffi::PyObject,
+                usize,
+                *mut ffi::PyObject,
+            ) -> *mut ffi::PyObject,
+            UnwindingVectorcall,
+        >(opaque(ffi::PyObject_Vectorcall));
+        call(callable, args, nargsf, kwnames)
     }
     #[cfg(not(Py_3_11))]
     // SAFETY: the caller's contract; this is the slot-less branch of CPython 3.9/3.10's inline
-    // `PyObject_Vectorcall`.
+    // `PyObject_Vectorcall`, called as above.
     unsafe {
-        py_object_make_tp_call(
+        let call = std::mem::transmute::<
+            unsafe extern "C" fn(
+                *mut ffi::PyThreadState,
+                *mut ffi::PyObject,
+                *const *mut ffi::PyObject,
+                ffi::Py_ssize_t,
+                *mut ffi::PyObject,
+            ) -> *mut ffi::PyObject,
+            UnwindingMakeTpCall,
+        >(opaque(_PyObject_MakeTpCall));
+        call(
             ffi::PyThreadState_Get(),
             callable,
             args,
