@@ -3,7 +3,8 @@
 Each library's suite runs undecorated, with every def decorated by ``@callspan.trace`` exporting
 every call to rotel, with ``OTEL_TRACES_SAMPLER=always_off``, and with a ``functools.wraps``
 control wrapper. The per-test outcomes of the traced runs must equal the undecorated run's.
-CI runs the libraries in ``harness.DEFAULT_LIBRARIES``; ``make test-realcode`` runs all of them
+``make test`` runs the libraries in ``harness.DEFAULT_LIBRARIES`` (``make test-pythons``, the other
+CPythons, only toolz: ``REALCODE_OTHER_PYTHONS``); ``make test-realcode`` runs all of them
 (``REALCODE_LIBRARIES=all``, or a comma-separated list of names).
 """
 
