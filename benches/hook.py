@@ -129,8 +129,8 @@ def build_rows(sampler: Sampler) -> list[Row]:
     def viz_leave() -> None:
         viz[0].stop()
         viz[0].clear()
-        # VizTracer.stop() leaves its hook for new threads in threading.setprofile (3.9-3.11),
-        # which the next row's start_profile() would rightly refuse to replace.
+        # VizTracer.stop() leaves its hook for new threads in threading.setprofile (3.9-3.11):
+        # threads the next rows start must not run under it.
         threading.setprofile(None)  # type: ignore[arg-type]
 
     def plain(name: str, around: tuple[Callable[[], None], Callable[[], None]]) -> Row:
