@@ -216,11 +216,8 @@ unsafe fn unprofiled(
 }
 
 /// A frame of a profiled function: the span lifecycle around its evaluation. Out of line: its
-/// state would otherwise enlarge the C frame of every evaluation.
-///
-/// The step is built in place and stays there until the call ends (a step is large: moving it
-/// between functions cost a profiled call more than a tenth of its instructions). Across the
-/// evaluation nothing here has a destructor (`ManuallyDrop`, see `thread_exit`).
+/// state would otherwise enlarge the C frame of every evaluation. Across the evaluation nothing
+/// here has a destructor (`ManuallyDrop`, see `thread_exit`).
 ///
 /// # Safety
 /// The arguments [`eval_frame`] was called with; `profiled` is the frame's function.
@@ -259,6 +256,28 @@ unsafe fn profiled_frame(
         no_unwind(|| unsafe { call.end(local, result, callspan_core::clock::now_unix_ns) });
         return result;
     }
+    // SAFETY: the caller's contract.
+    unsafe { object_step_frame(tstate, frame, throwflag, profiled, local) }
+}
+
+/// A frame of a profiled generator, coroutine or async generator (or a plain function's frame
+/// evaluated with `throwflag` by C code): one step of its call around the evaluation. Out of
+/// line: its step's state would otherwise enlarge the C frame of every profiled plain call,
+/// which recursion multiplies.
+///
+/// The step is built in place and stays there until the step ends (a step is large: moving it
+/// between functions cost a profiled call more than a tenth of its instructions).
+///
+/// # Safety
+/// As [`profiled_frame`]; `local` is this thread's state, the C stack was checked.
+#[inline(never)]
+unsafe fn object_step_frame(
+    tstate: *mut ffi::PyThreadState,
+    frame: EvalFrame,
+    throwflag: c_int,
+    profiled: &'static Profiled,
+    local: &PerThread,
+) -> *mut ffi::PyObject {
     // SAFETY: the caller's contract.
     let mut step = ManuallyDrop::new(no_unwind(|| unsafe {
         step_of(local, frame, throwflag, profiled)

@@ -33,7 +33,10 @@ pub(crate) enum Entry {
     /// A Python frame under the profile hook (3.9–3.11).
     #[cfg_attr(
         any(Py_3_12, not(callspan_frame_direct)),
-        allow(dead_code, reason = "only the 3.9-3.11 frame-evaluation hook checks frames")
+        allow(
+            dead_code,
+            reason = "only the 3.9-3.11 frame-evaluation hook checks frames"
+        )
     )]
     Profiled,
 }
