@@ -9,7 +9,9 @@ median overhead over ``undecorated`` in the same round. Rows:
 * ``cprofile``, ``yappi`` (its default CPU clock), ``viztracer`` (records every call in its
   ring buffer; the buffer is cleared, not saved, after each loop).
 * ``hook_matching_nothing``: ``callspan.start_profile(include=["no_such_module.*"])``: the hook is
-  on, ``work`` does not match (3.12+: its PY_START is DISABLEd after the first call).
+  on, ``work`` does not match (3.12+: its PY_START is DISABLEd after the first call; 3.9-3.11:
+  each of its frames reads the code's decision and is evaluated as usual, which on 3.11 also
+  means CPython no longer inlines the call).
 * ``hook_sampled`` / ``hook_always_off``: the hook with ``work`` included, sampler ``always_on``
   (spans exported to a counting OTLP receiver on 127.0.0.1) / ``always_off``.
 * ``decorator_sampled``: ``@callspan.trace`` on the same function, ``always_on``.
