@@ -740,6 +740,53 @@ def test_deep_recursion_under_the_hook_raises_recursion_error_instead_of_crashin
     assert {"deep", "profiled_down"} <= {s.name for s in spans}
 
 
+DAEMONS_AT_EXIT = """
+import threading
+import time
+
+import callspan
+
+ready = threading.Barrier(5)
+
+
+def tick(n):
+    return n + 1
+
+
+def ticks():
+    n = 0
+    while True:
+        n = tick(n)
+        time.sleep(0.0005)  # wakes again and again while the interpreter finalizes
+        yield n
+
+
+def poll(index):
+    for n in ticks():
+        if n == 20:
+            ready.wait()
+
+
+callspan.start_profile(["__main__"])
+for index in range(4):
+    threading.Thread(target=poll, args=(index,), daemon=True).start()
+ready.wait()
+print("EXITING", flush=True)
+"""
+
+
+def test_daemon_threads_inside_profiled_calls_at_exit(receiver, tmp_path):
+    # CPython ends them with pthread_exit: its forced unwind crosses the hook's frames (on
+    # 3.9-3.11 the frame-evaluation function under every frame of theirs).
+    script = tmp_path / "daemons.py"
+    script.write_text(DAEMONS_AT_EXIT)
+    for _ in range(3):
+        receiver.clear()
+        completed = run([sys.executable, script], receiver, tmp_path)  # fails unless exit 0
+        assert "EXITING" in completed.stdout
+        assert len(by_name(receiver.wait_for_spans(80))["tick"]) >= 80
+
+
 EVAL_FRAME_C = r"""
 #include <Python.h>
 #if PY_VERSION_HEX >= 0x030B0000
