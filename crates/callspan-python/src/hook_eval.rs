@@ -11,10 +11,11 @@
 //!   is the whole cost of a filter that matches nothing.
 //! * **A profiled call** is one C call: its span starts before the default evaluation runs the
 //!   frame and ends when it returns, so its state lives on the C stack and nothing is matched
-//!   up between two events. The caller is the thread's current frame at that point (the new
-//!   frame is not linked yet), read by `python_frame::caller_frame` exactly as the decorator
-//!   reads it. A NULL result leaves the exception set in the thread state, where it is described
-//!   as the decorator describes it (type, message, stack) and left as it was.
+//!   up between two events. A plain function's call is the decorator's own code
+//!   (`span::PlainCall`): the caller is the thread's current frame at that point (the new frame
+//!   is not linked yet), read by `python_frame::caller_frame` as for a traced call, and a NULL
+//!   result leaves the exception set in the thread state, where it is described as the
+//!   decorator describes it (type, message, stack) and left as it was.
 //! * **Generators, coroutines, async generators.** Each step (`send`, `__next__`, `throw`,
 //!   `close`, an `await` resuming) is one evaluation of the object's frame; `EvalFrame` tells a
 //!   first step from a resume and, after it, a yield or await from the end (see
