@@ -268,14 +268,21 @@ def cprofile_around() -> tuple[Callable[[], None], Callable[[], None]]:
 
 
 def yappi_around() -> tuple[Callable[[], None], Callable[[], None]]:
-    """(enter, leave) running yappi (its default CPU clock) around a timed loop."""
-    import yappi
+    """(enter, leave) running yappi (its default CPU clock) around a timed loop; yappi is
+    imported when the row runs, so that a run of other rows does not need it installed."""
+
+    def enter() -> None:
+        import yappi
+
+        yappi.start()
 
     def leave() -> None:
+        import yappi
+
         yappi.stop()
         yappi.clear_stats()
 
-    return yappi.start, leave
+    return enter, leave
 
 
 # -- instruction counts (valgrind's callgrind) -------------------------------------------------

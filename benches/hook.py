@@ -9,7 +9,9 @@ median overhead over ``undecorated`` in the same round. Rows:
 * ``cprofile``, ``yappi`` (its default CPU clock), ``viztracer`` (records every call in its
   ring buffer; the buffer is cleared, not saved, after each loop).
 * ``hook_matching_nothing``: ``callspan.start_profile(include=["no_such_module.*"])``: the hook is
-  on, ``work`` does not match (3.12+: its PY_START is DISABLEd after the first call).
+  on, ``work`` does not match (3.12+: its PY_START is DISABLEd after the first call; 3.9-3.11:
+  each of its frames reads the code's decision and is evaluated as usual, which on 3.11 also
+  means CPython no longer inlines the call).
 * ``hook_sampled`` / ``hook_always_off``: the hook with ``work`` included, sampler ``always_on``
   (spans exported to a counting OTLP receiver on 127.0.0.1) / ``always_off``.
 * ``decorator_sampled``: ``@callspan.trace`` on the same function, ``always_on``.
@@ -129,8 +131,8 @@ def build_rows(sampler: Sampler) -> list[Row]:
     def viz_leave() -> None:
         viz[0].stop()
         viz[0].clear()
-        # VizTracer.stop() leaves its hook for new threads in threading.setprofile (3.9-3.11),
-        # which the next row's start_profile() would rightly refuse to replace.
+        # VizTracer.stop() leaves its hook for new threads in threading.setprofile (3.9-3.11):
+        # threads the next rows start must not run under it.
         threading.setprofile(None)  # type: ignore[arg-type]
 
     def plain(name: str, around: tuple[Callable[[], None], Callable[[], None]]) -> Row:

@@ -581,13 +581,15 @@ def test_the_profile_hooks_calls_are_counted_the_same_way(receiver, run_script):
     for p in receiver.latest_points(CALLS):
         key = (p.attributes["code.function.name"], p.attributes["caller.function.name"])
         counted[key] = counted.get(key, 0) + p.value
-    # Every call, whatever the sampler; on 3.9-3.11 the hook cannot see the exception's type,
-    # so failed calls carry no error.type there and fold in with the others.
+    # Every call, whatever the sampler; the failed ones by their exception's type.
     assert sum(counted.values()) == 40
     assert set(counted) == {("__main__.work", "__main__.caller")}
-    errors = [p.value for p in receiver.latest_points(CALLS) if p.attributes.get("error.type")]
-    if sys.version_info >= (3, 12):
-        assert errors == [10]
+    errors = {
+        p.attributes["error.type"]: p.value
+        for p in receiver.latest_points(CALLS)
+        if p.attributes.get("error.type")
+    }
+    assert errors == {"ValueError": 10}
 
 
 def test_callspan_run_report_prints_the_report_of_the_profiled_calls(tmp_path):

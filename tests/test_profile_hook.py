@@ -201,8 +201,12 @@ def test_exit_codes_exceptions_and_missing_script(receiver, tmp_path):
     (fail,) = named["fail"]
     assert fail.status_code == "STATUS_CODE_ERROR"
     assert named["leave"][0].status_code == "STATUS_CODE_ERROR"  # SystemExit ends it too
-    if sys.version_info >= (3, 12):
-        assert fail.event("exception").attributes["exception.type"] == "KeyError"
+    assert named["leave"][0].event("exception").attributes["exception.type"] == "SystemExit"
+    event = fail.event("exception").attributes
+    assert event["exception.type"] == "KeyError"
+    assert event["exception.message"] == "'boom'"
+    raised_at = f"line {marker_line(raises, 'raise-here')}, in __main__.fail"
+    assert raised_at in event["exception.stacktrace"]
     missing = run(callspan_run(tmp_path / "nope.py"), receiver, tmp_path, check=False)
     plain = subprocess.run(
         [sys.executable, str(tmp_path / "nope.py")], capture_output=True, text=True
@@ -468,6 +472,49 @@ def test_generators_one_span_per_call(receiver, tmp_path):
         assert span.parent_span_id == named["consume"][0].span_id
 
 
+ASYNC_GENERATORS = """
+import asyncio
+import callspan
+
+
+async def ticks(n):
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield i
+
+
+async def consume():
+    total = 0
+    async for i in ticks(3):  # consume-iterates
+        total += i
+    early = ticks(5)
+    await early.__anext__()
+    await early.aclose()  # closed mid-way: a normal end
+    return total
+
+
+with callspan.profile(include="__main__"):
+    print("TOTAL", asyncio.run(consume()))
+"""
+
+
+def test_async_generators_one_span_per_call_across_awaits_and_yields(receiver, tmp_path):
+    script = tmp_path / "agens.py"
+    script.write_text(ASYNC_GENERATORS)
+    completed = run([sys.executable, script], receiver, tmp_path)
+    assert "TOTAL 3" in completed.stdout
+    named = by_name(receiver.wait_for_spans(3))
+    assert {k: len(v) for k, v in named.items()} == {"consume": 1, "ticks": 2}
+    (consume,) = named["consume"]
+    for span in named["ticks"]:
+        assert span.parent_span_id == consume.span_id
+        assert span.trace_id == consume.trace_id
+        assert span.status_code != "STATUS_CODE_ERROR"
+        assert span.attributes["caller.function.name"] == "__main__.consume"
+    lines = {s.attributes["caller.line.number"] for s in named["ticks"]}
+    assert marker_line(script, "consume-iterates") in lines
+
+
 DECORATED = """
 import callspan
 
@@ -532,7 +579,6 @@ def test_api_bad_input(receiver, tmp_path):
     assert [s.name for s in spans] == ["f"]
 
 
-@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring: side by side from 3.12")
 def test_cprofile_runs_beside_the_hook(receiver, tmp_path):
     app = write_program(tmp_path)
     stats = tmp_path / "out.prof"
@@ -549,22 +595,300 @@ def test_cprofile_runs_beside_the_hook(receiver, tmp_path):
     assert {"Rotator.rotate_image", "Transformer.apply_transform"} <= {s.name for s in spans}
 
 
-def test_another_profiler_holding_the_hook_is_named(receiver, tmp_path):
-    script = tmp_path / "held.py"
-    script.write_text(
-        "import cProfile, callspan\n"
-        "p = cProfile.Profile()\n"
-        "p.enable()\n"
-        "try:\n"
-        "    callspan.start_profile(['__main__'])\n"
-        "    print('STARTED')\n"
-        "except RuntimeError as e:\n"
-        "    print('REFUSED', e)\n"
-        "p.disable()\n"
-        "callspan.stop_profile()\n"
-    )
-    completed = run([sys.executable, script], receiver, tmp_path)
-    if sys.version_info >= (3, 12):
-        assert "STARTED" in completed.stdout
+EXCEPTIONS = """
+import callspan
+
+
+class Boom(Exception):
+    pass
+
+
+def fails(x):
+    raise Boom(f"bad {x}")  # fails-raises
+
+
+def catches():
+    try:
+        fails(1)
+    except Boom:
+        pass
+
+
+def gen_fails():
+    yield 1
+    raise KeyError("gone")  # gen-raises
+
+
+def gen_thrown():
+    yield 1
+    yield 2
+
+
+def consume():
+    g = gen_fails()
+    next(g)
+    try:
+        next(g)
+    except KeyError:
+        pass
+    t = gen_thrown()
+    next(t)
+    try:
+        t.throw(ValueError("thrown in"))
+    except ValueError:
+        pass
+    never = gen_thrown()
+    never.close()  # closed before it ran: nothing ran, no span
+
+
+with callspan.profile(include="__main__"):
+    catches()
+    consume()
+"""
+
+
+def test_exceptions_end_spans_with_their_type_message_and_stack(receiver, tmp_path):
+    script = tmp_path / "exceptions.py"
+    script.write_text(EXCEPTIONS)
+    run([sys.executable, script], receiver, tmp_path)
+    named = by_name(receiver.wait_for_spans(5))
+    assert {k: len(v) for k, v in named.items()} == {
+        "catches": 1,
+        "fails": 1,
+        "consume": 1,
+        "gen_fails": 1,
+        "gen_thrown": 1,
+    }
+    expected = {
+        "fails": ("__main__.Boom", "bad 1", "fails-raises"),
+        "gen_fails": ("KeyError", "'gone'", "gen-raises"),
+        "gen_thrown": ("ValueError", "thrown in", None),
+    }
+    for name, (type_name, message, raised_at) in expected.items():
+        (span,) = named[name]
+        assert span.status_code == "STATUS_CODE_ERROR", span
+        event = span.event("exception").attributes
+        assert event["exception.type"] == type_name
+        assert event["exception.message"] == message
+        if raised_at is not None:
+            line = marker_line(script, raised_at)
+            assert f"line {line}, in __main__.{name}" in event["exception.stacktrace"], event
+    for name in ("catches", "consume"):
+        assert named[name][0].status_code != "STATUS_CODE_ERROR"
+    assert named["fails"][0].parent_span_id == named["catches"][0].span_id
+
+
+RECURSION = """
+import sys
+import threading
+
+import callspan
+
+sys.setrecursionlimit(1_000_000)
+
+
+def down(n):
+    return 0 if n == 0 else 1 + down(n - 1)
+
+
+def profiled_down(n):
+    return 0 if n == 0 else 1 + profiled_down(n - 1)
+
+
+def deep(recurse, n):
+    try:
+        return "OK", recurse(n)
+    except RecursionError as e:
+        return "RecursionError", str(e)
+
+
+def report(where, outcome):
+    print(where, outcome[0], outcome[1], flush=True)
+
+
+callspan.start_profile(["__main__.deep", "__main__.profiled_down"])
+# Deeper than an 8 MiB C stack holds when each Python call recurses on it (3.9-3.11).
+report("MAIN", deep(down, 200_000))
+threading.stack_size(512 * 1024)
+thread = threading.Thread(target=lambda: report("THREAD", deep(profiled_down, 20_000)))
+thread.start()
+thread.join()
+callspan.stop_profile()
+print("DONE", flush=True)
+"""
+
+
+def test_deep_recursion_under_the_hook_raises_recursion_error_instead_of_crashing(
+    receiver, tmp_path
+):
+    script = tmp_path / "recursion.py"
+    script.write_text(RECURSION)
+    completed = run([sys.executable, script], receiver, tmp_path, timeout=120)
+    lines = {line.split(" ", 1)[0]: line for line in completed.stdout.splitlines()}
+    assert "DONE" in lines, completed.stdout
+    if sys.version_info < (3, 12):
+        # 3.9/3.10 recurse on the C stack anyway, and with a frame-evaluation function
+        # installed 3.11 does too: the hook refuses the call that would overflow it.
+        for where in ("MAIN", "THREAD"):
+            assert lines[where].startswith(f"{where} RecursionError callspan: maximum recursion")
+            assert "profile hook" in lines[where]
     else:
-        assert "REFUSED" in completed.stdout and "Profile" in completed.stdout
+        # sys.monitoring adds no C recursion: as without callspan.
+        assert lines["MAIN"] == "MAIN OK 200000"
+        assert lines["THREAD"] == "THREAD OK 20000"
+    spans = receiver.wait_for_spans(2)
+    assert {"deep", "profiled_down"} <= {s.name for s in spans}
+
+
+DAEMONS_AT_EXIT = """
+import threading
+import time
+
+import callspan
+
+ready = threading.Barrier(5)
+
+
+def tick(n):
+    return n + 1
+
+
+def ticks():
+    n = 0
+    while True:
+        n = tick(n)
+        time.sleep(0.0005)  # wakes again and again while the interpreter finalizes
+        yield n
+
+
+def poll(index):
+    for n in ticks():
+        if n == 20:
+            ready.wait()
+
+
+callspan.start_profile(["__main__"])
+for index in range(4):
+    threading.Thread(target=poll, args=(index,), daemon=True).start()
+ready.wait()
+print("EXITING", flush=True)
+"""
+
+
+def test_daemon_threads_inside_profiled_calls_at_exit(receiver, tmp_path):
+    # CPython ends them with pthread_exit: its forced unwind crosses the hook's frames (on
+    # 3.9-3.11 the frame-evaluation function under every frame of theirs).
+    script = tmp_path / "daemons.py"
+    script.write_text(DAEMONS_AT_EXIT)
+    for _ in range(3):
+        receiver.clear()
+        completed = run([sys.executable, script], receiver, tmp_path)  # fails unless exit 0
+        assert "EXITING" in completed.stdout
+        assert len(by_name(receiver.wait_for_spans(80))["tick"]) >= 80
+
+
+EVAL_FRAME_C = r"""
+#include <Python.h>
+#if PY_VERSION_HEX >= 0x030B0000
+typedef struct _PyInterpreterFrame frame_t;
+#else
+typedef PyFrameObject frame_t;
+#endif
+PyObject *pass_through(PyThreadState *tstate, frame_t *frame, int throwflag) {
+    return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
+}
+void install(void) { _PyInterpreterState_SetEvalFrameFunc(PyInterpreterState_Get(), pass_through); }
+"""
+
+OTHER_EVAL_FRAME = """
+import ctypes
+import sys
+
+import callspan
+
+other = ctypes.PyDLL(sys.argv[1])
+
+
+def before():
+    return 1
+
+
+def after():
+    return 2
+
+
+if sys.argv[2] == "installed-first":
+    other.install()
+    try:
+        callspan.start_profile(["__main__"])
+        print("STARTED", flush=True)
+    except RuntimeError as e:
+        print("REFUSED", e, flush=True)
+    before()
+    callspan.stop_profile()
+else:
+    callspan.start_profile(["__main__"])
+    before()
+    other.install()  # replaces callspan's on 3.9-3.11
+    after()
+    callspan.stop_profile()
+    print("STOPPED", flush=True)
+"""
+
+
+def compile_eval_frame_function(tmp_path: Path) -> Path:
+    """A pass-through PEP 523 frame-evaluation function and an ``install()`` that sets it,
+    built with the machine's C compiler against this interpreter's headers."""
+    import shutil
+    import sysconfig
+
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        pytest.skip("no C compiler (gcc or cc) to build the other frame-evaluation function")
+    source = tmp_path / "other_eval_frame.c"
+    source.write_text(EVAL_FRAME_C)
+    library = tmp_path / "other_eval_frame.so"
+    subprocess.run(
+        [
+            compiler,
+            "-shared",
+            "-fPIC",
+            "-I",
+            sysconfig.get_paths()["include"],
+            "-o",
+            library,
+            source,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return library
+
+
+def test_another_frame_evaluation_function_is_named(receiver, tmp_path):
+    library = compile_eval_frame_function(tmp_path)
+    script = tmp_path / "other_eval.py"
+    script.write_text(OTHER_EVAL_FRAME)
+    completed = run([sys.executable, script, library, "installed-first"], receiver, tmp_path)
+    if sys.version_info >= (3, 12):
+        # sys.monitoring: a frame-evaluation function is no conflict.
+        assert "STARTED" in completed.stdout
+        assert [s.name for s in receiver.wait_for_spans(1)] == ["before"]
+        receiver.clear()
+    else:
+        assert "REFUSED callspan.start_profile: another frame-evaluation function" in (
+            completed.stdout
+        )
+        assert f"pass_through() in {library}" in completed.stdout
+        assert "Stop the tool that installed it" in completed.stdout
+        assert receiver.span_count() == 0  # the child has exited: nothing was profiled
+    # Installed over callspan's while it profiles: left in place at stop, with a warning.
+    completed = run([sys.executable, script, library, "installed-after"], receiver, tmp_path)
+    assert "STOPPED" in completed.stdout
+    if sys.version_info >= (3, 12):
+        assert sorted(s.name for s in receiver.wait_for_spans(2)) == ["after", "before"]
+    else:
+        assert "was replaced after callspan.start_profile() by pass_through() in" in (
+            completed.stderr
+        )
+        assert [s.name for s in receiver.wait_for_spans(1)] == ["before"]

@@ -175,11 +175,8 @@ def reset_remote_parent(token: Any) -> None:
 def start_profile(include: list[str], exclude: list[str], library: list[str]) -> None:
     """Install the profile hook for functions whose ``code.function.name`` matches an include
     glob and no exclude glob (``library``: path prefixes whose code needs a glob naming it).
-    ValueError for bad globs, RuntimeError if a profile runs or no tool id is free (3.12+)."""
+    ValueError for bad globs; RuntimeError if a profile runs, if no ``sys.monitoring`` tool id
+    is free (3.12+), or if another frame-evaluation function is installed (3.9-3.11, named)."""
 
 def stop_profile() -> tuple[int, list[str]] | None:
     """Remove the profile hook; ``(functions matched, modules seen)``, None without a profile."""
-
-def profile_thread_hook(frame: Any, event: str, _arg: Any) -> None:
-    """3.9-3.11 only: the ``threading.setprofile`` hook that puts the C profile function on a
-    new thread (and is every thread's profile object while profiling)."""

@@ -1,7 +1,7 @@
 """Profile mode: spans for every call of the functions a glob names, without decorating them.
 
-:func:`start_profile` installs callspan's profile hook (``sys.monitoring`` on 3.12+, a C profile
-function on every thread on 3.9-3.11); each call of a matching Python function becomes exactly
+:func:`start_profile` installs callspan's profile hook (``sys.monitoring`` on 3.12+, a PEP 523
+frame-evaluation function on 3.9-3.11); each call of a matching Python function becomes exactly
 the span ``@callspan.trace`` would make. :func:`stop_profile` removes it and warns when the
 globs matched no function at all.
 """
@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import site
-import sys
 import sysconfig
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -74,8 +72,9 @@ def start_profile(
     glob names them (one starting with a wildcard does not). Functions decorated with
     :func:`callspan.trace` keep their one span.
 
-    Raises ValueError without an include glob, RuntimeError when a profile is already running or
-    (3.9-3.11) another profiler holds the profile hook.
+    Raises ValueError without an include glob, RuntimeError when a profile is already running,
+    when no ``sys.monitoring`` tool id is free (3.12+) or when another frame-evaluation function
+    is installed (3.9-3.11: a debugger's, ``torch.compile``'s); the error names it.
     """
     include_globs = _glob_list(include, "include") or globs_from_env(ENV_INCLUDE)
     exclude_globs = _glob_list(exclude, "exclude") + globs_from_env(ENV_EXCLUDE)
@@ -84,25 +83,15 @@ def start_profile(
             "callspan.start_profile: no include glob: pass include=['myapp.*'] or set "
             f"{ENV_INCLUDE}"
         )
-    if sys.version_info < (3, 12):
-        _check_profile_hook_free()
     _callspan.start_profile(include_globs, exclude_globs, _library_prefixes())
     _state.include = include_globs
-    if sys.version_info < (3, 12):
-        # Threads started from now on install the C profile function on their first event.
-        threading.setprofile(_callspan.profile_thread_hook)
 
 
 def stop_profile() -> None:
-    """Stop profiling (no-op when no profile runs). Calls still running end now, with their
-    spans exported: this thread's, other threads' and suspended generators' and coroutines';
-    warns when no function matched the include globs."""
-    # threading.getprofile() is 3.10+; the module attribute is there on every version.
-    if (
-        sys.version_info < (3, 12)
-        and getattr(threading, "_profile_hook", None) is _callspan.profile_thread_hook
-    ):
-        threading.setprofile(None)  # type: ignore[arg-type]
+    """Stop profiling (no-op when no profile runs). Suspended generators and coroutines end now;
+    calls still running end now on 3.12+ (this thread's and other threads'), when they return
+    on 3.9-3.11; all with their spans exported. Warns when no function matched the include
+    globs."""
     report = _callspan.stop_profile()
     if report is None:
         return
@@ -113,23 +102,6 @@ def stop_profile() -> None:
             "modules ran: %s",
             ", ".join(_state.include),
             ", ".join(modules) if modules else "(none)",
-        )
-
-
-def _check_profile_hook_free() -> None:
-    ours = getattr(_callspan, "profile_thread_hook", None)
-    holder = sys.getprofile()
-    if holder is not None and holder is not ours:
-        raise RuntimeError(
-            f"callspan.start_profile: another profiler holds this thread's profile hook "
-            f"({holder!r}, see sys.getprofile()); stop it first. On Python 3.12+ callspan "
-            "runs beside cProfile and other profilers."
-        )
-    thread_hook = getattr(threading, "_profile_hook", None)
-    if thread_hook is not None and thread_hook is not ours:
-        raise RuntimeError(
-            f"callspan.start_profile: threading.setprofile() was given {thread_hook!r} by "
-            "another profiler; stop it first."
         )
 
 

@@ -70,6 +70,13 @@ pub(crate) fn check_frame_layout(py: Python<'_>) {
     }
 }
 
+/// Whether interpreter frames may be read through this build's layouts (the import-time check
+/// passed): the 3.9–3.11 profile hook reads every frame it is handed that way.
+#[cfg(all(not(Py_3_12), callspan_frame_direct))]
+pub(crate) fn frame_reading_enabled() -> bool {
+    !FRAME_READING_DISABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The class of the exception being raised now (0: none), for counting failed calls by
 /// `error.type`. Reads the type slot only: no user code runs.
 #[cold]

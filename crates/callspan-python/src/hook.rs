@@ -1,8 +1,8 @@
 //! Profile-hook mode: a span for every call of matching Python functions, without decorating them.
 //!
 //! `callspan.start_profile(include, exclude)` installs an interpreter hook — `sys.monitoring` on
-//! 3.12+ (`hook_monitoring`), a C profile function on every thread on 3.9–3.11 (`hook_profile`) —
-//! whose events come here. What this module does for both:
+//! 3.12+ (`hook_monitoring`), a PEP 523 frame-evaluation function on 3.9–3.11 (`hook_eval`) —
+//! which comes here. What this module does for both:
 //!
 //! * **Which code.** Each code object is decided once per profile session: its
 //!   `code.function.name` (module-qualified qualname, as the decorator names it) against the
@@ -12,17 +12,22 @@
 //!   registry's code object → function id map) with its own [`FunctionRate`], exactly what
 //!   `@callspan.trace` registers for the function: span name `__qualname__`, the def line, file.
 //!   Code the decorator wraps ([`exclude_decorated`]) never matches: one span per call, not two.
-//! * **Each call.** The span lifecycle in `span`, as the decorator runs it: decide, the caller
-//!   (the callee frame's `f_back`), enter, and at the return or unwind, exit and finish. Calls
-//!   nest per thread, so the running calls are a per-thread stack matched by code object.
+//! * **Each call.** The span lifecycle in `span`, as the decorator runs it: decide
+//!   ([`start_call`]), the caller, enter ([`enter_step`]), and at the return or unwind, exit and
+//!   finish ([`end_call`]). On 3.12+ start and end are separate events: the running calls are a
+//!   per-thread stack matched by code object. On 3.9–3.11 both happen in one C call around the
+//!   frame's evaluation, which keeps the call's state on the C stack.
 //! * **Generators, coroutines, async generators.** One span per call across its steps: the span
-//!   opens at the first step, leaves the thread's stack at each yield/await (kept by the frame
-//!   object, whose address is fixed for the object's life) and re-enters at each resume, as
-//!   `steps` does for decorated ones. A coroutine's first step takes its parent from the task's
-//!   published span first (the hook sees the coroutine only when it first runs, possibly in a
-//!   task of its own; the published span is the one that created it).
+//!   opens at the first step, leaves the thread at each yield/await (kept by the object's frame,
+//!   whose address is fixed for the object's life: [`suspend_step`], [`take_suspended`]) and
+//!   re-enters at each resume, as `steps` does for decorated ones. A coroutine's first step
+//!   takes its parent from the task's published span first (the hook sees the coroutine only
+//!   when it first runs, possibly in a task of its own; the published span is the one that
+//!   created it).
 
 use crate::python_frame::{self, CallerFrame};
+#[cfg(not(Py_3_12))]
+use crate::span::PlainCall;
 use crate::span::{self, Active, CountedCall, Decision, OpenSpan};
 use crate::steps::{self, Kind};
 use crate::{otel, task_context};
@@ -38,10 +43,12 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 #[cfg(Py_3_13)]
 use pyo3::types::PyCFunction;
+#[cfg(Py_3_12)]
 use std::cell::UnsafeCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+#[cfg(Py_3_12)]
 use std::sync::Arc;
 
 // ---------------------------------------------------------------------------------------------
@@ -80,15 +87,37 @@ unsafe extern "C" fn free_decision(decision: *mut c_void) {
     }
 }
 
-fn extra_index() -> isize {
+/// Requests the code extra index (once), and checks that `python_frame::code_extra` reads it.
+fn extra_index() -> PyResult<isize> {
     let index = EXTRA_INDEX.load(Ordering::Relaxed);
     if index >= 0 {
-        return index;
+        return Ok(index);
     }
     // SAFETY: GIL held (called from `start` only).
     let index = unsafe { ffi::PyUnstable_Eval_RequestCodeExtraIndex(free_decision) };
+    if index < 0 {
+        return Err(PyRuntimeError::new_err(
+            "callspan.start_profile: no code object extra index is left in this interpreter \
+             (other tools requested them all)",
+        ));
+    }
+    let probe = Box::into_raw(Box::new(CodeDecision {
+        session: 0,
+        profiled: std::ptr::null(),
+        local_events: false,
+    }));
+    // SAFETY: GIL held; `free_decision` frees a `Box<CodeDecision>`.
+    unsafe {
+        python_frame::verify_code_extra(index as ffi::Py_ssize_t, probe.cast(), free_decision)
+    }
+    .map_err(|why| {
+        PyRuntimeError::new_err(format!(
+            "callspan.start_profile: this interpreter's code objects are not laid out as \
+                 callspan was built for them ({why}); the profile hook cannot run on it"
+        ))
+    })?;
     EXTRA_INDEX.store(index as isize, Ordering::Relaxed);
-    index as isize
+    Ok(index as isize)
 }
 
 /// The cached decision of `code` for this session (None: not decided yet in this session).
@@ -96,18 +125,13 @@ fn extra_index() -> isize {
 /// # Safety
 /// GIL held; `code` is a live code object.
 #[inline]
-unsafe fn cached(code: *mut ffi::PyObject) -> Option<&'static mut CodeDecision> {
+pub(crate) unsafe fn cached(code: *mut ffi::PyObject) -> Option<&'static mut CodeDecision> {
     let index = EXTRA_INDEX.load(Ordering::Relaxed);
     if index < 0 {
         return None;
     }
-    let mut extra: *mut c_void = std::ptr::null_mut();
     // SAFETY: the caller's contract; the index was requested.
-    if unsafe { ffi::PyUnstable_Code_GetExtra(code, index as ffi::Py_ssize_t, &mut extra) } != 0 {
-        // SAFETY: GIL held.
-        unsafe { ffi::PyErr_Clear() };
-        return None;
-    }
+    let extra = unsafe { python_frame::code_extra(code, index as ffi::Py_ssize_t) };
     // SAFETY: our extra is a `Box<CodeDecision>` owned by the code object; the GIL serializes
     // every access, and no reference is kept across Python code.
     let decision = unsafe { extra.cast::<CodeDecision>().as_mut()? };
@@ -118,6 +142,7 @@ unsafe fn cached(code: *mut ffi::PyObject) -> Option<&'static mut CodeDecision> 
 ///
 /// # Safety
 /// As [`cached`].
+#[cfg(Py_3_12)]
 #[inline]
 pub(crate) unsafe fn profiled_if_decided(code: *mut ffi::PyObject) -> Option<&'static Profiled> {
     // SAFETY: forwarded contract; `profiled` is null or leaked.
@@ -376,7 +401,7 @@ pub(crate) fn start_profile(
             "callspan.start_profile: a profile is already running; call callspan.stop_profile() first",
         ));
     }
-    extra_index();
+    extra_index()?;
     SESSION.fetch_add(1, Ordering::Relaxed);
     *STATE.lock() = Some(Session {
         filter,
@@ -400,6 +425,12 @@ pub(crate) fn stop_profile(py: Python<'_>) -> PyResult<Option<(usize, Vec<String
     let result = uninstall(py);
     end_running_calls(py);
     let session = STATE.lock().take();
+    // Decisions of this session are stale from now on (the 3.9–3.11 hook reads them while any
+    // frame it evaluates is still running).
+    SESSION.fetch_add(1, Ordering::Relaxed);
+    if callspan_otlp::diagnostic::pending() {
+        crate::diagnostics::forward(py);
+    }
     result?;
     Ok(session.map(|s| (s.matched, s.modules_seen.into_iter().collect())))
 }
@@ -414,14 +445,31 @@ fn uninstall(py: Python<'_>) -> PyResult<()> {
     crate::hook_monitoring::uninstall(py)
 }
 
-#[cfg(not(Py_3_12))]
+#[cfg(all(not(Py_3_12), callspan_frame_direct))]
 fn install(py: Python<'_>) -> PyResult<()> {
-    crate::hook_profile::install(py)
+    crate::hook_eval::install(py)
 }
 
-#[cfg(not(Py_3_12))]
+#[cfg(all(not(Py_3_12), callspan_frame_direct))]
 fn uninstall(py: Python<'_>) -> PyResult<()> {
-    crate::hook_profile::uninstall(py)
+    crate::hook_eval::uninstall(py)
+}
+
+/// 3.11 built with `CALLSPAN_FRAME_PUBLIC_API=1`: no hook (it is handed `_PyInterpreterFrame`s,
+/// which no public API reads).
+#[cfg(all(not(Py_3_12), not(callspan_frame_direct)))]
+fn install(_py: Python<'_>) -> PyResult<()> {
+    Err(PyRuntimeError::new_err(
+        "callspan.start_profile: this callspan was built with CALLSPAN_FRAME_PUBLIC_API=1, and \
+         on Python 3.11 the profile hook (a frame-evaluation function) is handed interpreter \
+         frames that no public C API can read; rebuild callspan without \
+         CALLSPAN_FRAME_PUBLIC_API to profile, or decorate the functions with @callspan.trace",
+    ))
+}
+
+#[cfg(all(not(Py_3_12), not(callspan_frame_direct)))]
+fn uninstall(_py: Python<'_>) -> PyResult<()> {
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -430,7 +478,7 @@ fn uninstall(py: Python<'_>) -> PyResult<()> {
 
 /// A span (or an unsampled call's marker) while one step of its call runs.
 #[derive(Debug)]
-struct Step {
+pub(crate) struct Step {
     /// What the step makes current: the span, or the unsampled marker its children inherit.
     current: ParentSpan,
     open: Option<OpenSpan>,
@@ -441,6 +489,7 @@ struct Step {
 }
 
 /// A call running on this thread.
+#[cfg(Py_3_12)]
 struct Running {
     code: usize,
     /// Generators and coroutines: the frame object (fixed for the object's life); 0 otherwise.
@@ -452,12 +501,15 @@ struct Running {
 /// One thread's running calls, innermost last. Not a `RefCell`: the vector is touched only with
 /// the GIL held and never across Python code (an event pushes or pops one entry; values leave
 /// it before they are dropped), so no two borrows overlap, and none is counted per event.
+#[cfg(Py_3_12)]
 struct CallStack(UnsafeCell<Vec<Running>>);
 
 // SAFETY: every access holds the GIL and no borrow spans Python code (type docs), so accesses
 // from two threads (the owner, and `stop_profile` on another) never overlap.
+#[cfg(Py_3_12)]
 unsafe impl Sync for CallStack {}
 
+#[cfg(Py_3_12)]
 impl CallStack {
     fn push(&self, call: Running) {
         // SAFETY: GIL held; no other borrow is live (type docs).
@@ -492,8 +544,10 @@ impl CallStack {
 }
 
 /// Every thread's call stack, for `stop_profile` (which must end other threads' calls too).
+#[cfg(Py_3_12)]
 static STACKS: Mutex<Vec<Arc<CallStack>>> = Mutex::new(Vec::new());
 
+#[cfg(Py_3_12)]
 thread_local! {
     static RUNNING: Arc<CallStack> = {
         let stack = Arc::new(CallStack(UnsafeCell::new(Vec::new())));
@@ -502,32 +556,12 @@ thread_local! {
     };
 }
 
-/// Generators and coroutines between two steps, by frame object.
+/// Generators and coroutines between two steps, by frame.
 static SUSPENDED: Mutex<Option<HashMap<usize, Step>>> = Mutex::new(None);
-/// Whether [`SUSPENDED`] holds any (read without the lock by the 3.9–3.11 hook's C calls).
-static ANY_SUSPENDED: AtomicBool = AtomicBool::new(false);
 
-/// Keeps a suspended step by its frame object.
-fn suspend(frame_key: usize, step: Step) {
-    let mut map = SUSPENDED.lock();
-    map.get_or_insert_with(HashMap::new).insert(frame_key, step);
-    ANY_SUSPENDED.store(true, Ordering::Relaxed);
-}
-
-/// Takes the suspended step of a frame object, if any.
-fn take_suspended(frame_key: usize) -> Option<Step> {
-    let mut map = SUSPENDED.lock();
-    let map = map.as_mut()?;
-    let step = map.remove(&frame_key);
-    ANY_SUSPENDED.store(!map.is_empty(), Ordering::Relaxed);
-    step
-}
-
-/// Whether some generator or coroutine of this session is suspended.
-#[cfg(not(Py_3_12))]
-#[inline]
-pub(crate) fn any_suspended() -> bool {
-    ANY_SUSPENDED.load(Ordering::Relaxed)
+/// Takes the suspended step of a generator's or coroutine's frame, if any.
+pub(crate) fn take_suspended(frame_key: usize) -> Option<Step> {
+    SUSPENDED.lock().as_mut()?.remove(&frame_key)
 }
 
 /// Whether spans are made now (the first call of the process reads the configuration).
@@ -543,9 +577,10 @@ fn enabled(hot: &HotState) -> bool {
     }
 }
 
-/// A profiled function starts: `code` is its code object, `caller` finds the frame it was
-/// called from (asked only when the call is sampled or counted), `frame_key` its frame object
-/// if it is a generator or coroutine.
+/// A profiled function starts (3.12+ `PY_START`): `code` is its code object, `caller` finds the
+/// frame it was called from (asked only when the call is sampled or counted), `frame_key` its
+/// frame if it is a generator or coroutine.
+#[cfg(Py_3_12)]
 pub(crate) fn on_start<'py>(
     py: Python<'py>,
     profiled: &Profiled,
@@ -553,15 +588,28 @@ pub(crate) fn on_start<'py>(
     caller: impl FnOnce() -> Option<CallerFrame<'py>>,
     frame_key: usize,
 ) {
-    let hot = hot::state();
-    if !enabled(hot) {
-        return;
-    }
     // SAFETY: used on this thread, during this event only.
     let Some(local) = (unsafe { per_thread::current() }) else {
         return;
     };
-    local.counts.started();
+    if let Some(step) = start_call(py, local, profiled, caller, frame_key) {
+        begin_step(py, local, code, frame_key, step);
+    }
+}
+
+/// A call of a profiled function starts (a generator's or coroutine's first step): decides it,
+/// reads its caller from `caller` (asked only when the call is sampled or counted), and returns
+/// its first step, not yet entered ([`enter_step`]); None while callspan is disabled.
+/// `frame_key` is its frame if it is a generator or coroutine (0 otherwise).
+#[inline(always)]
+pub(crate) fn start_call<'py>(
+    py: Python<'py>,
+    local: &PerThread,
+    profiled: &Profiled,
+    caller: impl FnOnce() -> Option<CallerFrame<'py>>,
+    frame_key: usize,
+) -> Option<Step> {
+    let hot = call_starts(local)?;
     let publish = matches!(profiled.kind, Kind::Coroutine | Kind::AsyncGenerator);
     let decision = span::decide_under(hot, local, profiled.id, &profiled.rate, || {
         if publish {
@@ -572,7 +620,12 @@ pub(crate) fn on_start<'py>(
             span::current_parent(py, local)
         }
     });
-    let step = match decision {
+    if frame_key != 0 {
+        // A frame of a generator abandoned without an end event, now reused.
+        drop(take_suspended(frame_key));
+    }
+    // Built in place: a step is large, and a profiled call should not copy it around.
+    Some(match decision {
         Decision::Unsampled { trace_id } => Step {
             current: Decision::unsampled_marker(trace_id),
             open: None,
@@ -594,26 +647,62 @@ pub(crate) fn on_start<'py>(
                 publish,
             }
         }
-    };
-    if frame_key != 0 {
-        // A frame object of a generator abandoned without an end event, now reused.
-        drop(take_suspended(frame_key));
-    }
-    begin_step(py, hot, local, code, frame_key, step);
+    })
 }
 
-fn begin_step(
+/// A call of a profiled plain function starts (3.9–3.11): decided, its caller read from the
+/// frame current now, its span (or unsampled marker) made current, exactly as a traced call's
+/// (`span::PlainCall`); None while callspan is disabled.
+///
+/// # Safety
+/// GIL held; the frame current now is the caller's (the callee's frame is not running yet).
+#[cfg(not(Py_3_12))]
+#[inline(always)]
+pub(crate) unsafe fn start_plain_call(
     py: Python<'_>,
-    hot: &HotState,
     local: &PerThread,
-    code: *mut ffi::PyObject,
-    frame_key: usize,
-    mut step: Step,
-) {
-    let active = span::enter(py, hot, local, step.current, step.publish);
+    profiled: &Profiled,
+) -> Option<PlainCall> {
+    let hot = call_starts(local)?;
+    let decision = span::decide(py, hot, local, profiled.id, &profiled.rate);
+    // SAFETY: the caller's contract.
+    Some(unsafe { PlainCall::start(py, hot, local, profiled.id, decision) })
+}
+
+/// What every profiled call does first: nothing while callspan is disabled (None), else it
+/// counts as started.
+#[inline(always)]
+fn call_starts(local: &PerThread) -> Option<&'static HotState> {
+    let hot = hot::state();
+    if !enabled(hot) {
+        return None;
+    }
+    local.counts.started();
+    Some(hot)
+}
+
+/// Makes a step's span (or unsampled marker) current on this thread (`local`) and starts the
+/// span's clock at its first step; [`end_call`] or [`suspend_step`] undo it.
+#[inline(always)]
+pub(crate) fn enter_step(py: Python<'_>, local: &PerThread, step: &mut Step) -> Active {
+    let active = span::enter(py, hot::state(), local, step.current, step.publish);
     if let Some(open) = step.open.as_mut() {
         open.start_clock();
     }
+    active
+}
+
+/// Enters `step` and records it as this thread's innermost running call (3.12+).
+#[cfg(Py_3_12)]
+fn begin_step(
+    py: Python<'_>,
+    local: &PerThread,
+    code: *mut ffi::PyObject,
+    frame_key: usize,
+    step: Step,
+) {
+    let mut step = step;
+    let active = enter_step(py, local, &mut step);
     RUNNING.with(|r| {
         r.push(Running {
             code: code as usize,
@@ -626,6 +715,7 @@ fn begin_step(
 
 /// Takes this thread's innermost running call if it is `code`'s (and `frame_key`'s); a call
 /// that started before the profile was never pushed.
+#[cfg(Py_3_12)]
 fn take_running(code: *mut ffi::PyObject, frame_key: usize) -> Option<Running> {
     RUNNING.with(|r| r.pop_if(|top| top.code == code as usize && top.frame_key == frame_key))
 }
@@ -633,11 +723,18 @@ fn take_running(code: *mut ffi::PyObject, frame_key: usize) -> Option<Running> {
 /// How a call ended.
 pub(crate) enum End<'py> {
     Return,
-    /// The exception escaping the frame (None: unknown, as on 3.9–3.11).
+    /// The exception escaping the frame, as the 3.12+ event hands it (None: not handed).
+    #[cfg_attr(not(Py_3_12), allow(dead_code))]
     Raise(Option<Bound<'py, PyAny>>),
+    /// The exception set in the thread state now, which stays set (3.9–3.11: the frame's
+    /// evaluation returned NULL).
+    #[cfg_attr(Py_3_12, allow(dead_code))]
+    RaiseSet,
 }
 
-/// A profiled call returns or raises (for a generator or coroutine: its last step).
+/// A profiled call returns or raises (3.12+ `PY_RETURN`/`PY_UNWIND`; for a generator or
+/// coroutine: its last step).
+#[cfg(Py_3_12)]
 pub(crate) fn on_end(
     py: Python<'_>,
     profiled: &Profiled,
@@ -645,7 +742,7 @@ pub(crate) fn on_end(
     frame_key: usize,
     end: End<'_>,
 ) {
-    let Some(running) = take_running(code, frame_key) else {
+    let Some(mut running) = take_running(code, frame_key) else {
         return;
     };
     let end_unix_ns = callspan_core::clock::now_unix_ns();
@@ -657,32 +754,60 @@ pub(crate) fn on_end(
     let Some(local) = (unsafe { per_thread::current() }) else {
         return;
     };
-    running.active.exit(py, local);
-    let kind = profiled.kind;
+    end_call(
+        py,
+        local,
+        profiled.kind,
+        &mut running.step,
+        running.active,
+        end,
+        end_unix_ns,
+    );
+}
+
+/// A profiled call of `kind` ended at `end_unix_ns` as `end` says (a generator or coroutine:
+/// its last step): its step leaves this thread (`local`), and its span ends or its count is
+/// made (taken out of `step`, which is spent after). A generator's or coroutine's
+/// GeneratorExit (`close()`) is a normal end, as for decorated ones.
+#[inline(always)]
+pub(crate) fn end_call(
+    py: Python<'_>,
+    local: &PerThread,
+    kind: Kind,
+    step: &mut Step,
+    active: Active,
+    end: End<'_>,
+    end_unix_ns: u64,
+) {
+    active.exit(py, local);
     let hot = hot::state();
-    // The exception's class, for `error.type` (unknown on 3.9–3.11: counted as returned).
+    let closed = kind != Kind::Plain
+        && match &end {
+            End::Return => false,
+            End::Raise(exc) => exc
+                .as_ref()
+                .is_some_and(|e| e.is_instance_of::<PyGeneratorExit>()),
+            // SAFETY: GIL held; the exception is set (the variant's contract).
+            End::RaiseSet => unsafe { ffi::PyErr_ExceptionMatches(ffi::PyExc_GeneratorExit) != 0 },
+        };
+    // The exception's class, for `error.type` of the call's count.
     let error_class = match &end {
-        End::Raise(Some(exc)) if hot.counting() => {
-            let closed = kind != Kind::Plain && exc.is_instance_of::<PyGeneratorExit>();
-            if closed {
-                0
-            } else {
-                // SAFETY: a live type object, GIL held.
-                unsafe {
-                    crate::caller::class_of_type(
-                        py,
-                        exc.get_type().as_type_ptr(),
-                        callspan_core::registry::global(),
-                    )
-                }
-            }
-        }
-        _ => 0,
+        _ if closed || !hot.counting() => 0,
+        End::Return | End::Raise(None) => 0,
+        // SAFETY: a live type object, GIL held.
+        End::Raise(Some(exc)) => unsafe {
+            crate::caller::class_of_type(
+                py,
+                exc.get_type().as_type_ptr(),
+                callspan_core::registry::global(),
+            )
+        },
+        End::RaiseSet => span::raised_class(py, hot),
     };
-    if let Some(counted) = running.step.counted {
+    if let Some(counted) = step.counted.take() {
         counted.finish(error_class);
     }
-    let Some(open) = running.step.open else {
+    let Some(open) = step.open.take() else {
         return;
     };
     span::finish(
@@ -693,28 +818,21 @@ pub(crate) fn on_end(
         end_unix_ns,
         error_class,
         || match end {
+            _ if closed => None,
             End::Return => None,
             End::Raise(None) => Some(ExceptionInfo {
                 type_name: "<exception>".into(),
-                message:
-                    "an exception ended the call (not visible to a profile function on this Python)"
-                        .into(),
+                message: "an exception ended the call (the interpreter did not pass it)".into(),
                 traceback: None,
             }),
-            End::Raise(Some(exc)) => {
-                let err = PyErr::from_value(exc);
-                if kind != Kind::Plain && err.is_instance_of::<PyGeneratorExit>(py) {
-                    // close(): a normal end, as for decorated generators.
-                    None
-                } else {
-                    Some(steps::describe(py, &err))
-                }
-            }
+            End::Raise(Some(exc)) => Some(steps::describe(py, &PyErr::from_value(exc))),
+            End::RaiseSet => Some(steps::describe_current(py)),
         },
     );
 }
 
-/// A generator or coroutine yields (or awaits): its span leaves the thread until resumed.
+/// A generator or coroutine yields (or awaits), 3.12+ `PY_YIELD`.
+#[cfg(Py_3_12)]
 pub(crate) fn on_suspend(py: Python<'_>, code: *mut ffi::PyObject, frame_key: usize) {
     let Some(running) = take_running(code, frame_key) else {
         return;
@@ -723,34 +841,43 @@ pub(crate) fn on_suspend(py: Python<'_>, code: *mut ffi::PyObject, frame_key: us
     let Some(local) = (unsafe { per_thread::current() }) else {
         return;
     };
-    running.active.exit(py, local);
-    suspend(frame_key, running.step);
+    suspend_step(py, local, frame_key, running.step, running.active);
     #[cfg(Py_3_13)]
     watch(py, frame_key);
 }
 
-/// A suspended generator or coroutine resumes.
+/// A generator or coroutine yields (or awaits): its step leaves this thread (`local`) and is
+/// kept by its frame (`frame_key`) until [`take_suspended`] resumes it.
+pub(crate) fn suspend_step(
+    py: Python<'_>,
+    local: &PerThread,
+    frame_key: usize,
+    step: Step,
+    active: Active,
+) {
+    active.exit(py, local);
+    SUSPENDED
+        .lock()
+        .get_or_insert_with(HashMap::new)
+        .insert(frame_key, step);
+}
+
+/// A suspended generator or coroutine resumes (3.12+ `PY_RESUME`, `PY_THROW`).
+#[cfg(Py_3_12)]
 pub(crate) fn on_resume(py: Python<'_>, code: *mut ffi::PyObject, frame_key: usize) {
     let step = take_suspended(frame_key);
     // SAFETY: used on this thread, during this event only.
     if let (Some(step), Some(local)) = (step, unsafe { per_thread::current() }) {
-        begin_step(py, hot::state(), local, code, frame_key, step);
+        begin_step(py, local, code, frame_key, step);
     }
 }
 
-/// Whether `frame_key` is a suspended generator or coroutine of this session.
-#[cfg(not(Py_3_12))]
-pub(crate) fn is_suspended(frame_key: usize) -> bool {
-    SUSPENDED
-        .lock()
-        .as_ref()
-        .is_some_and(|m| m.contains_key(&frame_key))
-}
-
-/// At stop: every call still running ends now, innermost first, and so do suspended generators
-/// and coroutines (their events no longer come). This thread's calls also leave its context; a
-/// call running on another thread keeps its context entry until that thread's next profiled
-/// call returns (no event of it comes before), but its span ends and is exported now.
+/// At stop: suspended generators and coroutines end now (their steps are no longer seen). On
+/// 3.12+ every call still running ends now too, innermost first (its end event no longer
+/// comes): this thread's calls also leave its context; a call running on another thread keeps
+/// its context entry until that thread's next profiled call returns (no event of it comes
+/// before), but its span ends and is exported now. On 3.9–3.11 a running call's state is on its
+/// thread's C stack, around the frame's evaluation: it ends when the call does.
 fn end_running_calls(py: Python<'_>) {
     let hot = hot::state();
     // SAFETY: used on this thread, during this function only.
@@ -758,6 +885,19 @@ fn end_running_calls(py: Python<'_>) {
         return;
     };
     let end = callspan_core::clock::now_unix_ns();
+    #[cfg(Py_3_12)]
+    end_running_on_threads(py, hot, local, end);
+    let suspended = SUSPENDED.lock().take();
+    for step in suspended.into_iter().flat_map(|m| m.into_values()) {
+        finish_step(py, hot, local, step, end);
+    }
+    #[cfg(Py_3_13)]
+    WATCHED.lock().take();
+}
+
+/// [`end_running_calls`] of the calls running on every thread (3.12+).
+#[cfg(Py_3_12)]
+fn end_running_on_threads(py: Python<'_>, hot: &HotState, local: &PerThread, end: u64) {
     let mine = RUNNING.with(|r| r.take_all());
     let mut others = Vec::new();
     {
@@ -776,20 +916,13 @@ fn end_running_calls(py: Python<'_>) {
         }
         stacks.retain(|stack| Arc::strong_count(stack) > 1);
     }
-    let suspended = SUSPENDED.lock().take();
-    ANY_SUSPENDED.store(false, Ordering::Relaxed);
     for call in mine.into_iter().rev() {
         call.active.exit(py, local);
         finish_step(py, hot, local, call.step, end);
     }
-    for step in others
-        .into_iter()
-        .chain(suspended.into_iter().flat_map(|m| m.into_values()))
-    {
+    for step in others {
         finish_step(py, hot, local, step, end);
     }
-    #[cfg(Py_3_13)]
-    WATCHED.lock().take();
 }
 
 /// Ends the span (or the count) of a call that returned normally at `end`.

@@ -2,7 +2,7 @@
 //!
 //! `span` is the span lifecycle every entry point shares (decide, caller, start, finish);
 //! `traced` is the decorator's C-level callable and `steps` the spans of its coroutine and
-//! generator wrappers (`step_types`); `hook` is profile mode (`hook_monitoring` on 3.12+, `hook_profile` before); `caller`, `python_frame`, `thread`, `exception`, `task_context` and `otel` read
+//! generator wrappers (`step_types`); `hook` is profile mode (`hook_monitoring` on 3.12+, `hook_eval` before); `caller`, `python_frame`, `thread`, `exception`, `task_context` and `otel` read
 //! interpreter state for them (`watched` forgets the addresses of code and classes that die); `diagnostics` forwards the exporter's warnings to
 //! Python `logging`. The functions below are the private `callspan._callspan` module that
 //! `python/callspan/__init__.py` wraps; `_callspan.pyi` documents them.
@@ -10,11 +10,17 @@
 mod caller;
 mod diagnostics;
 mod exception;
+// 3.11 built with CALLSPAN_FRAME_PUBLIC_API=1 has no profile hook (its `start_profile` raises
+// RuntimeError saying why): the hook's shared machinery is compiled there but never runs.
+#[cfg_attr(
+    all(not(Py_3_12), not(callspan_frame_direct)),
+    allow(dead_code, reason = "no profile hook in a 3.11 public-API build")
+)]
 mod hook;
+#[cfg(all(not(Py_3_12), callspan_frame_direct))]
+mod hook_eval;
 #[cfg(Py_3_12)]
 mod hook_monitoring;
-#[cfg(not(Py_3_12))]
-mod hook_profile;
 mod interruptible;
 mod otel;
 mod python_frame;
@@ -386,7 +392,5 @@ fn _callspan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reset_remote_parent, m)?)?;
     m.add_function(wrap_pyfunction!(hook::start_profile, m)?)?;
     m.add_function(wrap_pyfunction!(hook::stop_profile, m)?)?;
-    #[cfg(not(Py_3_12))]
-    m.add_function(wrap_pyfunction!(hook_profile::profile_thread_hook, m)?)?;
     Ok(())
 }

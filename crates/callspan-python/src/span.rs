@@ -19,17 +19,19 @@
 //! relaxed load per unsampled call.
 //!
 //! The decorator's vectorcall (`traced`), the coroutine and generator wrappers (`steps`) and the
-//! profile hook (`hook`) all use these functions; none of them repeats a step. Each entry point
+//! profile hook (`hook`) all use these functions; none of them repeats a step. A plain call's
+//! steps 2–4, as an entry point keeps them across its call into Python, are [`PlainCall`]: the
+//! decorator's calls and the 3.9–3.11 profile hook's plain calls are the same code. Each entry point
 //! looks up the thread's [`PerThread`] state once per call and passes it to every step, which
 //! keeps the thread-local look-ups of a call to one (see `callspan_core::per_thread`).
 
-use crate::python_frame::CallerFrame;
-use crate::{caller, diagnostics, otel, task_context, thread};
+use crate::python_frame::{self, CallerFrame};
+use crate::{caller, diagnostics, exception, otel, task_context, thread};
 use callspan_core::clock::{self, now_unix_ns};
 use callspan_core::config::Capture;
 use callspan_core::context::{self, ParentSpan};
 use callspan_core::edges::{self, EdgeKey, Exemplar};
-use callspan_core::hot::{FunctionRate, HotState};
+use callspan_core::hot::{self, FunctionRate, HotState};
 use callspan_core::per_thread::PerThread;
 use callspan_core::record::{
     CallerSite, ClassId, ExceptionInfo, FunctionId, SpanRecord, ThreadKey,
@@ -38,6 +40,7 @@ use callspan_core::{registry, stats};
 use callspan_otlp::pipeline;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use std::mem::ManuallyDrop;
 
 /// The innermost span on this thread (`local`), else the one published in this task's context,
 /// else the current OpenTelemetry span.
@@ -407,6 +410,96 @@ impl Drop for Active {
     #[inline]
     fn drop(&mut self) {
         context::pop();
+    }
+}
+
+/// A plain call (not a coroutine's or generator's) between its start and its end, as an entry
+/// point keeps it across its call into Python: the decorator's calls, and the 3.9–3.11 profile
+/// hook's. Nothing in it has a destructor there (`ManuallyDrop`; see `thread_exit`).
+pub(crate) enum PlainCall {
+    /// Not sampled: its marker is current (and it is counted, when calls are counted).
+    Unsampled(ManuallyDrop<Active>, Option<CountedCall>),
+    /// Sampled: its span is current.
+    Sampled(ManuallyDrop<(OpenSpan, Active)>),
+}
+
+impl PlainCall {
+    /// Steps 2 and 3 for a plain call of `function` decided as `decision` ([`decide`]): the
+    /// caller is the frame current now, read when the call is sampled or counted.
+    ///
+    /// # Safety
+    /// GIL held; the frame current now is the caller's (no frame of the callee runs yet).
+    #[inline(always)]
+    pub(crate) unsafe fn start(
+        py: Python<'_>,
+        hot: &HotState,
+        local: &PerThread,
+        function: FunctionId,
+        decision: Decision,
+    ) -> PlainCall {
+        match decision {
+            Decision::Unsampled { trace_id } => {
+                let counted = hot.counting().then(|| {
+                    // SAFETY: the caller's contract.
+                    let frame = unsafe { python_frame::caller_frame(py) };
+                    CountedCall::starting(function, caller_site(py, hot, local, frame.as_ref()))
+                });
+                let active = enter(py, hot, local, Decision::unsampled_marker(trace_id), false);
+                PlainCall::Unsampled(ManuallyDrop::new(active), counted)
+            }
+            Decision::Sampled { trace_id, parent } => {
+                // SAFETY: the caller's contract.
+                let frame = unsafe { python_frame::caller_frame(py) };
+                let caller = read_caller(py, hot, local, frame);
+                let mut open = OpenSpan::new(local, trace_id, parent, function, caller);
+                let active = enter(py, hot, local, open.as_parent(), false);
+                open.start_clock();
+                PlainCall::Sampled(ManuallyDrop::new((open, active)))
+            }
+        }
+    }
+
+    /// Step 4: the call returned `result` (NULL: the exception set now ended it; it is described
+    /// and left set); `end_unix_ns` is read for a sampled call only.
+    ///
+    /// # Safety
+    /// GIL held; `local` is the state of the thread the call started on.
+    #[inline(always)]
+    pub(crate) unsafe fn end(
+        self,
+        local: &PerThread,
+        result: *mut ffi::PyObject,
+        end_unix_ns: impl FnOnce() -> u64,
+    ) {
+        // SAFETY: the caller's contract.
+        let py = unsafe { Python::assume_attached() };
+        match self {
+            PlainCall::Unsampled(active, counted) => {
+                ManuallyDrop::into_inner(active).exit(py, local);
+                if let Some(counted) = counted {
+                    let error = if result.is_null() {
+                        raised_class(py, hot::state())
+                    } else {
+                        0
+                    };
+                    counted.finish(error);
+                }
+            }
+            PlainCall::Sampled(call) => {
+                let end_unix_ns = end_unix_ns();
+                let (open, active) = ManuallyDrop::into_inner(call);
+                active.exit(py, local);
+                let hot = hot::state();
+                let error_class = if result.is_null() {
+                    raised_class(py, hot)
+                } else {
+                    0
+                };
+                finish(py, hot, local, open, end_unix_ns, error_class, || {
+                    result.is_null().then(|| exception::capture_current(py))
+                });
+            }
+        }
     }
 }
 

@@ -4,9 +4,12 @@
 //! far more C stack per level than Python frames do (3.11+ runs Python-to-Python calls without
 //! any): at `sys.setrecursionlimit(20000)` a traced recursion used to overflow the 8 MiB main
 //! stack at about 9,000 levels and die with SIGSEGV, where untraced code raised
-//! `RecursionError` or completed. [`enough_stack`] compares the stack pointer with the
-//! thread's stack bounds, read once per thread with `pthread_getattr_np`: a few instructions per
-//! call. Where the bounds cannot be read the check is off (never refuses).
+//! `RecursionError` or completed. The profile hook on 3.9–3.11 is a frame-evaluation function:
+//! every Python call passes through it on the C stack (on 3.11 the interpreter stops inlining
+//! Python-to-Python calls while one is installed), so it checks every frame the same way.
+//! [`enough_stack`] compares the stack pointer with the thread's stack bounds, read once per
+//! thread with `pthread_getattr_np`: a few instructions per call. Where the bounds cannot be
+//! read the check is off (never refuses).
 
 use callspan_core::per_thread::PerThread;
 use pyo3::ffi;
@@ -22,24 +25,40 @@ fn stack_pointer() -> usize {
     std::hint::black_box(&marker) as *const u8 as usize
 }
 
-/// Whether a traced call may start here; if not, `RecursionError` is set. The limit is
-/// `local.stack_limit` (read once per thread).
+/// What is refused when the stack runs short (the `RecursionError` says which).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Entry {
+    /// A call of a `@callspan.trace` function.
+    Traced,
+    /// A Python frame under the profile hook (3.9–3.11).
+    #[cfg_attr(
+        any(Py_3_12, not(callspan_frame_direct)),
+        allow(
+            dead_code,
+            reason = "only the 3.9-3.11 frame-evaluation hook checks frames"
+        )
+    )]
+    Profiled,
+}
+
+/// Whether a call of `entry`'s kind may start here; if not, `RecursionError` is set. The limit
+/// is `local.stack_limit` (read once per thread).
 ///
 /// # Safety
 /// The GIL is held (to set the exception).
 #[inline(always)]
-pub(crate) unsafe fn enough_stack(local: &PerThread) -> bool {
+pub(crate) unsafe fn enough_stack(local: &PerThread, entry: Entry) -> bool {
     let here = stack_pointer();
     if here > local.stack_limit.get() {
         return true;
     }
     // SAFETY: the caller's contract.
-    unsafe { slow_check(local, here) }
+    unsafe { slow_check(local, here, entry) }
 }
 
 #[cold]
 #[inline(never)]
-unsafe fn slow_check(local: &PerThread, here: usize) -> bool {
+unsafe fn slow_check(local: &PerThread, here: usize, entry: Entry) -> bool {
     let mut limit = local.stack_limit.get();
     if limit == usize::MAX {
         limit = read_limit();
@@ -48,11 +67,17 @@ unsafe fn slow_check(local: &PerThread, here: usize) -> bool {
             return true;
         }
     }
+    let what = match entry {
+        Entry::Traced => "a traced call (each traced call uses more C stack than a Python frame)",
+        Entry::Profiled => {
+            "a Python call under callspan's profile hook (on Python 3.9-3.11 the hook runs \
+             every Python call on the C stack)"
+        }
+    };
     let message = format!(
         "callspan: maximum recursion depth exceeded: less than {} KiB of this thread's C \
-         stack is left for a traced call (each traced call uses more C stack than a Python \
-         frame); for deeper recursion give the thread a larger stack (threading.stack_size() \
-         before starting it, or `ulimit -s` for the main thread)",
+         stack is left for {what}; for deeper recursion give the thread a larger stack \
+         (threading.stack_size() before starting it, or `ulimit -s` for the main thread)",
         MARGIN_BYTES / 1024
     );
     let message = std::ffi::CString::new(message).expect("no NUL in the message");

@@ -223,7 +223,7 @@ pub(crate) fn describe(py: Python<'_>, err: &PyErr) -> ExceptionInfo {
 }
 
 /// [`describe`] of the exception set now (left set).
-fn describe_current(py: Python<'_>) -> ExceptionInfo {
+pub(crate) fn describe_current(py: Python<'_>) -> ExceptionInfo {
     named_cancelled(exception::capture_current(py))
 }
 

@@ -26,7 +26,9 @@
 //! panic there still aborts instead of unwinding into CPython.
 //! The same holds for the steps of the generator, coroutine and async generator wrappers
 //! (`step_types.rs`): their slots and methods are C functions of the same kind, which resume
-//! the wrapped object through [`call_method`], [`iternext`] and [`send`]. PyO3's own
+//! the wrapped object through [`call_method`], [`iternext`] and [`send`]; and for the 3.9–3.11
+//! profile hook's frame-evaluation function (`hook_eval.rs`), which evaluates every frame
+//! through `eval_frame_default`. PyO3's own
 //! `#[pymethods]` trampolines are `extern "C"`, so no entry point that calls user code may be
 //! one.
 
@@ -62,6 +64,56 @@ type UnwindingMakeTpCall = unsafe extern "C-unwind" fn(
     ffi::Py_ssize_t,
     *mut ffi::PyObject,
 ) -> *mut ffi::PyObject;
+
+// CPython 3.9–3.11's own frame evaluation (exported; pyo3-ffi does not declare it), which the
+// profile hook's frame-evaluation function calls for every frame: a forced unwind comes out of
+// it whenever a daemon thread is ended inside Python code.
+#[cfg(all(not(Py_3_12), callspan_frame_direct))]
+extern "C-unwind" {
+    #[link_name = "_PyEval_EvalFrameDefault"]
+    fn py_eval_eval_frame_default(
+        tstate: *mut ffi::PyThreadState,
+        frame: crate::python_frame::EvalFrame,
+        throwflag: std::ffi::c_int,
+    ) -> *mut ffi::PyObject;
+}
+
+/// A frame-evaluation function (PEP 523) with the unwinding ABI: the signature of
+/// `_PyFrameEvalFunction`, whose frame argument [`EvalFrame`](crate::python_frame::EvalFrame)
+/// is.
+#[cfg(all(not(Py_3_12), callspan_frame_direct))]
+pub(crate) type UnwindingEvalFrame = unsafe extern "C-unwind" fn(
+    *mut ffi::PyThreadState,
+    crate::python_frame::EvalFrame,
+    std::ffi::c_int,
+) -> *mut ffi::PyObject;
+
+/// `_PyEval_EvalFrameDefault(tstate, frame, throwflag)`: the interpreter evaluates `frame`.
+///
+/// # Safety
+/// The GIL is held; the arguments are those a frame-evaluation function was called with.
+#[cfg(all(not(Py_3_12), callspan_frame_direct))]
+#[inline(always)]
+pub(crate) unsafe fn eval_frame_default(
+    tstate: *mut ffi::PyThreadState,
+    frame: crate::python_frame::EvalFrame,
+    throwflag: std::ffi::c_int,
+) -> *mut ffi::PyObject {
+    // SAFETY: the caller's contract.
+    unsafe { py_eval_eval_frame_default(tstate, frame, throwflag) }
+}
+
+/// `_PyEval_EvalFrameDefault` itself, to install and compare with [`eval_frame_func`].
+#[cfg(all(not(Py_3_12), callspan_frame_direct))]
+pub(crate) const DEFAULT_EVAL_FRAME: UnwindingEvalFrame = py_eval_eval_frame_default;
+
+/// `func` as the `_PyFrameEvalFunction` type CPython's headers (and pyo3-ffi) declare.
+#[cfg(all(not(Py_3_12), callspan_frame_direct))]
+pub(crate) fn eval_frame_func(func: UnwindingEvalFrame) -> ffi::_PyFrameEvalFunction {
+    // SAFETY: "C" and "C-unwind" share the calling convention (see `as_slot`), and the frame
+    // argument is a pointer either way (`EvalFrame` is `repr(transparent)`).
+    unsafe { std::mem::transmute::<UnwindingEvalFrame, ffi::_PyFrameEvalFunction>(func) }
+}
 
 /// `PyObject_VectorcallMethod` with the unwinding ABI.
 type UnwindingVectorcallMethod = unsafe extern "C-unwind" fn(

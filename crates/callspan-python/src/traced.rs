@@ -12,10 +12,10 @@
 //! Instances carry a `__dict__` so that `functools.update_wrapper` can give them the wrapped
 //! function's `__name__`, `__qualname__`, `__doc__`, `__module__` and `__wrapped__`.
 
-use crate::span::{self, Active, CountedCall, Decision, OpenSpan};
+use crate::span::{self, CountedCall, Decision, OpenSpan, PlainCall};
 use crate::steps::{self, Kind};
 use crate::thread_exit::{self, no_unwind};
-use crate::{exception, python_frame, stack_guard};
+use crate::{python_frame, stack_guard};
 use callspan_core::clock::now_unix_ns;
 use callspan_core::hot::{self, FunctionRate, Mode};
 use callspan_core::per_thread::{self, PerThread};
@@ -24,7 +24,7 @@ use callspan_core::registry;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use std::ffi::{c_int, c_void};
-use std::mem::{offset_of, ManuallyDrop};
+use std::mem::offset_of;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -67,22 +67,10 @@ enum Begun<'t> {
     Failed,
     /// Call `func` untraced (callspan disabled, or the thread's state is gone: thread exit).
     Untraced(*mut ffi::PyObject),
-    /// An unsampled call: its context entry is current; exit it after (and count it, when calls
-    /// are counted).
-    Unsampled(
-        *mut ffi::PyObject,
-        &'t PerThread,
-        ManuallyDrop<Active>,
-        Option<CountedCall>,
-    ),
+    /// A plain call: its span (or unsampled marker) is current; end it after.
+    Plain(*mut ffi::PyObject, &'t PerThread, PlainCall),
     /// A coroutine or generator function: create the object, then wrap it.
     Stepped(*mut ffi::PyObject, &'t PerThread, Decision),
-    /// A sampled plain call: its span is current; finish it after.
-    Sampled(
-        *mut ffi::PyObject,
-        &'t PerThread,
-        ManuallyDrop<(OpenSpan, Active)>,
-    ),
 }
 
 /// The hot path: one call of a traced function.
@@ -104,22 +92,11 @@ unsafe extern "C-unwind" fn traced_vectorcall(
         Begun::Failed => ptr::null_mut(),
         // SAFETY: GIL held; forwarding our caller's arguments unchanged.
         Begun::Untraced(func) => unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) },
-        Begun::Unsampled(func, local, active, counted) => {
+        Begun::Plain(func, local, call) => {
             // SAFETY: GIL held; forwarding our caller's arguments unchanged.
             let result = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
-            no_unwind(|| {
-                // SAFETY: the GIL is held for the whole call.
-                let py = unsafe { Python::assume_attached() };
-                ManuallyDrop::into_inner(active).exit(py, local);
-                if let Some(counted) = counted {
-                    let error = if result.is_null() {
-                        span::raised_class(py, hot::state())
-                    } else {
-                        0
-                    };
-                    counted.finish(error);
-                }
-            });
+            // SAFETY: the GIL is held for the whole call; `result` is the call's.
+            no_unwind(|| unsafe { call.end(local, result, now_unix_ns) });
             result
         }
         Begun::Stepped(func, local, decision) => {
@@ -127,27 +104,6 @@ unsafe extern "C-unwind" fn traced_vectorcall(
             let created = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
             // SAFETY: GIL held; `created` is the creating call's result.
             no_unwind(|| unsafe { wrap_stepped(this, local, decision, created) })
-        }
-        Begun::Sampled(func, local, call) => {
-            // SAFETY: GIL held; forwarding our caller's arguments unchanged.
-            let result = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
-            let end_unix_ns = now_unix_ns();
-            no_unwind(|| {
-                // SAFETY: the GIL is held for the whole call.
-                let py = unsafe { Python::assume_attached() };
-                let (open, active) = ManuallyDrop::into_inner(call);
-                active.exit(py, local);
-                let hot = hot::state();
-                let error_class = if result.is_null() {
-                    span::raised_class(py, hot)
-                } else {
-                    0
-                };
-                span::finish(py, hot, local, open, end_unix_ns, error_class, || {
-                    result.is_null().then(|| exception::capture_current(py))
-                });
-            });
-            result
         }
     }
 }
@@ -176,7 +132,7 @@ unsafe fn begin<'t>(this: &TracedObject) -> Begun<'t> {
     };
     // RecursionError instead of a C stack overflow (stack_guard.rs).
     // SAFETY: GIL held.
-    if !unsafe { stack_guard::enough_stack(local) } {
+    if !unsafe { stack_guard::enough_stack(local, stack_guard::Entry::Traced) } {
         return Begun::Failed;
     }
     let hot = hot::state();
@@ -198,28 +154,9 @@ unsafe fn begin<'t>(this: &TracedObject) -> Begun<'t> {
     if Kind::from_u8(this.kind) != Kind::Plain {
         return Begun::Stepped(func, local, decision);
     }
-    match decision {
-        Decision::Unsampled { trace_id } => {
-            let counted = hot.counting().then(|| {
-                // SAFETY: GIL held; the frame current now is our caller's.
-                let frame = unsafe { python_frame::caller_frame(py) };
-                let site = span::caller_site(py, hot, local, frame.as_ref());
-                CountedCall::starting(this.function_id, site)
-            });
-            let marker = Decision::unsampled_marker(trace_id);
-            let active = span::enter(py, hot, local, marker, false);
-            Begun::Unsampled(func, local, ManuallyDrop::new(active), counted)
-        }
-        Decision::Sampled { trace_id, parent } => {
-            // SAFETY: GIL held; the frame current now is our caller's (no frame of ours exists).
-            let frame = unsafe { python_frame::caller_frame(py) };
-            let caller = span::read_caller(py, hot, local, frame);
-            let mut open = OpenSpan::new(local, trace_id, parent, this.function_id, caller);
-            let active = span::enter(py, hot, local, open.as_parent(), false);
-            open.start_clock();
-            Begun::Sampled(func, local, ManuallyDrop::new((open, active)))
-        }
-    }
+    // SAFETY: GIL held; no frame of ours exists: the frame current now is our caller's.
+    let call = unsafe { PlainCall::start(py, hot, local, this.function_id, decision) };
+    Begun::Plain(func, local, call)
 }
 
 /// A coroutine, generator or async generator function: the call created the object (running

@@ -35,6 +35,7 @@
 
 use pyo3::ffi::{self, PyObject};
 use pyo3::prelude::*;
+use std::ffi::c_void;
 
 use super::layout::*;
 use super::quirks;
@@ -228,6 +229,27 @@ pub(super) unsafe fn first_param_name(
         #[cfg(Py_3_11)]
         let names = (*code).co_localsplusnames;
         Some(ffi::PyTuple_GET_ITEM(names, 0))
+    }
+}
+
+/// Extra slot `index` of a code object, what `PyUnstable_Code_GetExtra` returns (null when the
+/// slot is unset), read without the call: the profile hook reads it for every frame (3.9–3.11)
+/// or event (3.12+).
+///
+/// # Safety
+/// `code` is a live code object; `index` was requested (`PyUnstable_Eval_RequestCodeExtraIndex`).
+#[inline(always)]
+pub(super) unsafe fn code_extra(code: *mut PyObject, index: ffi::Py_ssize_t) -> *mut c_void {
+    // SAFETY: the caller's contract; `co_extra` is null or a `_PyCodeObjectExtra` with
+    // `ce_size` slots.
+    unsafe {
+        let extra = (*code.cast::<Code>()).co_extra.cast::<CodeExtra>();
+        if extra.is_null() || (*extra).ce_size <= index {
+            return std::ptr::null_mut();
+        }
+        *std::ptr::addr_of!((*extra).ce_extras)
+            .cast::<*mut c_void>()
+            .offset(index)
     }
 }
 

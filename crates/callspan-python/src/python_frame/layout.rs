@@ -42,8 +42,8 @@ pub(super) struct Frame {
     pub(super) f_lasti: c_int,
     pub(super) f_lineno: c_int,
     pub(super) f_iblock: c_int,
-    /// 3.9 `char f_executing`, 3.10 `PyFrameState f_state` (signed char).
-    pub(super) f_executing_or_state: c_char,
+    /// 3.9 `char f_executing` (not read), 3.10 `PyFrameState f_state` (a `signed char`).
+    pub(super) f_executing_or_state: i8,
     pub(super) f_blockstack: [PyTryBlock; 20],
     pub(super) f_localsplus: [*mut PyObject; 1],
 }
@@ -143,6 +143,15 @@ pub(super) struct Code {
     pub(super) co_code_adaptive: [u16; 1],
 }
 
+/// `_PyCodeObjectExtra` (`Objects/codeobject.c`, the same on 3.9–3.13): what `co_extra` points
+/// to once an extra slot was set, one slot per index requested by then (`ce_size`).
+#[repr(C)]
+pub(super) struct CodeExtra {
+    pub(super) ce_size: ffi::Py_ssize_t,
+    /// `void *ce_extras[1]`, `ce_size` long.
+    pub(super) ce_extras: [*mut c_void; 1],
+}
+
 /// `_PyInterpreterFrame` (`Include/internal/pycore_frame.h`), 3.11.
 #[cfg(all(Py_3_11, not(Py_3_12)))]
 #[repr(C)]
@@ -214,6 +223,36 @@ pub(super) struct FrameObject {
     /// `tp_basicsize` is this offset plus `offsetof(_PyInterpreterFrame, localsplus)`.
     pub(super) _f_frame_data: [*mut PyObject; 1],
 }
+
+/// `PyGenObject` (`_PyGenObject_HEAD` in `Include/cpython/genobject.h`), 3.11: generators,
+/// coroutines and async generators share this head, and the interpreter frame of the object is
+/// its trailing `gi_iframe` (`_PyFrame_GetGenerator` subtracts that offset). Read by the
+/// profile hook only.
+#[cfg(all(Py_3_11, not(Py_3_12)))]
+#[repr(C)]
+pub(super) struct GenObject {
+    pub(super) ob_base: PyObject,
+    pub(super) gi_code: *mut PyObject,
+    pub(super) gi_weakreflist: *mut PyObject,
+    pub(super) gi_name: *mut PyObject,
+    pub(super) gi_qualname: *mut PyObject,
+    /// `_PyErr_StackItem gi_exc_state`: `exc_value`, `previous_item`.
+    pub(super) gi_exc_state: [*mut c_void; 2],
+    pub(super) gi_origin_or_finalizer: *mut PyObject,
+    pub(super) gi_hooks_inited: c_char,
+    pub(super) gi_closed: c_char,
+    pub(super) gi_running_async: c_char,
+    /// `int8_t gi_frame_state`: a `PyFrameState`.
+    pub(super) gi_frame_state: i8,
+    pub(super) gi_iframe: [*mut PyObject; 1],
+}
+
+/// `PyFrameState` values (`Include/internal/pycore_frame.h` on 3.11, `f_state` in
+/// `Include/cpython/frameobject.h` on 3.10).
+#[cfg(all(Py_3_10, not(Py_3_11)))]
+pub(super) const FRAME_CREATED: i8 = -2;
+#[cfg(all(Py_3_10, not(Py_3_12)))]
+pub(super) const FRAME_SUSPENDED: i8 = -1;
 
 /// `_PyCFrame` (`Include/cpython/pystate.h`), 3.11.
 #[cfg(all(Py_3_11, not(Py_3_12)))]
@@ -344,6 +383,7 @@ mod asserts {
         at!(Code, co_cell2arg, OBJ, 96, 16);
         at!(Code, co_filename, OBJ, 104, 16);
         at!(Code, co_name, OBJ, 112, 16);
+        at!(Code, co_extra, OBJ, 144, 16);
         assert!(size_of::<Code>() - OBJ == 176 - 16);
         at!(Frame, f_back, VAR, 24, 24);
         at!(Frame, f_code, VAR, 32, 24);
@@ -351,12 +391,17 @@ mod asserts {
     };
     #[cfg(all(Py_3_9, not(Py_3_10)))]
     const _: () = {
+        at!(Frame, f_stacktop, VAR, 72, 24);
+        at!(Frame, f_gen, VAR, 96, 24);
+        at!(Frame, f_executing_or_state, VAR, 116, 24);
         at!(Frame, f_lasti, VAR, 104, 24);
         at!(Frame, f_localsplus, VAR, 360, 24);
         assert!(size_of::<Frame>() - VAR == 368 - 24);
     };
     #[cfg(all(Py_3_10, not(Py_3_11)))]
     const _: () = {
+        at!(Frame, f_gen, VAR, 88, 24);
+        at!(Frame, f_executing_or_state, VAR, 108, 24);
         at!(Frame, f_lasti, VAR, 96, 24);
         at!(Frame, f_localsplus, VAR, 352, 24);
         assert!(size_of::<Frame>() - VAR == 360 - 24);
@@ -382,6 +427,7 @@ mod asserts {
         at!(Code, co_nlocalsplus, VAR, 76, 24);
         at!(Code, co_nlocals, VAR, 80, 24);
         at!(Code, _co_firsttraceable, VAR, 168, 24);
+        at!(Code, co_extra, VAR, 176, 24);
         at!(Code, co_code_adaptive, VAR, 184, 24);
         at!(FrameObject, _f_frame_data, OBJ, 48, 16);
         assert!(offset_of!(IFrame, f_globals) == 8);
@@ -390,6 +436,8 @@ mod asserts {
         assert!(offset_of!(IFrame, owner) == 69);
         assert!(offset_of!(ThreadState, cframe) == 56);
         assert!(offset_of!(CFrame, current_frame) == 8);
+        at!(GenObject, gi_frame_state, OBJ, 75, 16);
+        at!(GenObject, gi_iframe, OBJ, 80, 16);
     };
     #[cfg(Py_3_12)]
     const _: () = {
@@ -405,6 +453,7 @@ mod asserts {
     #[cfg(all(Py_3_12, not(Py_3_13)))]
     const _: () = {
         at!(Code, _co_firsttraceable, VAR, 176, 24);
+        at!(Code, co_extra, VAR, 184, 24);
         at!(Code, co_code_adaptive, VAR, 192, 24);
         at!(FrameObject, _f_frame_data, OBJ, 48, 16);
         assert!(offset_of!(ThreadState, cframe) == 56);
@@ -413,6 +462,7 @@ mod asserts {
     #[cfg(Py_3_13)]
     const _: () = {
         at!(Code, _co_firsttraceable, VAR, 184, 24);
+        at!(Code, co_extra, VAR, 192, 24);
         at!(Code, co_code_adaptive, VAR, 200, 24);
         at!(FrameObject, _f_frame_data, OBJ, 64, 16);
         assert!(offset_of!(ThreadState, current_frame) == 72);

@@ -21,6 +21,7 @@
 //! | `direct` | reading frame and code fields through those layouts |
 //! | `quirks` | what the versions *mean* differently: incomplete and shim frames, `lasti` units, arguments moved into cells |
 //! | `qualname_search` | the one large quirk: 3.9/3.10 code objects have no `co_qualname` |
+//! | `evaluated` | 3.9–3.11: the frame a PEP 523 frame-evaluation function (the profile hook) is given, before and after it runs |
 //! | `verify` | the start-up check that the layouts match the running interpreter |
 //!
 //! # What happens when the layouts do not match
@@ -58,6 +59,8 @@ compile_error!(
 
 #[cfg(callspan_frame_direct)]
 mod direct;
+#[cfg(all(callspan_frame_direct, not(Py_3_12)))]
+mod evaluated;
 #[cfg(callspan_frame_direct)]
 mod layout;
 #[cfg(not(callspan_frame_direct))]
@@ -74,6 +77,9 @@ mod verify;
 use direct as route;
 #[cfg(not(callspan_frame_direct))]
 use public_api as route;
+
+#[cfg(all(callspan_frame_direct, not(Py_3_12)))]
+pub(crate) use evaluated::EvalFrame;
 
 use std::fmt;
 
@@ -113,18 +119,15 @@ pub(crate) unsafe fn caller_frame(py: Python<'_>) -> Option<CallerFrame<'_>> {
 }
 
 impl<'py> CallerFrame<'py> {
-    /// Wraps a live `PyFrameObject` (e.g. the frame handed to a `PyEval_SetProfile` hook, or its
-    /// `f_back`). [`verify_layout`] checks that this gives the same frame as [`caller_frame`].
+    /// Wraps a live `PyFrameObject` (e.g. one from `PyEval_GetFrame`, or its `f_back`).
+    /// [`verify_layout`] checks that this gives the same frame as [`caller_frame`].
     ///
     /// # Safety
     /// `frame` must be null or a frame object whose frame is still executing (or suspended in a
     /// generator).
     #[cfg_attr(
         not(callspan_frame_direct),
-        expect(
-            dead_code,
-            reason = "only the direct route's layout check calls it until the profile hook does"
-        )
+        expect(dead_code, reason = "only the direct route's layout check calls it")
     )]
     pub(crate) unsafe fn from_frame_object(
         py: Python<'py>,
@@ -219,6 +222,63 @@ impl<'py> CallerFrame<'py> {
 pub(crate) unsafe fn code_filename(py: Python<'_>, code: *mut ffi::PyCodeObject) -> String {
     // SAFETY: forwarded contract.
     unsafe { route::code_filename(py, code) }
+}
+
+/// Extra slot `index` of a code object: what `PyUnstable_Code_GetExtra` returns (null when the
+/// slot is unset), read directly on the direct route ([`verify_code_extra`] checks that once).
+///
+/// # Safety
+/// `code` is a live code object; `index` was requested (`PyUnstable_Eval_RequestCodeExtraIndex`).
+#[inline(always)]
+pub(crate) unsafe fn code_extra(
+    code: *mut ffi::PyObject,
+    index: ffi::Py_ssize_t,
+) -> *mut std::ffi::c_void {
+    // SAFETY: forwarded contract.
+    unsafe { route::code_extra(code, index) }
+}
+
+/// Checks that [`code_extra`] reads extra slot `index` as `PyUnstable_Code_GetExtra` does, on a
+/// code object of its own that carries `probe` in that slot (`free` is the index's free
+/// function, which gets `probe` back when the code object dies). `Err` describes a mismatch.
+///
+/// # Safety
+/// GIL held; `index` was requested with `free`, and `probe` is something `free` accepts.
+pub(crate) unsafe fn verify_code_extra(
+    index: ffi::Py_ssize_t,
+    probe: *mut std::ffi::c_void,
+    free: unsafe extern "C" fn(*mut std::ffi::c_void),
+) -> Result<(), String> {
+    // SAFETY: GIL held; a new code object, released below (its extra goes to `free`).
+    unsafe {
+        let code = ffi::PyCode_NewEmpty(c"<callspan>".as_ptr(), c"<probe>".as_ptr(), 1);
+        if code.is_null() {
+            ffi::PyErr_Clear();
+            free(probe);
+            return Err("no code object to check the extra slot on".to_owned());
+        }
+        let code = code.cast::<ffi::PyObject>();
+        let result = if ffi::PyUnstable_Code_SetExtra(code, index, probe) != 0 {
+            ffi::PyErr_Clear();
+            free(probe);
+            Err("the extra slot could not be set".to_owned())
+        } else {
+            let mut public = std::ptr::null_mut();
+            let got = ffi::PyUnstable_Code_GetExtra(code, index, &mut public);
+            let direct = code_extra(code, index);
+            if got == 0 && public == probe && direct == probe {
+                Ok(())
+            } else {
+                ffi::PyErr_Clear();
+                Err(format!(
+                    "code object extra slot {index}: read {direct:p} directly, \
+                     PyUnstable_Code_GetExtra gives {public:p}"
+                ))
+            }
+        };
+        ffi::Py_DECREF(code);
+        result
+    }
 }
 
 /// Whether the code's first positional parameter exists and is named `self` or `cls`. Cheap (a

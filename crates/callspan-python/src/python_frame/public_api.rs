@@ -8,7 +8,9 @@
 //! `PyFrame_GetVar`, which are exact but, on 3.11+, create the frame object of an interpreter
 //! frame that has none yet (an allocation per sampled call when the caller is a fresh frame).
 //! On 3.11, which has no `PyFrame_GetVar`, the caller's `self`/`cls` is not read, so spans carry
-//! no `caller.class.name`. Tested on 3.11–3.13.
+//! no `caller.class.name`. Tested on 3.11–3.13. The 3.9–3.11 profile hook needs the direct
+//! route (it is handed `_PyInterpreterFrame`s on 3.11): in a 3.11 public-API build
+//! `start_profile` raises RuntimeError saying so.
 //!
 //! Frame objects obtained here stay owned by their interpreter frames (`frame_obj`), so returning
 //! them borrowed is sound while the frames run.
@@ -143,6 +145,25 @@ pub(super) unsafe fn first_arg_slot(py: Python<'_>, f: RawFrame) -> Option<*mut 
         let _ = (py, f);
         None
     }
+}
+
+/// Extra slot `index` of a code object (null when unset or on error).
+///
+/// # Safety
+/// `code` is a live code object; `index` was requested.
+pub(super) unsafe fn code_extra(
+    code: *mut PyObject,
+    index: ffi::Py_ssize_t,
+) -> *mut std::ffi::c_void {
+    let mut extra = std::ptr::null_mut();
+    // SAFETY: the caller's contract; an error (not a code object) is cleared.
+    unsafe {
+        if ffi::PyUnstable_Code_GetExtra(code, index, &mut extra) != 0 {
+            ffi::PyErr_Clear();
+            return std::ptr::null_mut();
+        }
+    }
+    extra
 }
 
 /// An attribute of the built-in code type (C getters and members: no user code).

@@ -69,6 +69,23 @@ fn code_start(code: *mut Code) -> *mut u16 {
         .cast::<u16>()
 }
 
+/// Whether frame `f` of `code` has not reached its code's first traceable instruction (the
+/// first `RESUME`): `instr < _PyCode_CODE(co) + co->_co_firsttraceable`, the test of
+/// `_PyFrame_IsIncomplete`. Compared as addresses: a new frame's `prev_instr` is one code unit
+/// before the start.
+///
+/// # Safety
+/// `f` is a live frame whose code is `code`.
+#[cfg(Py_3_11)]
+#[inline]
+pub(super) unsafe fn before_first_traceable(f: *mut IFrame, code: *mut Code) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let first_traceable = code_start(code).wrapping_add((*code)._co_firsttraceable as usize);
+        ((*f).instr as usize) < first_traceable as usize
+    }
+}
+
 /// `f` or the first frame outwards from it that is a complete Python frame
 /// (`_PyFrame_GetFirstComplete`).
 ///
@@ -82,17 +99,10 @@ pub(super) unsafe fn first_complete(mut f: *mut IFrame) -> Option<*mut IFrame> {
     unsafe {
         while !f.is_null() {
             let code = iframe_code(f);
-            if !code.is_null() {
-                if (*f).owner == FRAME_OWNED_BY_GENERATOR {
-                    return Some(f);
-                }
-                let first_traceable =
-                    code_start(code).wrapping_add((*code)._co_firsttraceable as usize);
-                // `_PyFrame_IsIncomplete`: instr < _PyCode_CODE(co) + co->_co_firsttraceable.
-                // Compared as addresses: a new frame's `prev_instr` is one before the start.
-                if (*f).instr as usize >= first_traceable as usize {
-                    return Some(f);
-                }
+            if !code.is_null()
+                && ((*f).owner == FRAME_OWNED_BY_GENERATOR || !before_first_traceable(f, code))
+            {
+                return Some(f);
             }
             f = (*f).previous;
         }

@@ -8,7 +8,8 @@
 //! public source:
 //!
 //! * the interpreter's minor version against the one this build was compiled for;
-//! * the type sizes CPython reports (`tp_basicsize` of frame and code objects) against the
+//! * the type sizes CPython reports (`tp_basicsize` of frame and code objects, and on 3.11 of
+//!   generators, coroutines and async generators, whose frame trails them) against the
 //!   structs' sizes, which pins the trailing fields;
 //! * on 3.11+, the thread state's interpreter and current-frame pointers against
 //!   `PyThreadState_GetInterpreter` and `PyEval_GetFrame` (before anything read through the
@@ -56,6 +57,18 @@ pub(super) fn verify_layout(py: Python<'_>) -> Result<(), String> {
             let basic = (*ptr::addr_of!(ffi::PyFrame_Type)).tp_basicsize as usize;
             let expect = offset_of!(FrameObject, _f_frame_data) + offset_of!(IFrame, localsplus);
             check(basic == expect, "frame type size", basic, expect)?;
+            #[cfg(not(Py_3_12))]
+            for (name, tp) in [
+                ("generator", ptr::addr_of!(ffi::PyGen_Type)),
+                ("coroutine", ptr::addr_of!(ffi::PyCoro_Type)),
+                ("async generator", ptr::addr_of!(ffi::PyAsyncGen_Type)),
+            ] {
+                // The object's frame trails it: `tp_basicsize` is the frame's offset plus the
+                // frame's fixed part.
+                let basic = (*tp).tp_basicsize as usize;
+                let expect = offset_of!(GenObject, gi_iframe) + offset_of!(IFrame, localsplus);
+                check(basic == expect, name, basic, expect)?;
+            }
             let tstate = ffi::PyThreadState_Get();
             let interp = (*tstate.cast::<ThreadState>()).interp;
             let expect = ffi::PyThreadState_GetInterpreter(tstate);
