@@ -12,11 +12,12 @@
 //! Instances carry a `__dict__` so that `functools.update_wrapper` can give them the wrapped
 //! function's `__name__`, `__qualname__`, `__doc__`, `__module__` and `__wrapped__`.
 
-use crate::span::{self, Active, CountedCall, Decision, OpenSpan};
+use crate::span::{self, Active, CountedCall, CountedHere, Decision, OpenSpan};
 use crate::steps::{self, Kind};
 use crate::thread_exit::{self, no_unwind};
 use crate::{exception, python_frame, stack_guard};
 use callspan_core::clock::now_unix_ns;
+use callspan_core::edges::EdgeCounters;
 use callspan_core::hot::{self, FunctionRate, Mode};
 use callspan_core::per_thread::{self, PerThread};
 use callspan_core::record::FunctionId;
@@ -73,15 +74,17 @@ enum Begun<'t> {
         *mut ffi::PyObject,
         &'t PerThread,
         ManuallyDrop<Active>,
-        Option<CountedCall>,
+        Option<CountedHere<'t>>,
     ),
     /// A coroutine or generator function: create the object, then wrap it.
     Stepped(*mut ffi::PyObject, &'t PerThread, Decision),
-    /// A sampled plain call: its span is current; finish it after.
+    /// A sampled plain call: its span is current; finish it after (and count it on its edge's
+    /// counters, when calls are counted).
     Sampled(
         *mut ffi::PyObject,
         &'t PerThread,
         ManuallyDrop<(OpenSpan, Active)>,
+        Option<EdgeCounters<'t>>,
     ),
 }
 
@@ -112,12 +115,11 @@ unsafe extern "C-unwind" fn traced_vectorcall(
                 let py = unsafe { Python::assume_attached() };
                 ManuallyDrop::into_inner(active).exit(py, local);
                 if let Some(counted) = counted {
-                    let error = if result.is_null() {
-                        span::raised_class(py, hot::state())
+                    if result.is_null() {
+                        counted.raised(span::raised_class(py, hot::state()));
                     } else {
-                        0
-                    };
-                    counted.finish(error);
+                        counted.returned();
+                    }
                 }
             });
             result
@@ -128,7 +130,7 @@ unsafe extern "C-unwind" fn traced_vectorcall(
             // SAFETY: GIL held; `created` is the creating call's result.
             no_unwind(|| unsafe { wrap_stepped(this, local, decision, created) })
         }
-        Begun::Sampled(func, local, call) => {
+        Begun::Sampled(func, local, call, edge) => {
             // SAFETY: GIL held; forwarding our caller's arguments unchanged.
             let result = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
             let end_unix_ns = now_unix_ns();
@@ -143,7 +145,7 @@ unsafe extern "C-unwind" fn traced_vectorcall(
                 } else {
                     0
                 };
-                span::finish(py, hot, local, open, end_unix_ns, error_class, || {
+                span::finish_here(py, hot, local, open, edge, end_unix_ns, error_class, || {
                     result.is_null().then(|| exception::capture_current(py))
                 });
             });
@@ -203,8 +205,7 @@ unsafe fn begin<'t>(this: &TracedObject) -> Begun<'t> {
             let counted = hot.counting().then(|| {
                 // SAFETY: GIL held; the frame current now is our caller's.
                 let frame = unsafe { python_frame::caller_frame(py) };
-                let site = span::caller_site(py, hot, local, frame.as_ref());
-                CountedCall::starting(this.function_id, site)
+                CountedHere::starting(py, hot, local, this.function_id, frame.as_ref())
             });
             let marker = Decision::unsampled_marker(trace_id);
             let active = span::enter(py, hot, local, marker, false);
@@ -213,11 +214,11 @@ unsafe fn begin<'t>(this: &TracedObject) -> Begun<'t> {
         Decision::Sampled { trace_id, parent } => {
             // SAFETY: GIL held; the frame current now is our caller's (no frame of ours exists).
             let frame = unsafe { python_frame::caller_frame(py) };
-            let caller = span::read_caller(py, hot, local, frame);
+            let (caller, edge) = span::read_counted_caller(py, hot, local, this.function_id, frame);
             let mut open = OpenSpan::new(local, trace_id, parent, this.function_id, caller);
             let active = span::enter(py, hot, local, open.as_parent(), false);
             open.start_clock();
-            Begun::Sampled(func, local, ManuallyDrop::new((open, active)))
+            Begun::Sampled(func, local, ManuallyDrop::new((open, active)), edge)
         }
     }
 }

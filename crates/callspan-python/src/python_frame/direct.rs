@@ -175,6 +175,27 @@ pub(super) unsafe fn lasti(f: RawFrame) -> i32 {
     }
 }
 
+/// The executing instruction as a cache key (see `CallerFrame::instruction`): 3.11+ its address,
+/// which lies inside the code object (`co_code_adaptive`), so no two live code objects share
+/// one; 3.9/3.10 the code object's address and the offset (the bytecode is a `bytes` object
+/// that two code objects may share).
+///
+/// # Safety
+/// `f` is a frame of the live chain.
+#[inline]
+pub(super) unsafe fn instruction(f: RawFrame) -> (usize, i32) {
+    #[cfg(not(Py_3_11))]
+    // SAFETY: forwarded contract.
+    unsafe {
+        (frame_code(f) as usize, lasti(f))
+    }
+    #[cfg(Py_3_11)]
+    // SAFETY: `f` is live.
+    unsafe {
+        ((*f).instr as usize, 0)
+    }
+}
+
 /// The frame's globals dict, borrowed (the frame, or its function, keeps it alive).
 ///
 /// # Safety
