@@ -149,7 +149,7 @@ fn resolve_site(
 #[inline(always)]
 pub(crate) fn counted_site_of<'t>(
     py: Python<'_>,
-    frame: &CallerFrame<'_>,
+    frame: CallerFrame<'_>,
     local: &'t PerThread,
     callee: FunctionId,
     omitted: u8,
@@ -167,15 +167,17 @@ pub(crate) fn counted_site_of<'t>(
         // SAFETY: asked only for a site whose class was read from its first argument: the
         // same instruction of the same code object (its address is still its own in this cache
         // epoch), so its first parameter is `self` or `cls`.
-        || unsafe { first_arg_class(frame) } as usize,
-        || {
+        // The frame by value (a copy of its pointer), so that it is not kept in memory for
+        // the closures to borrow.
+        move || unsafe { first_arg_class(&frame) } as usize,
+        move || {
             if omitted & FRAME_BITS == FRAME_BITS {
                 // As `span::caller_site`: no site at all.
                 return ResolvedSite::NONE;
             }
             let with_class = omitted & Capture::CLASS == 0;
             let registry = callspan_core::registry::global();
-            resolve_site(py, frame, registry, local, with_class)
+            resolve_site(py, &frame, registry, local, with_class)
         },
     )
 }

@@ -240,7 +240,7 @@ pub(crate) fn counted_caller_site<'t>(
     frame: Option<&CallerFrame<'_>>,
 ) -> (CallerSite, Option<EdgeCounters<'t>>) {
     match frame {
-        Some(frame) => caller::counted_site_of(py, frame, local, function, hot.omitted()),
+        Some(&frame) => caller::counted_site_of(py, frame, local, function, hot.omitted()),
         // The site is a constant, the counters a register: no temporary to merge through.
         None => (CallerSite::default(), siteless_edge(local, function)),
     }

@@ -71,8 +71,9 @@ pub(super) unsafe fn current(_py: Python<'_>) -> Option<RawFrame> {
 pub(super) unsafe fn current(_py: Python<'_>) -> Option<RawFrame> {
     // SAFETY: GIL held, so the thread state is attached and non-null, and its current-frame
     // pointer (3.11/3.12: through the non-null `cframe`) is null or the top of the live chain.
+    // The unchecked read: `PyThreadState_Get`'s own null check costs as much again.
     unsafe {
-        let tstate = ffi::PyThreadState_Get().cast::<ThreadState>();
+        let tstate = ffi::compat::PyThreadState_GetUnchecked().cast::<ThreadState>();
         #[cfg(not(Py_3_13))]
         let top = (*(*tstate).cframe).current_frame;
         #[cfg(Py_3_13)]
