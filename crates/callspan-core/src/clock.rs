@@ -459,10 +459,21 @@ impl Clock {
     /// A reading for [`Clock::ticks_to_ns`].
     #[inline(always)]
     fn ticks(&self) -> u64 {
+        // No loop here: the set-up's (out of line) would have its address loaded on every read.
+        match self.tick_source.load(Relaxed) {
+            TICKS_TSC => ticks_unordered(),
+            _ => self.ticks_elsewhere(),
+        }
+    }
+
+    /// [`Clock::ticks`] where there is no TSC, or before the clock is set up.
+    #[cold]
+    #[inline(never)]
+    fn ticks_elsewhere(&self) -> u64 {
         loop {
             match self.tick_source.load(Relaxed) {
                 TICKS_TSC => return ticks_unordered(),
-                TICKS_MONOTONIC => return monotonic_ticks(),
+                TICKS_MONOTONIC => return monotonic_ns(),
                 _ => self.wait(0),
             }
         }
@@ -473,13 +484,6 @@ impl Clock {
     fn ticks_to_ns(&self, ticks: u64) -> u64 {
         ((u128::from(ticks) * u128::from(self.tick_mult.load(Relaxed))) >> SHIFT) as u64
     }
-}
-
-/// [`Clock::ticks`] where there is no TSC: out of line, so that the TSC read pays nothing for it.
-#[cold]
-#[inline(never)]
-fn monotonic_ticks() -> u64 {
-    monotonic_ns()
 }
 
 static CLOCK: Clock = Clock::new(Source::Detect, CALIBRATION_NS, STEER_PERIOD_NS);

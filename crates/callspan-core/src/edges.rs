@@ -261,34 +261,44 @@ pub const MAX_EDGES_CAP: usize = PAGE * PAGES / 2;
 type Page = [Counters; PAGE];
 
 /// One thread's counters, page by page.
-struct Pages(Box<[AtomicPtr<Page>]>);
+struct Pages {
+    pages: Box<[AtomicPtr<Page>]>,
+    /// Where the calls of an edge id past the pages go: counted nowhere, never read
+    /// (`CALLSPAN_MAX_EDGES` is capped well below the pages, so only overflow edges of more
+    /// than [`MAX_EDGES_CAP`] callees could get there). Every edge has counters to bump, so
+    /// the hot path never checks for none.
+    unkept: Counters,
+}
 
 impl Pages {
     fn new() -> Pages {
-        Pages(
-            (0..PAGES)
+        Pages {
+            pages: (0..PAGES)
                 .map(|_| AtomicPtr::new(ptr::null_mut()))
                 .collect(),
-        )
+            unkept: Counters::default(),
+        }
     }
 
     /// The counters of `id`, made on first use (only by the owning thread).
-    fn counters(&self, id: u32) -> Option<&'static Counters> {
+    fn counters(&'static self, id: u32) -> &'static Counters {
         let (page, index) = (id as usize / PAGE, id as usize % PAGE);
-        let cell = self.0.get(page)?;
+        let Some(cell) = self.pages.get(page) else {
+            return &self.unkept;
+        };
         let mut p = cell.load(Acquire);
         if p.is_null() {
             p = new_page();
             cell.store(p, Release);
         }
         // SAFETY: pages are never freed.
-        Some(unsafe { &(*p)[index] })
+        unsafe { &(*p)[index] }
     }
 
     /// The counters of `id` if this slot ever counted on its page.
     fn existing(&self, id: u32) -> Option<&'static Counters> {
         let (page, index) = (id as usize / PAGE, id as usize % PAGE);
-        let p = self.0.get(page)?.load(Acquire);
+        let p = self.pages.get(page)?.load(Acquire);
         // SAFETY: pages are never freed.
         (!p.is_null()).then(|| unsafe { &(*p)[index] })
     }
@@ -391,15 +401,35 @@ impl EdgeCounters<'_> {
 /// the binding identifies an instruction of a live code object: by address, so the binding
 /// empties the cache with [`ThreadEdges::forget_sites`] whenever an address may have come to
 /// mean another object), the callee, and the `CALLSPAN_CAPTURE` bits left out when the site
-/// was read.
+/// was read; in two words, so that a look-up makes two compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SiteKey {
-    /// The call instruction: an address (never 0) and an offset.
-    pub instruction: (usize, i32),
-    /// The traced function called.
-    pub callee: FunctionId,
-    /// `CALLSPAN_CAPTURE` bits not captured.
-    pub omitted: u8,
+struct SiteKey {
+    /// The instruction's address (0: an empty entry).
+    address: usize,
+    /// The callee (bits 0–31), the capture bits (32–39) and the instruction's offset (40–63).
+    rest: u64,
+}
+
+impl SiteKey {
+    /// The largest offset a key holds; a call further into its code (more than 16 MiB of
+    /// bytecode) is not cached.
+    const MAX_OFFSET: i32 = (1 << 24) - 1;
+
+    /// The key of a call of `callee` from `instruction` (an address and an offset: 0 where the
+    /// address alone names the instruction) under capture bits `omitted`; None where the
+    /// offset does not fit.
+    #[inline(always)]
+    fn new(instruction: (usize, i32), callee: FunctionId, omitted: u8) -> Option<SiteKey> {
+        let (address, offset) = instruction;
+        (0..=Self::MAX_OFFSET).contains(&offset).then_some(SiteKey {
+            address,
+            rest: u64::from(callee) | (u64::from(omitted) << 32) | ((offset as u64) << 40),
+        })
+    }
+
+    fn callee(&self) -> FunctionId {
+        self.rest as FunctionId
+    }
 }
 
 /// A call site read the slow way, for [`ThreadEdges::site_edge`] to cache.
@@ -433,16 +463,14 @@ struct SiteEdge {
     reads_class: bool,
     class_type: usize,
     site: CallerSite,
-    /// This thread's counters of the site's edge (null: the entry is empty, or the edge has no
-    /// counters of its own).
+    /// This thread's counters of the site's edge (null: the entry is empty).
     counters: *const Counters,
 }
 
 const EMPTY_SITE: SiteEdge = SiteEdge {
     key: SiteKey {
-        instruction: (0, 0),
-        callee: 0,
-        omitted: 0,
+        address: 0,
+        rest: 0,
     },
     reads_class: false,
     class_type: 0,
@@ -482,10 +510,9 @@ fn key_slot(key: &EdgeKey) -> usize {
 
 #[inline]
 fn site_slot(key: &SiteKey) -> usize {
-    // One multiply: instruction addresses are distinct and spread, offsets small and even,
-    // callee ids small and dense.
-    let (address, offset) = key.instruction;
-    let h = (address as u64) ^ ((offset as u64) << 24) ^ (u64::from(key.callee) << 44);
+    // One multiply: instruction addresses are distinct and spread; the callee, the capture bits
+    // and the offset are rotated to where the address has few distinct bits.
+    let h = (key.address as u64) ^ key.rest.rotate_left(24);
     (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SITE_EDGE_SLOTS.trailing_zeros())) as usize
 }
 
@@ -500,19 +527,18 @@ impl ThreadEdges {
         }
     }
 
-    /// This thread's counters of `key`'s edge (None: an edge id past the pages, not counted
-    /// apart; `CALLSPAN_MAX_EDGES` is capped below that).
+    /// This thread's counters of `key`'s edge.
     #[inline]
-    pub fn counters(&self, key: EdgeKey) -> Option<EdgeCounters<'_>> {
+    pub fn counters(&self, key: EdgeKey) -> EdgeCounters<'_> {
         let slot = &self.by_key[key_slot(&key)];
         let (cached, counters) = slot.get();
         // SAFETY: cached counters are this thread's slot's, held as long as `self`; pages are
         // never freed.
         match unsafe { counters.as_ref() } {
-            Some(counters) if cached == key => Some(EdgeCounters {
+            Some(counters) if cached == key => EdgeCounters {
                 counters,
                 not_send: std::marker::PhantomData,
-            }),
+            },
             _ => self.counters_missed(slot, key),
         }
     }
@@ -525,24 +551,23 @@ impl ThreadEdges {
         &self,
         slot: &Cell<(EdgeKey, *const Counters)>,
         key: EdgeKey,
-    ) -> Option<EdgeCounters<'_>> {
-        let counters = self.claim.slot(&SLOTS, Pages::new).counters(edge_id(key))?;
+    ) -> EdgeCounters<'_> {
+        let counters = self.claim.slot(&SLOTS, Pages::new).counters(edge_id(key));
         slot.set((key, counters));
-        Some(EdgeCounters {
+        EdgeCounters {
             counters,
             not_send: std::marker::PhantomData,
-        })
+        }
     }
 
     /// Counts one call on `key`'s edge: `duration_ns`, and `exemplar` for a sampled call.
     #[inline]
     pub fn count(&self, key: EdgeKey, duration_ns: u64, exemplar: Option<&Exemplar>) {
-        if let Some(counters) = self.counters(key) {
-            counters.add(duration_ns, exemplar);
-        }
+        self.counters(key).add(duration_ns, exemplar);
     }
 
-    /// The caller site of a call of `key.callee` from `key`'s instruction, and this
+    /// The caller site of a call of `callee` from `instruction` (an address and an offset,
+    /// as the binding identifies an instruction) under capture bits `omitted`, and this
     /// thread's counters of its edge (error 0), from the call-site cache: a hit compares the
     /// class of this call's `self`/`cls` (`class_type`, asked only when the site has a class)
     /// with the cached one, and reads nothing else. On a miss `resolve` reads the site the
@@ -550,16 +575,20 @@ impl ThreadEdges {
     #[inline(always)]
     pub fn site_edge(
         &self,
-        key: SiteKey,
+        instruction: (usize, i32),
+        callee: FunctionId,
+        omitted: u8,
         class_type: impl FnOnce() -> usize,
         resolve: impl FnOnce() -> ResolvedSite,
-    ) -> (CallerSite, Option<EdgeCounters<'_>>) {
+    ) -> (CallerSite, EdgeCounters<'_>) {
+        let Some(key) = SiteKey::new(instruction, callee, omitted) else {
+            return self.uncached_site(callee, resolve);
+        };
         let slot = &self.by_site[site_slot(&key)];
         let entry = slot.get();
         if entry.key != key || (entry.reads_class && entry.class_type != class_type()) {
-            // The key's fields one by one, in registers: nothing is spilled on the hit path.
-            let (address, offset) = key.instruction;
-            self.fill_site(slot, address, offset, key.callee, key.omitted, resolve);
+            // The key's words one by one, in registers: nothing is spilled on the hit path.
+            self.fill_site(slot, key.address, key.rest, resolve);
         }
         // Read from the entry, hit or filled (one path), and only the two fields wanted, so that
         // nothing is copied through a temporary.
@@ -568,11 +597,12 @@ impl ThreadEdges {
             let entry = slot.as_ptr();
             ((*entry).site, (*entry).counters)
         };
-        // SAFETY: as in `counters`.
-        let counters = unsafe { counters.as_ref() }.map(|counters| EdgeCounters {
-            counters,
+        let counters = EdgeCounters {
+            // SAFETY: a filled entry's counters (the key matched, so the entry is filled) are
+            // this thread's slot's, held as long as `self`; pages are never freed.
+            counters: unsafe { &*counters },
             not_send: std::marker::PhantomData,
-        });
+        };
         (site, counters)
     }
 
@@ -584,25 +614,32 @@ impl ThreadEdges {
         &self,
         slot: &Cell<SiteEdge>,
         address: usize,
-        offset: i32,
-        callee: FunctionId,
-        omitted: u8,
+        rest: u64,
         resolve: impl FnOnce() -> ResolvedSite,
     ) {
+        let key = SiteKey { address, rest };
         let resolved = resolve();
         let site = resolved.site;
-        let counters = self.counters(EdgeKey::of(callee, site, 0));
+        let counters = self.counters(EdgeKey::of(key.callee(), site, 0));
         slot.set(SiteEdge {
-            key: SiteKey {
-                instruction: (address, offset),
-                callee,
-                omitted,
-            },
+            key,
             reads_class: resolved.class_type.is_some(),
             class_type: resolved.class_type.unwrap_or(0),
             site,
-            counters: counters.map_or(ptr::null(), |c| ptr::from_ref(c.counters)),
+            counters: ptr::from_ref(counters.counters),
         });
+    }
+
+    /// [`ThreadEdges::site_edge`] of a call no key can hold: read the slow way every time.
+    #[cold]
+    #[inline(never)]
+    fn uncached_site(
+        &self,
+        callee: FunctionId,
+        resolve: impl FnOnce() -> ResolvedSite,
+    ) -> (CallerSite, EdgeCounters<'_>) {
+        let site = resolve().site;
+        (site, self.counters(EdgeKey::of(callee, site, 0)))
     }
 
     /// Empties the call-site cache: an address in it may have come to mean another object.
@@ -627,9 +664,7 @@ fn count_late(key: EdgeKey, duration_ns: u64, exemplar: Option<&Exemplar>) {
     let id = edge_id(key);
     let mut late = LATE.lock();
     let slot = *late.get_or_insert_with(|| SLOTS.claim(Pages::new));
-    if let Some(c) = slot.counters(id) {
-        c.add(duration_ns, exemplar);
-    }
+    slot.counters(id).add(duration_ns, exemplar);
 }
 
 /// One edge's counts summed over every thread.

@@ -8,7 +8,7 @@
 use crate::python_frame::{self, CallerFrame};
 use crate::watched;
 use callspan_core::config::Capture;
-use callspan_core::edges::{EdgeCounters, ResolvedSite, SiteKey};
+use callspan_core::edges::{EdgeCounters, ResolvedSite};
 use callspan_core::per_thread::{self, PerThread, SiteEntry};
 use callspan_core::record::{CallerSite, ClassId, CodeId, FunctionId};
 use callspan_core::registry::{intern, CodeInfo, Registry};
@@ -153,17 +153,14 @@ pub(crate) fn counted_site_of<'t>(
     local: &'t PerThread,
     callee: FunctionId,
     omitted: u8,
-) -> (CallerSite, Option<EdgeCounters<'t>>) {
+) -> (CallerSite, EdgeCounters<'t>) {
     fresh_caches(local);
-    // Read even where frame reading is disabled (a layout mismatch): the key is never
-    // dereferenced, and `resolve_site` then gives the all-zeros site without reading more.
-    let key = SiteKey {
-        instruction: frame.instruction(),
+    // The instruction is read even where frame reading is disabled (a layout mismatch): it is
+    // never dereferenced, and `resolve_site` then gives the all-zeros site without reading more.
+    local.edges.site_edge(
+        frame.instruction(),
         callee,
         omitted,
-    };
-    local.edges.site_edge(
-        key,
         // SAFETY: asked only for a site whose class was read from its first argument: the
         // same instruction of the same code object (its address is still its own in this cache
         // epoch), so its first parameter is `self` or `cls`.

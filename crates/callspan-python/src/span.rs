@@ -14,9 +14,14 @@
 //!
 //! When every call is counted (a metrics exporter or `CALLSPAN_REPORT`: [`HotState::counting`]),
 //! [`finish`] also counts the sampled call on its caller edge, with the span as the edge's
-//! exemplar; an unsampled call reads its caller site with [`caller_site`] (a per-thread cache
-//! hit, almost always), times itself and ends with [`count_call`]. Turned off, this costs one
-//! relaxed load per unsampled call.
+//! exemplar; an unsampled call reads its caller site, times itself in [`clock::ticks`] and
+//! ends with [`count_call`] ([`CountedCall`]). A plain call, which ends on the thread it
+//! started on, reads its site together with this thread's counters of its edge from one
+//! per-thread call-site cache ([`counted_caller_site`]: [`read_counted_caller`] when sampled,
+//! [`CountedHere`] when not) and bumps them directly at the end ([`finish_here`],
+//! [`CountedHere::returned`]); a coroutine, a generator or a profiled call, which may end on
+//! another thread, counts by the edge's key. Turned off, this costs one relaxed load per
+//! unsampled call.
 //!
 //! The decorator's vectorcall (`traced`), the coroutine and generator wrappers (`steps`) and the
 //! profile hook (`hook`) all use these functions; none of them repeats a step. Each entry point
@@ -162,7 +167,8 @@ pub(crate) fn read_counted_caller<'t>(
     frame: Option<CallerFrame<'_>>,
 ) -> (Caller, Option<EdgeCounters<'t>>) {
     let (site, edge) = if hot.counting() {
-        counted_caller_site(py, hot, local, function, frame.as_ref())
+        let (site, edge) = counted_caller_site(py, hot, local, function, frame.as_ref());
+        (site, Some(edge))
     } else {
         (caller_site(py, hot, local, frame.as_ref()), None)
     };
@@ -230,7 +236,7 @@ pub(crate) fn caller_site(
 /// [`caller_site`] of a call of `function` that ends on this thread, with this thread's
 /// counters of its edge (error 0): from the per-thread call-site cache
 /// (`caller::counted_site_of`), which spares a call from a site seen before the line, the class
-/// and the edge look-ups. `None` counters: the edge has none of its own (past the pages).
+/// and the edge look-ups.
 #[inline(always)]
 pub(crate) fn counted_caller_site<'t>(
     py: Python<'_>,
@@ -238,7 +244,7 @@ pub(crate) fn counted_caller_site<'t>(
     local: &'t PerThread,
     function: FunctionId,
     frame: Option<&CallerFrame<'_>>,
-) -> (CallerSite, Option<EdgeCounters<'t>>) {
+) -> (CallerSite, EdgeCounters<'t>) {
     match frame {
         Some(&frame) => caller::counted_site_of(py, frame, local, function, hot.omitted()),
         // The site is a constant, the counters a register: no temporary to merge through.
@@ -248,7 +254,7 @@ pub(crate) fn counted_caller_site<'t>(
 
 /// This thread's counters of the edge of a call of `function` made from C (no site).
 #[cold]
-fn siteless_edge(local: &PerThread, function: FunctionId) -> Option<EdgeCounters<'_>> {
+fn siteless_edge(local: &PerThread, function: FunctionId) -> EdgeCounters<'_> {
     local
         .edges
         .counters(EdgeKey::of(function, CallerSite::default(), 0))
@@ -366,7 +372,7 @@ impl CountedCall {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CountedHere<'t> {
     call: CountedCall,
-    edge: Option<EdgeCounters<'t>>,
+    edge: EdgeCounters<'t>,
 }
 
 impl<'t> CountedHere<'t> {
@@ -405,7 +411,7 @@ impl<'t> CountedHere<'t> {
         // Started when made: no `started` check.
         let duration_ns = ns_since(call.start_ticks);
         count_on(
-            self.edge,
+            Some(self.edge),
             call.function,
             call.site,
             duration_ns,
