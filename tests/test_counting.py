@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_support import SCRIPTS_DIR, marker_line
+from e2e_support import SCRIPTS_DIR, marker_line, parse_output
 from otlp_receiver import RecordingReceiver
 
 IMGPIPE = str(SCRIPTS_DIR / "imgpipe.py")
@@ -303,6 +303,55 @@ def test_calls_from_many_threads_are_all_counted(receiver, run_script):
         (p.attributes["caller.function.name"], p.value) for p in receiver.latest_points(CALLS)
     }
     assert counted == {("__main__.worker", 10_000), ("__main__.<module>", 100)}
+
+
+SITES = str(SCRIPTS_DIR / "count_sites.py")
+SITES_ROUNDS = 40
+SITES_TARGET = "__main__.target"
+
+
+def sites_expected() -> dict[tuple, int]:
+    """(caller function, line, caller class, error type) → calls, for count_sites.py."""
+    line = {m: marker_line(SITES, f"sites_{m}") for m in ("polymorphic", "classmethod", "flaky")}
+    polymorphic = ("__main__.Base.go", line["polymorphic"])
+    classmethod = ("__main__.Base.make", line["classmethod"])
+    flaky = ("__main__.flaky", line["flaky"])
+    expected = {
+        (*polymorphic, "__main__.Alpha", None): 12,
+        (*polymorphic, "__main__.Beta", None): 8,
+        (*classmethod, "__main__.Alpha", None): 3,
+        (*classmethod, "__main__.Beta", None): 6,
+        (*flaky, None, "ValueError"): 4,
+        (*flaky, None, None): 6,
+        # After configure(capture=...) left classes out, then every caller attribute.
+        (*polymorphic, None, None): 5,
+        (None, None, None, None): 3,
+    }
+    for i in range(SITES_ROUNDS):
+        # exec'd without __name__: named by the bare qualified name, at line 2 of its source.
+        expected[(f"caller_{i}", 2, f"__main__.Dyn{i}", None)] = 2
+    return expected
+
+
+@pytest.mark.parametrize("sampler", ["always_off", "always_on"])
+def test_each_call_site_class_and_error_is_counted_apart(receiver, run_script, sampler):
+    """The per-thread call-site cache keeps apart what one site can make: callers of changing
+    classes, raised and returned calls, run-time callers freed and replaced at the same
+    addresses, and capture settings changed mid-run; sampled and unsampled calls alike."""
+    done = run_script(SITES, args=[SITES_ROUNDS], env={"OTEL_TRACES_SAMPLER": sampler, **METRICS})
+    counted = {
+        (
+            p.attributes.get("caller.function.name"),
+            p.attributes.get("caller.line.number"),
+            p.attributes.get("caller.class.name"),
+            p.attributes.get("error.type"),
+        ): p.value
+        for p in receiver.latest_points(CALLS)
+        if p.attributes["code.function.name"] == SITES_TARGET
+    }
+    assert counted == sites_expected(), done.stderr
+    # The run made new callers at the addresses of freed ones (what a stale entry would miss).
+    assert parse_output(done.stdout).facts["reused_addresses"] > 0
 
 
 ASYNC = """

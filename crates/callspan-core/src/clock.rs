@@ -459,6 +459,17 @@ impl Clock {
     /// A reading for [`Clock::ticks_to_ns`].
     #[inline(always)]
     fn ticks(&self) -> u64 {
+        // No loop here: the set-up's (out of line) would have its address loaded on every read.
+        match self.tick_source.load(Relaxed) {
+            TICKS_TSC => ticks_unordered(),
+            _ => self.ticks_elsewhere(),
+        }
+    }
+
+    /// [`Clock::ticks`] where there is no TSC, or before the clock is set up.
+    #[cold]
+    #[inline(never)]
+    fn ticks_elsewhere(&self) -> u64 {
         loop {
             match self.tick_source.load(Relaxed) {
                 TICKS_TSC => return ticks_unordered(),

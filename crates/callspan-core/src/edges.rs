@@ -9,9 +9,14 @@
 //! The counts themselves live per thread, like the call counts of [`crate::stats`], in a
 //! [`crate::thread_slots`] slot of counter pages indexed by edge id: only the owning thread
 //! writes it, with plain relaxed loads and stores (no locked instruction, no shared cache line).
-//! A direct-mapped per-thread cache turns an edge key straight into this thread's counters of
-//! that edge, without the lock or the page table. Readers ([`snapshot`]: the metrics exporter
-//! thread, `callspan.report()`) sum the slots.
+//! A thread reaches its slot through [`ThreadEdges`], a field of its
+//! [`crate::per_thread::PerThread`] (no thread-local look-up of its own), whose two
+//! direct-mapped caches lead straight to this thread's counters of an edge, without the lock
+//! or the page table: one by edge key, and one by call site (the calling instruction, the
+//! callee, and the class of the caller's `self`), which the binding fills so that a call from
+//! a site seen before finds its site and its counters in one look-up, reading no line table
+//! and building no key. Readers ([`snapshot`]: the metrics exporter thread,
+//! `callspan.report()`) sum the slots.
 //!
 //! A sampled call also leaves an exemplar (trace id, span id, duration, time) in the histogram
 //! bucket its duration fell in: each bucket keeps its latest sampled call, written under a
@@ -19,11 +24,12 @@
 //! cells of an edge are made on its first sampled call of that edge, so edges only ever called
 //! unsampled cost no exemplar memory.
 
-use crate::record::{ClassId, CodeId, FunctionId};
+use crate::per_thread;
+use crate::record::{CallerSite, ClassId, CodeId, FunctionId};
 use crate::registry::{Interned, RegistryView};
 use crate::thread_slots::{Claim, Slot, SlotList};
 use parking_lot::Mutex;
-use std::cell::{Cell, UnsafeCell};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -48,6 +54,18 @@ pub struct EdgeKey {
 }
 
 impl EdgeKey {
+    /// The edge of a call of `callee` from `site` that ended with `error` (0: it returned).
+    #[inline]
+    pub fn of(callee: FunctionId, site: CallerSite, error: ClassId) -> EdgeKey {
+        EdgeKey {
+            callee,
+            code: site.code,
+            line: site.line,
+            class: site.class,
+            error,
+        }
+    }
+
     /// The overflow edge of this key's callee.
     fn overflow(self) -> EdgeKey {
         EdgeKey {
@@ -243,34 +261,44 @@ pub const MAX_EDGES_CAP: usize = PAGE * PAGES / 2;
 type Page = [Counters; PAGE];
 
 /// One thread's counters, page by page.
-struct Pages(Box<[AtomicPtr<Page>]>);
+struct Pages {
+    pages: Box<[AtomicPtr<Page>]>,
+    /// Where the calls of an edge id past the pages go: counted nowhere, never read
+    /// (`CALLSPAN_MAX_EDGES` is capped well below the pages, so only overflow edges of more
+    /// than [`MAX_EDGES_CAP`] callees could get there). Every edge has counters to bump, so
+    /// the hot path never checks for none.
+    unkept: Counters,
+}
 
 impl Pages {
     fn new() -> Pages {
-        Pages(
-            (0..PAGES)
+        Pages {
+            pages: (0..PAGES)
                 .map(|_| AtomicPtr::new(ptr::null_mut()))
                 .collect(),
-        )
+            unkept: Counters::default(),
+        }
     }
 
     /// The counters of `id`, made on first use (only by the owning thread).
-    fn counters(&self, id: u32) -> Option<&'static Counters> {
+    fn counters(&'static self, id: u32) -> &'static Counters {
         let (page, index) = (id as usize / PAGE, id as usize % PAGE);
-        let cell = self.0.get(page)?;
+        let Some(cell) = self.pages.get(page) else {
+            return &self.unkept;
+        };
         let mut p = cell.load(Acquire);
         if p.is_null() {
             p = new_page();
             cell.store(p, Release);
         }
         // SAFETY: pages are never freed.
-        Some(unsafe { &(*p)[index] })
+        unsafe { &(*p)[index] }
     }
 
     /// The counters of `id` if this slot ever counted on its page.
     fn existing(&self, id: u32) -> Option<&'static Counters> {
         let (page, index) = (id as usize / PAGE, id as usize % PAGE);
-        let p = self.0.get(page)?.load(Acquire);
+        let p = self.pages.get(page)?.load(Acquire);
         // SAFETY: pages are never freed.
         (!p.is_null()).then(|| unsafe { &(*p)[index] })
     }
@@ -337,33 +365,12 @@ fn edge_id(key: EdgeKey) -> u32 {
         .id(key, MAX_EDGES.load(Relaxed))
 }
 
-const CACHE_SLOTS: usize = 512;
-
-/// This thread's cache of edge key → this thread's counters of that edge. A thread-local with
-/// no destructor, so that reaching it is a plain thread-pointer offset; [`EdgeClaim`] empties
-/// it when the thread exits and its slot goes to another thread.
-struct EdgeCache {
-    entries: UnsafeCell<[(EdgeKey, *const Counters); CACHE_SLOTS]>,
-    /// Set by [`EdgeClaim`]'s destructor: count through [`count_late`] from now on.
-    gone: Cell<bool>,
-}
-
-/// This thread's slot; on thread exit, empties the thread's cache before releasing the slot.
-struct EdgeClaim(Claim<Pages>);
-
-impl Drop for EdgeClaim {
-    fn drop(&mut self) {
-        CACHE.with(|cache| {
-            cache.gone.set(true);
-            // SAFETY: this thread's own cache; no reference into it is live (we are not in
-            // `count`).
-            for entry in unsafe { &mut *cache.entries.get() } {
-                entry.1 = ptr::null();
-            }
-        });
-        // Then the inner claim releases the slot.
-    }
-}
+/// Entries of a thread's edge-key cache ([`ThreadEdges::counters`]): 32 bytes each.
+const KEY_SLOTS: usize = 512;
+/// Entries of a thread's call-site cache ([`ThreadEdges::site_edge`]): 56 bytes each, 14 KiB a
+/// thread; a hot loop calls traced functions from far fewer sites, and a miss costs a few
+/// hundred instructions (the binding's own caches, then the edge key).
+const SITE_EDGE_SLOTS: usize = 256;
 
 const EMPTY_KEY: EdgeKey = EdgeKey {
     callee: 0,
@@ -373,69 +380,282 @@ const EMPTY_KEY: EdgeKey = EdgeKey {
     error: 0,
 };
 
-thread_local! {
-    static CACHE: EdgeCache = const {
-        EdgeCache {
-            // Callee 0 is no function: an empty cache entry never matches a real key.
-            entries: UnsafeCell::new([(EMPTY_KEY, ptr::null()); CACHE_SLOTS]),
-            gone: Cell::new(false),
-        }
+/// One thread's counters of one edge, as [`ThreadEdges`] hands them out: usable while the
+/// thread's state (`'t`) is borrowed, on this thread only (not `Send`: only the owning thread
+/// may write a slot).
+#[derive(Clone, Copy, Debug)]
+pub struct EdgeCounters<'t> {
+    counters: &'t Counters,
+    not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl EdgeCounters<'_> {
+    /// Counts one call: `duration_ns`, and `exemplar` for a sampled call.
+    #[inline]
+    pub fn add(self, duration_ns: u64, exemplar: Option<&Exemplar>) {
+        self.counters.add(duration_ns, exemplar);
+    }
+}
+
+/// What a call site is cached under in [`ThreadEdges::site_edge`]: the call instruction (as
+/// the binding identifies an instruction of a live code object: by address, so the binding
+/// empties the cache with [`ThreadEdges::forget_sites`] whenever an address may have come to
+/// mean another object), the callee, and the `CALLSPAN_CAPTURE` bits left out when the site
+/// was read; in two words, so that a look-up makes two compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SiteKey {
+    /// The instruction's address (0: an empty entry).
+    address: usize,
+    /// The callee (bits 0–31), the capture bits (32–39) and the instruction's offset (40–63).
+    rest: u64,
+}
+
+impl SiteKey {
+    /// The largest offset a key holds; a call further into its code (more than 16 MiB of
+    /// bytecode) is not cached.
+    const MAX_OFFSET: i32 = (1 << 24) - 1;
+
+    /// The key of a call of `callee` from `instruction` (an address and an offset: 0 where the
+    /// address alone names the instruction) under capture bits `omitted`; None where the
+    /// offset does not fit.
+    #[inline(always)]
+    fn new(instruction: (usize, i32), callee: FunctionId, omitted: u8) -> Option<SiteKey> {
+        let (address, offset) = instruction;
+        (0..=Self::MAX_OFFSET).contains(&offset).then_some(SiteKey {
+            address,
+            rest: u64::from(callee) | (u64::from(omitted) << 32) | ((offset as u64) << 40),
+        })
+    }
+
+    fn callee(&self) -> FunctionId {
+        self.rest as FunctionId
+    }
+}
+
+/// A call site read the slow way, for [`ThreadEdges::site_edge`] to cache.
+#[derive(Clone, Copy, Debug)]
+pub struct ResolvedSite {
+    /// The caller's code, line and class.
+    pub site: CallerSite,
+    /// When `site.class` was read from the caller's `self`/`cls`: the address of the class it
+    /// was read from (0: no such argument). Every later call from the site has its class
+    /// compared with it. None: the site has no class to read (a plain function, or classes not
+    /// captured).
+    pub class_type: Option<usize>,
+}
+
+impl ResolvedSite {
+    /// No site: called from C, no frame capture, or frame reading disabled.
+    pub const NONE: ResolvedSite = ResolvedSite {
+        site: CallerSite {
+            code: 0,
+            line: 0,
+            class: 0,
+        },
+        class_type: None,
     };
-    static CLAIM: EdgeClaim = const { EdgeClaim(Claim::new()) };
+}
+
+/// One entry of the call-site cache.
+#[derive(Clone, Copy, Debug)]
+struct SiteEdge {
+    key: SiteKey,
+    reads_class: bool,
+    class_type: usize,
+    site: CallerSite,
+    /// This thread's counters of the site's edge (null: the entry is empty).
+    counters: *const Counters,
+}
+
+const EMPTY_SITE: SiteEdge = SiteEdge {
+    key: SiteKey {
+        address: 0,
+        rest: 0,
+    },
+    reads_class: false,
+    class_type: 0,
+    site: CallerSite {
+        code: 0,
+        line: 0,
+        class: 0,
+    },
+    counters: ptr::null(),
+};
+
+/// One thread's edge counting, a field of [`crate::per_thread::PerThread`]: its slot of
+/// counters (claimed on first use, released when the thread's state is destroyed, and so never
+/// reachable through a cache after that) and two direct-mapped caches leading to its counters:
+/// by edge key, and by call site.
+pub struct ThreadEdges {
+    claim: Claim<Pages>,
+    by_key: [Cell<(EdgeKey, *const Counters)>; KEY_SLOTS],
+    by_site: [Cell<SiteEdge>; SITE_EDGE_SLOTS],
+}
+
+impl std::fmt::Debug for ThreadEdges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadEdges").finish_non_exhaustive()
+    }
 }
 
 #[inline]
-fn cache_slot(key: &EdgeKey) -> usize {
+fn key_slot(key: &EdgeKey) -> usize {
     let h = u64::from(key.callee)
         ^ (u64::from(key.code) << 20)
         ^ (u64::from(key.line) << 40)
         ^ (u64::from(key.class) << 8)
         ^ (u64::from(key.error) << 28);
-    (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CACHE_SLOTS.trailing_zeros())) as usize
+    (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - KEY_SLOTS.trailing_zeros())) as usize
 }
 
-/// Counts one call on `key`'s edge: `duration_ns`, and `exemplar` for a sampled call.
 #[inline]
-pub fn count(key: EdgeKey, duration_ns: u64, exemplar: Option<&Exemplar>) {
-    CACHE.with(|cache| {
-        let index = cache_slot(&key);
-        // SAFETY: this thread's own cache; nothing here re-enters (no Python code runs).
-        let entry = unsafe { &mut (*cache.entries.get())[index] };
-        // SAFETY: cached counters are this thread's slot's (emptied before the slot is
-        // released), and pages are never freed.
-        match unsafe { entry.1.as_ref() } {
-            Some(c) if entry.0 == key => c.add(duration_ns, exemplar),
-            _ => count_missed(cache, entry, key, duration_ns, exemplar),
-        }
-    });
+fn site_slot(key: &SiteKey) -> usize {
+    // One multiply: instruction addresses are distinct and spread; the callee, the capture bits
+    // and the offset are rotated to where the address has few distinct bits.
+    let h = (key.address as u64) ^ key.rest.rotate_left(24);
+    (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SITE_EDGE_SLOTS.trailing_zeros())) as usize
 }
 
-/// [`count`] past a cache miss: this thread's counters of the edge (its slot claimed on first
-/// use), remembered in the cache; after the thread's claim is gone, [`count_late`].
-#[cold]
-#[inline(never)]
-fn count_missed(
-    cache: &EdgeCache,
-    entry: &mut (EdgeKey, *const Counters),
-    key: EdgeKey,
-    duration_ns: u64,
-    exemplar: Option<&Exemplar>,
-) {
-    let counters = if cache.gone.get() {
-        Err(())
-    } else {
-        CLAIM
-            .try_with(|claim| claim.0.slot(&SLOTS, Pages::new).counters(edge_id(key)))
-            .map_err(|_| ())
-    };
-    match counters {
-        Ok(Some(c)) => {
-            *entry = (key, c);
-            c.add(duration_ns, exemplar);
+impl ThreadEdges {
+    /// Nothing counted yet (for the `const` initialiser of the thread's state).
+    pub(crate) const fn new() -> ThreadEdges {
+        ThreadEdges {
+            claim: Claim::new(),
+            // Callee 0 is no function and the pointer is null: an empty entry never matches.
+            by_key: [const { Cell::new((EMPTY_KEY, ptr::null())) }; KEY_SLOTS],
+            by_site: [const { Cell::new(EMPTY_SITE) }; SITE_EDGE_SLOTS],
         }
-        // An edge id past the pages: not counted apart (CALLSPAN_MAX_EDGES is capped below).
-        Ok(None) => {}
-        Err(()) => count_late(key, duration_ns, exemplar),
+    }
+
+    /// This thread's counters of `key`'s edge.
+    #[inline]
+    pub fn counters(&self, key: EdgeKey) -> EdgeCounters<'_> {
+        let slot = &self.by_key[key_slot(&key)];
+        let (cached, counters) = slot.get();
+        // SAFETY: cached counters are this thread's slot's, held as long as `self`; pages are
+        // never freed.
+        match unsafe { counters.as_ref() } {
+            Some(counters) if cached == key => EdgeCounters {
+                counters,
+                not_send: std::marker::PhantomData,
+            },
+            _ => self.counters_missed(slot, key),
+        }
+    }
+
+    /// [`ThreadEdges::counters`] past a cache miss: the edge's id (under the table's lock) and
+    /// this thread's counters of it (its slot claimed on first use), remembered in the cache.
+    #[cold]
+    #[inline(never)]
+    fn counters_missed(
+        &self,
+        slot: &Cell<(EdgeKey, *const Counters)>,
+        key: EdgeKey,
+    ) -> EdgeCounters<'_> {
+        let counters = self.claim.slot(&SLOTS, Pages::new).counters(edge_id(key));
+        slot.set((key, counters));
+        EdgeCounters {
+            counters,
+            not_send: std::marker::PhantomData,
+        }
+    }
+
+    /// Counts one call on `key`'s edge: `duration_ns`, and `exemplar` for a sampled call.
+    #[inline]
+    pub fn count(&self, key: EdgeKey, duration_ns: u64, exemplar: Option<&Exemplar>) {
+        self.counters(key).add(duration_ns, exemplar);
+    }
+
+    /// The caller site of a call of `callee` from `instruction` (an address and an offset,
+    /// as the binding identifies an instruction) under capture bits `omitted`, and this
+    /// thread's counters of its edge (error 0), from the call-site cache: a hit compares the
+    /// class of this call's `self`/`cls` (`class_type`, asked only when the site has a class)
+    /// with the cached one, and reads nothing else. On a miss `resolve` reads the site the
+    /// slow way.
+    #[inline(always)]
+    pub fn site_edge(
+        &self,
+        instruction: (usize, i32),
+        callee: FunctionId,
+        omitted: u8,
+        class_type: impl FnOnce() -> usize,
+        resolve: impl FnOnce() -> ResolvedSite,
+    ) -> (CallerSite, EdgeCounters<'_>) {
+        let Some(key) = SiteKey::new(instruction, callee, omitted) else {
+            return self.uncached_site(callee, resolve);
+        };
+        let slot = &self.by_site[site_slot(&key)];
+        let entry = slot.get();
+        if entry.key != key || (entry.reads_class && entry.class_type != class_type()) {
+            // The key's words one by one, in registers: nothing is spilled on the hit path.
+            self.fill_site(slot, key.address, key.rest, resolve);
+        }
+        // Read from the entry, hit or filled (one path), and only the two fields wanted, so that
+        // nothing is copied through a temporary.
+        // SAFETY: this thread's own cell, and no reference into it is live.
+        let (site, counters) = unsafe {
+            let entry = slot.as_ptr();
+            ((*entry).site, (*entry).counters)
+        };
+        let counters = EdgeCounters {
+            // SAFETY: a filled entry's counters (the key matched, so the entry is filled) are
+            // this thread's slot's, held as long as `self`; pages are never freed.
+            counters: unsafe { &*counters },
+            not_send: std::marker::PhantomData,
+        };
+        (site, counters)
+    }
+
+    /// [`ThreadEdges::site_edge`] past a miss: fills `slot` with the site `resolve` reads and
+    /// this thread's counters of its edge.
+    #[cold]
+    #[inline(never)]
+    fn fill_site(
+        &self,
+        slot: &Cell<SiteEdge>,
+        address: usize,
+        rest: u64,
+        resolve: impl FnOnce() -> ResolvedSite,
+    ) {
+        let key = SiteKey { address, rest };
+        let resolved = resolve();
+        let site = resolved.site;
+        let counters = self.counters(EdgeKey::of(key.callee(), site, 0));
+        slot.set(SiteEdge {
+            key,
+            reads_class: resolved.class_type.is_some(),
+            class_type: resolved.class_type.unwrap_or(0),
+            site,
+            counters: ptr::from_ref(counters.counters),
+        });
+    }
+
+    /// [`ThreadEdges::site_edge`] of a call no key can hold: read the slow way every time.
+    #[cold]
+    #[inline(never)]
+    fn uncached_site(
+        &self,
+        callee: FunctionId,
+        resolve: impl FnOnce() -> ResolvedSite,
+    ) -> (CallerSite, EdgeCounters<'_>) {
+        let site = resolve().site;
+        (site, self.counters(EdgeKey::of(callee, site, 0)))
+    }
+
+    /// Empties the call-site cache: an address in it may have come to mean another object.
+    pub fn forget_sites(&self) {
+        for slot in &self.by_site {
+            slot.set(EMPTY_SITE);
+        }
+    }
+}
+
+/// Counts one call on `key`'s edge in this thread's counters (off the hot path: a traced call
+/// counts through its thread's [`ThreadEdges`]); during thread exit, once the thread's state is
+/// gone, in the shared late slot.
+pub fn count(key: EdgeKey, duration_ns: u64, exemplar: Option<&Exemplar>) {
+    if per_thread::with(|local| local.edges.count(key, duration_ns, exemplar)).is_none() {
+        count_late(key, duration_ns, exemplar);
     }
 }
 
@@ -444,9 +664,7 @@ fn count_late(key: EdgeKey, duration_ns: u64, exemplar: Option<&Exemplar>) {
     let id = edge_id(key);
     let mut late = LATE.lock();
     let slot = *late.get_or_insert_with(|| SLOTS.claim(Pages::new));
-    if let Some(c) = slot.counters(id) {
-        c.add(duration_ns, exemplar);
-    }
+    slot.counters(id).add(duration_ns, exemplar);
 }
 
 /// One edge's counts summed over every thread.

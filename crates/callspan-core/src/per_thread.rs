@@ -6,15 +6,17 @@
 //! instructions. A sampled call used to make about ten such look-ups, one per thread-local it
 //! touched (the context stack, the id generator, the call counters, the stack guard, the thread
 //! key, the caller caches, the OpenTelemetry cache): ~185 instructions, 13 % of the call. They
-//! are fields of one struct now; a traced call looks it up once ([`current`]) and hands the
-//! reference down. Code off the hot path keeps its free functions ([`crate::context::current`],
-//! [`crate::ids::span_id`], [`crate::stats::count_started`], …), which look it up themselves.
+//! are fields of one struct now, as are the caller-edge counters' caches; a traced call looks it
+//! up once ([`current`]) and hands the reference down. Code off the hot path keeps its free
+//! functions ([`crate::context::current`], [`crate::ids::span_id`],
+//! [`crate::stats::count_started`], [`crate::edges::count`], …), which look it up themselves.
 //!
 //! The binding's fields (stack guard, thread key, caller caches, OpenTelemetry cache) are plain
 //! numbers kept here for the binding, so that its per-call state costs no look-up of its own;
 //! their meaning is documented where the binding uses them.
 
 use crate::context::{ContextStack, ParentSpan};
+use crate::edges::ThreadEdges;
 use crate::ids::ThreadRng;
 use crate::record::{ClassId, CodeId, ThreadKey};
 use crate::stats::ThreadCounts;
@@ -70,6 +72,8 @@ pub struct PerThread {
     pub ids: ThreadRng,
     /// Calls started and sampled ([`crate::stats`]).
     pub counts: ThreadCounts,
+    /// Caller-edge counters and their caches ([`crate::edges`]).
+    pub edges: ThreadEdges,
     /// The binding's C-stack guard: the lowest stack address a traced call may start at
     /// (`usize::MAX`: not read yet; 0: unknown, never refuse).
     pub stack_limit: Cell<usize>,
@@ -92,6 +96,7 @@ impl PerThread {
             context: ContextStack::new(),
             ids: ThreadRng::new(),
             counts: ThreadCounts::new(),
+            edges: ThreadEdges::new(),
             stack_limit: Cell::new(usize::MAX),
             thread_key: Cell::new((0, 0)),
             sites: [const { Cell::new(SiteEntry::EMPTY) }; SITE_SLOTS],

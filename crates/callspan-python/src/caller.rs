@@ -7,8 +7,10 @@
 
 use crate::python_frame::{self, CallerFrame};
 use crate::watched;
+use callspan_core::config::Capture;
+use callspan_core::edges::{EdgeCounters, ResolvedSite};
 use callspan_core::per_thread::{self, PerThread, SiteEntry};
-use callspan_core::record::{CallerSite, ClassId, CodeId};
+use callspan_core::record::{CallerSite, ClassId, CodeId, FunctionId};
 use callspan_core::registry::{intern, CodeInfo, Registry};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -40,6 +42,7 @@ fn empty_caches(local: &PerThread, epoch: u32) {
     for slot in &local.classes {
         slot.set((0, 0));
     }
+    local.edges.forget_sites();
     local.cache_epoch.set(epoch);
 }
 
@@ -53,6 +56,11 @@ fn site_slot(code: usize, lasti: i32) -> usize {
 fn class_slot(tp: usize) -> usize {
     (tp >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - CLASS_SLOTS.trailing_zeros())
 }
+
+/// The `CALLSPAN_CAPTURE` bits a call's site is read from its caller's frame for: with all of
+/// them left out, a call has no site.
+pub(crate) const FRAME_BITS: u8 =
+    Capture::FUNCTION | Capture::FILE | Capture::LINE | Capture::CLASS;
 
 /// Set at import when the frame layout check failed: caller attributes are then left out
 /// rather than read from memory whose layout is not the one this build expects.
@@ -101,24 +109,95 @@ pub(crate) fn site_of(
     local: &PerThread,
     with_class: bool,
 ) -> CallerSite {
+    resolve_site(py, frame, registry, local, with_class).site
+}
+
+/// [`site_of`], and the class it was read from (see [`ResolvedSite::class_type`]).
+#[inline]
+fn resolve_site(
+    py: Python<'_>,
+    frame: &CallerFrame<'_>,
+    registry: &Registry,
+    local: &PerThread,
+    with_class: bool,
+) -> ResolvedSite {
     if FRAME_READING_DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
-        return CallerSite::default();
+        return ResolvedSite::NONE;
     }
     let entry = site_entry(py, frame, registry, local);
-    let class = if entry.has_self && with_class {
+    let (class, class_type) = if entry.has_self && with_class {
         // SAFETY: `has_self` is the cached parameter-name check for this code object.
-        match unsafe { frame.first_arg_slot() } {
-            // SAFETY: borrowed from the live frame.
-            Some(arg) => unsafe { class_of_first_arg(py, arg, registry, local) },
-            None => 0,
-        }
+        let tp = unsafe { first_arg_class(frame) };
+        let class = if tp.is_null() {
+            0
+        } else {
+            // SAFETY: `tp` is alive (the argument, or its type).
+            unsafe { cached_class_id(py, tp, registry, local) }
+        };
+        (class, Some(tp as usize))
     } else {
-        0
+        (0, None)
     };
-    CallerSite {
-        code: entry.code_id,
-        line: entry.line,
-        class,
+    ResolvedSite {
+        site: CallerSite {
+            code: entry.code_id,
+            line: entry.line,
+            class,
+        },
+        class_type,
+    }
+}
+
+/// [`site_of`] for a call of `callee` while calls are counted (`omitted`: the capture bits left
+/// out), with this thread's counters of the call's edge: from the per-thread call-site cache
+/// keyed by the raw frame (its instruction, [`CallerFrame::instruction`], and the class of
+/// `self`/`cls` when the site has one), so that a call from a site seen before reads no line
+/// table, no class cache and builds no edge key.
+#[inline(always)]
+pub(crate) fn counted_site_of<'t>(
+    py: Python<'_>,
+    frame: CallerFrame<'_>,
+    local: &'t PerThread,
+    callee: FunctionId,
+    omitted: u8,
+) -> (CallerSite, EdgeCounters<'t>) {
+    fresh_caches(local);
+    // The instruction is read even where frame reading is disabled (a layout mismatch): it is
+    // never dereferenced, and `resolve_site` then gives the all-zeros site without reading more.
+    local.edges.site_edge(
+        frame.instruction(),
+        callee,
+        omitted,
+        // SAFETY: asked only for a site whose class was read from its first argument: the
+        // same instruction of the same code object (its address is still its own in this cache
+        // epoch), so its first parameter is `self` or `cls`.
+        // The frame by value (a copy of its pointer), so that it is not kept in memory for
+        // the closures to borrow.
+        move || unsafe { first_arg_class(&frame) } as usize,
+        move || {
+            if omitted & FRAME_BITS == FRAME_BITS {
+                // As `span::caller_site`: no site at all.
+                return ResolvedSite::NONE;
+            }
+            let with_class = omitted & Capture::CLASS == 0;
+            let registry = callspan_core::registry::global();
+            resolve_site(py, &frame, registry, local, with_class)
+        },
+    )
+}
+
+/// The class `caller.class.name` names for `frame`'s first argument ([`class_object`]; null:
+/// the slot is empty, or unreadable on this build).
+///
+/// # Safety
+/// `frame`'s code has `self` or `cls` as its first parameter; GIL held.
+#[inline]
+unsafe fn first_arg_class(frame: &CallerFrame<'_>) -> *mut ffi::PyTypeObject {
+    // SAFETY: the caller's contract.
+    match unsafe { frame.first_arg_slot() } {
+        // SAFETY: borrowed from the live frame.
+        Some(arg) => unsafe { class_object(arg) },
+        None => std::ptr::null_mut(),
     }
 }
 
@@ -299,29 +378,22 @@ pub(crate) fn register_code_object(
     id
 }
 
-/// The class recorded as `caller.class.name`: a `cls` argument is the class itself; `self`
-/// contributes its type.
+/// The class recorded as `caller.class.name` for a first argument `arg`: a `cls` argument is
+/// the class itself (or, rarely, a metaclass method's `self`, reported as the class rather
+/// than its metaclass); `self` contributes its type.
 ///
 /// # Safety
 /// `arg` must be a valid borrowed object pointer; GIL held.
-unsafe fn class_of_first_arg(
-    py: Python<'_>,
-    arg: *mut ffi::PyObject,
-    registry: &Registry,
-    local: &PerThread,
-) -> ClassId {
-    // A class as first argument is a classmethod's `cls` (or, rarely, a metaclass method's
-    // `self`, reported as the class rather than its metaclass).
+#[inline]
+unsafe fn class_object(arg: *mut ffi::PyObject) -> *mut ffi::PyTypeObject {
     // SAFETY: guaranteed by the caller.
-    let tp: *mut ffi::PyTypeObject = unsafe {
+    unsafe {
         if ffi::PyType_Check(arg) != 0 {
             arg.cast()
         } else {
             ffi::Py_TYPE(arg)
         }
-    };
-    // SAFETY: `tp` is alive (the argument or its type).
-    unsafe { cached_class_id(py, tp, registry, local) }
+    }
 }
 
 /// The registry id of class `tp`, registered on first sight (cached per thread).

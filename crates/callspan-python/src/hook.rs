@@ -658,11 +658,11 @@ pub(crate) fn start_call<'py>(
 /// GIL held; the frame current now is the caller's (the callee's frame is not running yet).
 #[cfg(not(Py_3_12))]
 #[inline(always)]
-pub(crate) unsafe fn start_plain_call(
+pub(crate) unsafe fn start_plain_call<'t>(
     py: Python<'_>,
-    local: &PerThread,
+    local: &'t PerThread,
     profiled: &Profiled,
-) -> Option<PlainCall> {
+) -> Option<PlainCall<'t>> {
     let hot = call_starts(local)?;
     let decision = span::decide(py, hot, local, profiled.id, &profiled.rate);
     // SAFETY: the caller's contract.

@@ -14,9 +14,14 @@
 //!
 //! When every call is counted (a metrics exporter or `CALLSPAN_REPORT`: [`HotState::counting`]),
 //! [`finish`] also counts the sampled call on its caller edge, with the span as the edge's
-//! exemplar; an unsampled call reads its caller site with [`caller_site`] (a per-thread cache
-//! hit, almost always), times itself and ends with [`count_call`]. Turned off, this costs one
-//! relaxed load per unsampled call.
+//! exemplar; an unsampled call reads its caller site, times itself in [`clock::ticks`] and
+//! ends with [`count_call`] ([`CountedCall`]). A plain call, which ends on the thread it
+//! started on, reads its site together with this thread's counters of its edge from one
+//! per-thread call-site cache ([`counted_caller_site`]: [`read_counted_caller`] when sampled,
+//! [`CountedHere`] when not) and bumps them directly at the end ([`finish_here`],
+//! [`CountedHere::returned`]); a coroutine, a generator or a profiled call, which may end on
+//! another thread, counts by the edge's key. Turned off, this costs one relaxed load per
+//! unsampled call.
 //!
 //! The decorator's vectorcall (`traced`), the coroutine and generator wrappers (`steps`) and the
 //! profile hook (`hook`) all use these functions; none of them repeats a step. A plain call's
@@ -30,7 +35,7 @@ use crate::{caller, diagnostics, exception, otel, task_context, thread};
 use callspan_core::clock::{self, now_unix_ns};
 use callspan_core::config::Capture;
 use callspan_core::context::{self, ParentSpan};
-use callspan_core::edges::{self, EdgeKey, Exemplar};
+use callspan_core::edges::{self, EdgeCounters, EdgeKey, Exemplar};
 use callspan_core::hot::{self, FunctionRate, HotState};
 use callspan_core::per_thread::PerThread;
 use callspan_core::record::{
@@ -149,9 +154,41 @@ pub(crate) fn read_caller(
     local: &PerThread,
     frame: Option<CallerFrame<'_>>,
 ) -> Caller {
+    let site = caller_site(py, hot, local, frame.as_ref());
+    caller_at(py, hot, local, frame, site)
+}
+
+/// [`read_caller`] for a call of `function` that ends on this thread (a plain call): when calls
+/// are counted, the site comes with this thread's counters of the call's edge
+/// ([`counted_caller_site`]), for [`finish_here`].
+#[inline]
+pub(crate) fn read_counted_caller<'t>(
+    py: Python<'_>,
+    hot: &HotState,
+    local: &'t PerThread,
+    function: FunctionId,
+    frame: Option<CallerFrame<'_>>,
+) -> (Caller, Option<EdgeCounters<'t>>) {
+    let (site, edge) = if hot.counting() {
+        let (site, edge) = counted_caller_site(py, hot, local, function, frame.as_ref());
+        (site, Some(edge))
+    } else {
+        (caller_site(py, hot, local, frame.as_ref()), None)
+    };
+    (caller_at(py, hot, local, frame, site), edge)
+}
+
+/// The caller attributes of a call made from `frame` whose site is `site`.
+#[inline]
+fn caller_at(
+    py: Python<'_>,
+    hot: &HotState,
+    local: &PerThread,
+    frame: Option<CallerFrame<'_>>,
+    site: CallerSite,
+) -> Caller {
     let omitted = hot.omitted();
     let registry = registry::global();
-    let site = caller_site(py, hot, local, frame.as_ref());
     let instance = match frame {
         Some(frame) if hot.instance() => caller::instance_of(py, &frame, registry, local),
         _ => 0,
@@ -187,9 +224,8 @@ pub(crate) fn caller_site(
     frame: Option<&CallerFrame<'_>>,
 ) -> CallerSite {
     let omitted = hot.omitted();
-    let frame_bits = Capture::FUNCTION | Capture::FILE | Capture::LINE | Capture::CLASS;
     match frame {
-        Some(frame) if omitted & frame_bits != frame_bits => caller::site_of(
+        Some(frame) if omitted & caller::FRAME_BITS != caller::FRAME_BITS => caller::site_of(
             py,
             frame,
             registry::global(),
@@ -198,6 +234,33 @@ pub(crate) fn caller_site(
         ),
         _ => CallerSite::default(),
     }
+}
+
+/// [`caller_site`] of a call of `function` that ends on this thread, with this thread's
+/// counters of its edge (error 0): from the per-thread call-site cache
+/// (`caller::counted_site_of`), which spares a call from a site seen before the line, the class
+/// and the edge look-ups.
+#[inline(always)]
+pub(crate) fn counted_caller_site<'t>(
+    py: Python<'_>,
+    hot: &HotState,
+    local: &'t PerThread,
+    function: FunctionId,
+    frame: Option<&CallerFrame<'_>>,
+) -> (CallerSite, EdgeCounters<'t>) {
+    match frame {
+        Some(&frame) => caller::counted_site_of(py, frame, local, function, hot.omitted()),
+        // The site is a constant, the counters a register: no temporary to merge through.
+        None => (CallerSite::default(), siteless_edge(local, function)),
+    }
+}
+
+/// This thread's counters of the edge of a call of `function` made from C (no site).
+#[cold]
+fn siteless_edge(local: &PerThread, function: FunctionId) -> EdgeCounters<'_> {
+    local
+        .edges
+        .counters(EdgeKey::of(function, CallerSite::default(), 0))
 }
 
 /// Counts one finished call of `function` from `site` on its caller edge; `error` is the class
@@ -210,17 +273,27 @@ pub(crate) fn count_call(
     error: ClassId,
     exemplar: Option<&Exemplar>,
 ) {
-    edges::count(
-        EdgeKey {
-            callee: function,
-            code: site.code,
-            line: site.line,
-            class: site.class,
-            error,
-        },
-        duration_ns,
-        exemplar,
-    );
+    edges::count(EdgeKey::of(function, site, error), duration_ns, exemplar);
+}
+
+/// [`count_call`] with this thread's counters of the returned call's edge at hand (`edge`,
+/// from [`counted_caller_site`]): a call that returned is counted on them, one that raised on
+/// its error's edge.
+#[inline]
+fn count_on(
+    edge: Option<EdgeCounters<'_>>,
+    function: FunctionId,
+    site: CallerSite,
+    duration_ns: u64,
+    error: ClassId,
+    exemplar: Option<&Exemplar>,
+) {
+    if error == 0 {
+        if let Some(edge) = edge {
+            return edge.add(duration_ns, exemplar);
+        }
+    }
+    count_call(function, site, duration_ns, error, exemplar);
 }
 
 /// The class of the exception a call is raising now, when calls are counted (else 0, unread).
@@ -235,10 +308,14 @@ pub(crate) fn raised_class(py: Python<'_>, hot: &HotState) -> ClassId {
 
 /// An unsampled call being counted: where it was called from and when its code started, in
 /// [`clock::ticks`] (a duration needs no Unix time, and a tick is the cheapest reading).
+///
+/// `repr(C)`, the site first: laid out as the caches hold a site (8-byte aligned), it is copied
+/// from them in two moves instead of through a temporary.
 #[derive(Clone, Copy, Debug)]
+#[repr(C)]
 pub(crate) struct CountedCall {
-    function: FunctionId,
     site: CallerSite,
+    function: FunctionId,
     /// 0 until its code first runs (a generator starts at its first step).
     start_ticks: u64,
 }
@@ -276,16 +353,81 @@ impl CountedCall {
         self.start_ticks != 0
     }
 
+    /// Its duration so far (0: its code never ran).
+    #[inline]
+    fn elapsed_ns(&self) -> u64 {
+        if self.started() {
+            ns_since(self.start_ticks)
+        } else {
+            0
+        }
+    }
+
     /// Ends the call now: counts it, with `error` the class of the exception that ended it.
     #[inline]
     pub(crate) fn finish(self, error: ClassId) {
-        let duration_ns = if self.started() {
-            clock::ticks_to_ns(clock::ticks().saturating_sub(self.start_ticks))
-        } else {
-            0
-        };
-        count_call(self.function, self.site, duration_ns, error, None);
+        count_call(self.function, self.site, self.elapsed_ns(), error, None);
     }
+}
+
+/// An unsampled plain call being counted, which ends on the thread it started on: a
+/// [`CountedCall`] with this thread's counters of its edge at hand (`'t`: the thread's state).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CountedHere<'t> {
+    call: CountedCall,
+    edge: EdgeCounters<'t>,
+}
+
+impl<'t> CountedHere<'t> {
+    /// A call of `function` made from `frame` whose code starts now.
+    #[inline]
+    pub(crate) fn starting(
+        py: Python<'_>,
+        hot: &HotState,
+        local: &'t PerThread,
+        function: FunctionId,
+        frame: Option<&CallerFrame<'_>>,
+    ) -> CountedHere<'t> {
+        let (site, edge) = counted_caller_site(py, hot, local, function, frame);
+        CountedHere {
+            call: CountedCall::starting(function, site),
+            edge,
+        }
+    }
+
+    /// Ends the call now: counts it as returned (a separate function from [`Self::raised`], so
+    /// that the common end compiles to no error check at all).
+    #[inline]
+    pub(crate) fn returned(self) {
+        self.finish(0);
+    }
+
+    /// Ends the call now: counts it, `error` being the class of the exception that ended it.
+    #[inline]
+    pub(crate) fn raised(self, error: ClassId) {
+        self.finish(error);
+    }
+
+    #[inline(always)]
+    fn finish(self, error: ClassId) {
+        let call = self.call;
+        // Started when made: no `started` check.
+        let duration_ns = ns_since(call.start_ticks);
+        count_on(
+            Some(self.edge),
+            call.function,
+            call.site,
+            duration_ns,
+            error,
+            None,
+        );
+    }
+}
+
+/// Nanoseconds since `start_ticks` ([`clock::ticks`]).
+#[inline(always)]
+fn ns_since(start_ticks: u64) -> u64 {
+    clock::ticks_to_ns(clock::ticks().saturating_sub(start_ticks))
 }
 
 /// A sampled call between its start and its end.
@@ -413,96 +555,6 @@ impl Drop for Active {
     }
 }
 
-/// A plain call (not a coroutine's or generator's) between its start and its end, as an entry
-/// point keeps it across its call into Python: the decorator's calls, and the 3.9–3.11 profile
-/// hook's. Nothing in it has a destructor there (`ManuallyDrop`; see `thread_exit`).
-pub(crate) enum PlainCall {
-    /// Not sampled: its marker is current (and it is counted, when calls are counted).
-    Unsampled(ManuallyDrop<Active>, Option<CountedCall>),
-    /// Sampled: its span is current.
-    Sampled(ManuallyDrop<(OpenSpan, Active)>),
-}
-
-impl PlainCall {
-    /// Steps 2 and 3 for a plain call of `function` decided as `decision` ([`decide`]): the
-    /// caller is the frame current now, read when the call is sampled or counted.
-    ///
-    /// # Safety
-    /// GIL held; the frame current now is the caller's (no frame of the callee runs yet).
-    #[inline(always)]
-    pub(crate) unsafe fn start(
-        py: Python<'_>,
-        hot: &HotState,
-        local: &PerThread,
-        function: FunctionId,
-        decision: Decision,
-    ) -> PlainCall {
-        match decision {
-            Decision::Unsampled { trace_id } => {
-                let counted = hot.counting().then(|| {
-                    // SAFETY: the caller's contract.
-                    let frame = unsafe { python_frame::caller_frame(py) };
-                    CountedCall::starting(function, caller_site(py, hot, local, frame.as_ref()))
-                });
-                let active = enter(py, hot, local, Decision::unsampled_marker(trace_id), false);
-                PlainCall::Unsampled(ManuallyDrop::new(active), counted)
-            }
-            Decision::Sampled { trace_id, parent } => {
-                // SAFETY: the caller's contract.
-                let frame = unsafe { python_frame::caller_frame(py) };
-                let caller = read_caller(py, hot, local, frame);
-                let mut open = OpenSpan::new(local, trace_id, parent, function, caller);
-                let active = enter(py, hot, local, open.as_parent(), false);
-                open.start_clock();
-                PlainCall::Sampled(ManuallyDrop::new((open, active)))
-            }
-        }
-    }
-
-    /// Step 4: the call returned `result` (NULL: the exception set now ended it; it is described
-    /// and left set); `end_unix_ns` is read for a sampled call only.
-    ///
-    /// # Safety
-    /// GIL held; `local` is the state of the thread the call started on.
-    #[inline(always)]
-    pub(crate) unsafe fn end(
-        self,
-        local: &PerThread,
-        result: *mut ffi::PyObject,
-        end_unix_ns: impl FnOnce() -> u64,
-    ) {
-        // SAFETY: the caller's contract.
-        let py = unsafe { Python::assume_attached() };
-        match self {
-            PlainCall::Unsampled(active, counted) => {
-                ManuallyDrop::into_inner(active).exit(py, local);
-                if let Some(counted) = counted {
-                    let error = if result.is_null() {
-                        raised_class(py, hot::state())
-                    } else {
-                        0
-                    };
-                    counted.finish(error);
-                }
-            }
-            PlainCall::Sampled(call) => {
-                let end_unix_ns = end_unix_ns();
-                let (open, active) = ManuallyDrop::into_inner(call);
-                active.exit(py, local);
-                let hot = hot::state();
-                let error_class = if result.is_null() {
-                    raised_class(py, hot)
-                } else {
-                    0
-                };
-                finish(py, hot, local, open, end_unix_ns, error_class, || {
-                    result.is_null().then(|| exception::capture_current(py))
-                });
-            }
-        }
-    }
-}
-
 /// Runs `f` (which calls Python) with any pending exception set aside and restored after.
 fn keeping_error(py: Python<'_>, f: impl FnOnce()) {
     // SAFETY: GIL held.
@@ -531,6 +583,23 @@ pub(crate) fn finish(
     error_class: ClassId,
     error: impl FnOnce() -> Option<ExceptionInfo>,
 ) {
+    finish_here(py, hot, local, span, None, end_unix_ns, error_class, error);
+}
+
+/// [`finish`] for a call that ends on the thread it started on, with this thread's counters of
+/// its edge from [`read_counted_caller`] (`edge`; None: count by the edge's key).
+#[allow(clippy::too_many_arguments)] // `finish`'s seven and the edge's counters
+#[inline]
+pub(crate) fn finish_here(
+    py: Python<'_>,
+    hot: &HotState,
+    local: &PerThread,
+    span: OpenSpan,
+    edge: Option<EdgeCounters<'_>>,
+    end_unix_ns: u64,
+    error_class: ClassId,
+    error: impl FnOnce() -> Option<ExceptionInfo>,
+) {
     let start_unix_ns = if span.started() {
         span.start_unix_ns
     } else {
@@ -546,7 +615,8 @@ pub(crate) fn finish(
             duration_ns,
             time_unix_ns: end_unix_ns,
         });
-        count_call(
+        count_on(
+            edge,
             span.function,
             span.caller.site,
             duration_ns,
@@ -576,5 +646,96 @@ pub(crate) fn finish(
     }
     if callspan_otlp::diagnostic::pending() {
         diagnostics::forward(py);
+    }
+}
+
+/// A plain call (not a coroutine's or generator's) between its start and its end, as an entry
+/// point keeps it across its call into Python: the decorator's calls, and the 3.9–3.11 profile
+/// hook's. Nothing in it has a destructor there (`ManuallyDrop`; see `thread_exit`). A plain
+/// call ends on the thread it started on (`'t`: that thread's state), so when calls are counted
+/// it keeps that thread's counters of its edge across the call.
+pub(crate) enum PlainCall<'t> {
+    /// Not sampled: its marker is current (and it is counted, when calls are counted).
+    Unsampled(ManuallyDrop<Active>, Option<CountedHere<'t>>),
+    /// Sampled: its span is current (with its edge's counters, when calls are counted).
+    Sampled(ManuallyDrop<(OpenSpan, Active)>, Option<EdgeCounters<'t>>),
+}
+
+impl<'t> PlainCall<'t> {
+    /// Steps 2 and 3 for a plain call of `function` decided as `decision` ([`decide`]): the
+    /// caller is the frame current now, read when the call is sampled or counted.
+    ///
+    /// # Safety
+    /// GIL held; the frame current now is the caller's (no frame of the callee runs yet).
+    #[inline(always)]
+    pub(crate) unsafe fn start(
+        py: Python<'_>,
+        hot: &HotState,
+        local: &'t PerThread,
+        function: FunctionId,
+        decision: Decision,
+    ) -> PlainCall<'t> {
+        match decision {
+            Decision::Unsampled { trace_id } => {
+                let counted = hot.counting().then(|| {
+                    // SAFETY: the caller's contract.
+                    let frame = unsafe { python_frame::caller_frame(py) };
+                    CountedHere::starting(py, hot, local, function, frame.as_ref())
+                });
+                let active = enter(py, hot, local, Decision::unsampled_marker(trace_id), false);
+                PlainCall::Unsampled(ManuallyDrop::new(active), counted)
+            }
+            Decision::Sampled { trace_id, parent } => {
+                // SAFETY: the caller's contract.
+                let frame = unsafe { python_frame::caller_frame(py) };
+                let (caller, edge) = read_counted_caller(py, hot, local, function, frame);
+                let mut open = OpenSpan::new(local, trace_id, parent, function, caller);
+                let active = enter(py, hot, local, open.as_parent(), false);
+                open.start_clock();
+                PlainCall::Sampled(ManuallyDrop::new((open, active)), edge)
+            }
+        }
+    }
+
+    /// Step 4: the call returned `result` (NULL: the exception set now ended it; it is described
+    /// and left set); `end_unix_ns` is read for a sampled call only.
+    ///
+    /// # Safety
+    /// GIL held; `local` is the state of the thread the call started on.
+    #[inline(always)]
+    pub(crate) unsafe fn end(
+        self,
+        local: &PerThread,
+        result: *mut ffi::PyObject,
+        end_unix_ns: impl FnOnce() -> u64,
+    ) {
+        // SAFETY: the caller's contract.
+        let py = unsafe { Python::assume_attached() };
+        match self {
+            PlainCall::Unsampled(active, counted) => {
+                ManuallyDrop::into_inner(active).exit(py, local);
+                if let Some(counted) = counted {
+                    if result.is_null() {
+                        counted.raised(raised_class(py, hot::state()));
+                    } else {
+                        counted.returned();
+                    }
+                }
+            }
+            PlainCall::Sampled(call, edge) => {
+                let end_unix_ns = end_unix_ns();
+                let (open, active) = ManuallyDrop::into_inner(call);
+                active.exit(py, local);
+                let hot = hot::state();
+                let error_class = if result.is_null() {
+                    raised_class(py, hot)
+                } else {
+                    0
+                };
+                finish_here(py, hot, local, open, edge, end_unix_ns, error_class, || {
+                    result.is_null().then(|| exception::capture_current(py))
+                });
+            }
+        }
     }
 }

@@ -68,7 +68,7 @@ enum Begun<'t> {
     /// Call `func` untraced (callspan disabled, or the thread's state is gone: thread exit).
     Untraced(*mut ffi::PyObject),
     /// A plain call: its span (or unsampled marker) is current; end it after.
-    Plain(*mut ffi::PyObject, &'t PerThread, PlainCall),
+    Plain(*mut ffi::PyObject, &'t PerThread, PlainCall<'t>),
     /// A coroutine or generator function: create the object, then wrap it.
     Stepped(*mut ffi::PyObject, &'t PerThread, Decision),
 }

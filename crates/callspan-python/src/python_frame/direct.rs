@@ -72,8 +72,9 @@ pub(super) unsafe fn current(_py: Python<'_>) -> Option<RawFrame> {
 pub(super) unsafe fn current(_py: Python<'_>) -> Option<RawFrame> {
     // SAFETY: GIL held, so the thread state is attached and non-null, and its current-frame
     // pointer (3.11/3.12: through the non-null `cframe`) is null or the top of the live chain.
+    // The unchecked read: `PyThreadState_Get`'s own null check costs as much again.
     unsafe {
-        let tstate = ffi::PyThreadState_Get().cast::<ThreadState>();
+        let tstate = ffi::compat::PyThreadState_GetUnchecked().cast::<ThreadState>();
         #[cfg(not(Py_3_13))]
         let top = (*(*tstate).cframe).current_frame;
         #[cfg(Py_3_13)]
@@ -173,6 +174,27 @@ pub(super) unsafe fn lasti(f: RawFrame) -> i32 {
     // bytecode.
     unsafe {
         quirks::lasti_bytes(frame_code(f), (*f).instr)
+    }
+}
+
+/// The executing instruction as a cache key (see `CallerFrame::instruction`): 3.11+ its address,
+/// which lies inside the code object (`co_code_adaptive`), so no two live code objects share
+/// one; 3.9/3.10 the code object's address and the offset (the bytecode is a `bytes` object
+/// that two code objects may share).
+///
+/// # Safety
+/// `f` is a frame of the live chain.
+#[inline]
+pub(super) unsafe fn instruction(f: RawFrame) -> (usize, i32) {
+    #[cfg(not(Py_3_11))]
+    // SAFETY: forwarded contract.
+    unsafe {
+        (frame_code(f) as usize, lasti(f))
+    }
+    #[cfg(Py_3_11)]
+    // SAFETY: `f` is live.
+    unsafe {
+        ((*f).instr as usize, 0)
     }
 }
 

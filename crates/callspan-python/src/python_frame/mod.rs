@@ -155,6 +155,18 @@ impl<'py> CallerFrame<'py> {
         unsafe { route::lasti(self.raw) }
     }
 
+    /// The executing instruction as a cache key, cheaper to read than [`Self::code`] and
+    /// [`Self::lasti`]: two frames give equal keys exactly when both are at the same offset of
+    /// the same code object, as long as that code object lives (on 3.11+ the instruction's
+    /// address, inside the code object; elsewhere the code object's address and the offset).
+    /// A cache keyed by it is emptied when a code object it knows dies, as one keyed by code
+    /// address is.
+    #[inline]
+    pub(crate) fn instruction(&self) -> (usize, i32) {
+        // SAFETY: as in `code`.
+        unsafe { route::instruction(self.raw) }
+    }
+
     /// The line number of [`Self::lasti`] (`PyCode_Addr2Line`: decodes the line table, so callers
     /// cache it by `(code, lasti)`). Ignores a trace function's `f_lineno` override (3.9/3.10), which
     /// keeps the `(code, lasti) → line` mapping pure. `-1` if the instruction has no line.

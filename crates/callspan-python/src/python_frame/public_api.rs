@@ -55,6 +55,15 @@ pub(super) unsafe fn code(f: RawFrame) -> *mut ffi::PyCodeObject {
     }
 }
 
+/// The executing instruction as a cache key: the code object's address and the offset.
+///
+/// # Safety
+/// `f` is a live frame object; the GIL is held.
+pub(super) unsafe fn instruction(f: RawFrame) -> (usize, i32) {
+    // SAFETY: forwarded contract.
+    unsafe { (code(f) as usize, lasti(f)) }
+}
+
 /// `frame.f_lasti` in bytes.
 ///
 /// # Safety
