@@ -299,3 +299,50 @@ def test_a_duration_keyword_that_is_no_number_of_nanoseconds_warns(seconds, capl
     warned = [r.getMessage() for r in caplog.records if "min_duration" in r.getMessage()]
     assert len(warned) == 1 and "using 0ns, the default" in warned[0], warned
     callspan.configure(exporter="none")
+
+
+EXPORTER_PRIORITY = """
+import json, os, threading
+import callspan
+
+@callspan.trace
+def work(x):
+    return x
+
+work(1)
+callspan.flush()
+
+def nice_of(tid):
+    # /proc/<pid>/task/<tid>/stat: the 19th field is the thread's nice value (after "(comm)").
+    with open(f"/proc/self/task/{tid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[16])
+
+threads = {}
+for tid in os.listdir("/proc/self/task"):
+    with open(f"/proc/self/task/{tid}/comm") as comm:
+        threads[comm.read().strip()] = nice_of(tid)
+print("NICE", json.dumps({"main": nice_of(threading.get_native_id()), **threads}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities: Linux")
+@pytest.mark.parametrize(
+    "setting, below",
+    [
+        ({}, 10),
+        ({"CALLSPAN_EXPORTER_NICE": "3"}, 3),
+        ({"CALLSPAN_EXPORTER_NICE": "0"}, 0),
+        ({"CALLSPAN_EXPORTER_NICE": "25"}, 10),
+    ],
+    ids=["default", "3", "off", "out-of-range"],
+)
+def test_exporter_threads_run_below_the_application(run_script, setting, below):
+    env = {"OTEL_METRICS_EXPORTER": "otlp", **setting}
+    completed = run_script(EXPORTER_PRIORITY, env=env)
+    nice = json.loads(completed.stdout.split("NICE", 1)[1])
+    # A thread's comm is its name cut to 15 characters: callspan-metrics is "callspan-metric".
+    for thread in ("callspan-export", "callspan-metric"):
+        assert nice[thread] == min(nice["main"] + below, 19), nice
+    if setting.get("CALLSPAN_EXPORTER_NICE") == "25":
+        assert "CALLSPAN_EXPORTER_NICE" in completed.stderr
+        assert "from 0 to 19" in completed.stderr

@@ -108,6 +108,7 @@ impl BatchExporter {
         let failed_tx = ready_tx.clone();
         let handle = runtime_thread::spawn(
             "callspan-export",
+            config.exporter_nice,
             move |e| {
                 let _ = failed_tx.send(Err(e));
             },

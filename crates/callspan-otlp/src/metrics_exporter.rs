@@ -65,6 +65,7 @@ impl MetricsExporter {
         let encoder = MetricsEncoder::new(resource, config.metrics_temporality, now_unix_ns());
         let handle = runtime_thread::spawn(
             "callspan-metrics",
+            config.exporter_nice,
             |e| tracing::warn!("{e}"),
             move |runtime| {
                 let outputs = config

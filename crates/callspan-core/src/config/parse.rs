@@ -113,6 +113,16 @@ pub(super) fn parse_count(s: &str) -> Result<usize, String> {
         .map_err(|_| "expected a non-negative integer".into())
 }
 
+/// The most nice levels a thread can go below another (Linux: 19 is the lowest priority).
+pub(super) const MAX_NICE: i32 = 19;
+
+pub(super) fn parse_nice(s: &str) -> Result<i32, String> {
+    match s.parse::<i32>() {
+        Ok(n) if (0..=MAX_NICE).contains(&n) => Ok(n),
+        _ => Err(format!("expected an integer from 0 to {MAX_NICE}")),
+    }
+}
+
 pub(super) fn parse_stack_depth(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n <= MAX_STACK_DEPTH => Ok(n),

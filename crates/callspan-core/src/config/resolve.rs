@@ -555,6 +555,7 @@ impl Config {
         );
         let capture = r.get(&table::CAPTURE, |c| c.to_string(), parse_capture);
         let stack_depth = r.get(&table::STACK_DEPTH, show_n, parse_stack_depth);
+        let exporter_nice = r.get(&table::EXPORTER_NICE, |n| n.to_string(), parse_nice);
         let otel_context = r.get(&table::OTEL_CONTEXT, show_bool, parse_bool);
 
         let metrics_exporters = r.metrics_exporters();
@@ -611,6 +612,7 @@ impl Config {
             min_duration,
             capture,
             stack_depth,
+            exporter_nice,
             otel_context,
             metrics_exporters,
             metric_export_interval,

@@ -376,6 +376,15 @@ pub static MAX_QUEUE_BYTES: Setting = Setting {
     default: DefaultValue::Value(CALLSPAN_MAX_QUEUE_BYTES_DEFAULT),
     doc: "the queue's size in bytes of span records (the smaller queue applies when OTEL_BSP_MAX_QUEUE_SIZE is set too)",
 };
+/// `CALLSPAN_EXPORTER_NICE`.
+pub static EXPORTER_NICE: Setting = Setting {
+    keyword: Some("exporter_nice"),
+    variables: &[CALLSPAN_EXPORTER_NICE],
+    kind: Kind::Integer,
+    default: DefaultValue::Value(CALLSPAN_EXPORTER_NICE_DEFAULT),
+    doc: "nice levels (Linux, 0-19) the exporter threads run below the application, so that \
+          a busy CPU runs the application first; 0: the application's own priority",
+};
 /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
 pub static MAX_EXPORT_BATCH_SIZE: Setting = Setting {
     keyword: Some("max_export_batch_size"),
@@ -538,6 +547,7 @@ pub static SETTINGS: &[&Setting] = &[
     &MAX_QUEUE_SIZE,
     &MAX_QUEUE_BYTES,
     &MAX_EXPORT_BATCH_SIZE,
+    &EXPORTER_NICE,
     &ATTRIBUTE_VALUE_LENGTH_LIMIT,
     &SPAN_ATTRIBUTE_COUNT_LIMIT,
     &SPAN_EVENT_COUNT_LIMIT,

@@ -258,6 +258,8 @@ pub struct Config {
     pub capture: Capture,
     /// `CALLSPAN_STACK_DEPTH`.
     pub stack_depth: usize,
+    /// `CALLSPAN_EXPORTER_NICE`: nice levels below the application for the exporter threads.
+    pub exporter_nice: i32,
     /// `CALLSPAN_OTEL_CONTEXT`.
     pub otel_context: bool,
     /// `OTEL_METRICS_EXPORTER`: every destination of the metrics, in order (empty: none).

@@ -66,6 +66,13 @@ pub const CALLSPAN_MAX_QUEUE_BYTES: &str = "CALLSPAN_MAX_QUEUE_BYTES";
 /// a hot thread making 550,000 spans/s, enough to ride out an exporter thread kept off the CPU
 /// by another process for tens of milliseconds (the spec's 2048 spans last 4 ms at that rate).
 pub const CALLSPAN_MAX_QUEUE_BYTES_DEFAULT: &str = "8388608";
+/// `CALLSPAN_EXPORTER_NICE` — how many nice levels (Linux, 0–19) callspan's exporter threads
+/// run below the application: when the CPUs are all busy, the application's threads run first,
+/// and spans that find the queue full meanwhile are dropped and counted. 0 keeps the
+/// application's own priority.
+pub const CALLSPAN_EXPORTER_NICE: &str = "CALLSPAN_EXPORTER_NICE";
+/// Default of [`CALLSPAN_EXPORTER_NICE`].
+pub const CALLSPAN_EXPORTER_NICE_DEFAULT: &str = "10";
 /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` — spans per export request, at most the queue size.
 pub const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
 /// Default of [`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`].
