@@ -70,6 +70,13 @@ pub(crate) fn check_frame_layout(py: Python<'_>) {
     }
 }
 
+/// Whether the interpreter's layout passed the check at import (what is read in place through
+/// `python_frame`'s layouts may be trusted).
+#[inline]
+pub(crate) fn frame_layout_verified() -> bool {
+    !FRAME_READING_DISABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The class of the exception being raised now (0: none), for counting failed calls by
 /// `error.type`. Reads the type slot only: no user code runs.
 #[cold]

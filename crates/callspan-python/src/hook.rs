@@ -25,8 +25,8 @@
 use crate::python_frame::{self, CallerFrame};
 use crate::span::{self, Active, CountedCall, Decision, OpenSpan};
 use crate::steps::{self, Kind};
-use crate::{otel, task_context};
-use callspan_core::context::{self, ParentSpan};
+use crate::task_context;
+use callspan_core::context::ParentSpan;
 use callspan_core::hot::{self, FunctionRate, HotState, Mode};
 use callspan_core::per_thread::{self, PerThread};
 use callspan_core::profile_filter::{is_comprehension, Filter};
@@ -91,6 +91,23 @@ fn extra_index() -> isize {
     index as isize
 }
 
+/// The code object's extra slot `index`: read in place when the interpreter's layout passed
+/// the check at import, else through `PyUnstable_Code_GetExtra`.
+///
+/// # Safety
+/// GIL held; `code` is a live code object.
+#[inline]
+unsafe fn code_extra(code: *mut ffi::PyObject, index: isize) -> *mut c_void {
+    // SAFETY: forwarded contract; the layout is used only once it was verified.
+    unsafe {
+        if crate::caller::frame_layout_verified() {
+            python_frame::code_extra(code, index)
+        } else {
+            python_frame::code_extra_public(code, index)
+        }
+    }
+}
+
 /// The cached decision of `code` for this session (None: not decided yet in this session).
 ///
 /// # Safety
@@ -101,16 +118,9 @@ unsafe fn cached(code: *mut ffi::PyObject) -> Option<&'static mut CodeDecision> 
     if index < 0 {
         return None;
     }
-    let mut extra: *mut c_void = std::ptr::null_mut();
-    // SAFETY: the caller's contract; the index was requested.
-    if unsafe { ffi::PyUnstable_Code_GetExtra(code, index as ffi::Py_ssize_t, &mut extra) } != 0 {
-        // SAFETY: GIL held.
-        unsafe { ffi::PyErr_Clear() };
-        return None;
-    }
-    // SAFETY: our extra is a `Box<CodeDecision>` owned by the code object; the GIL serializes
-    // every access, and no reference is kept across Python code.
-    let decision = unsafe { extra.cast::<CodeDecision>().as_mut()? };
+    // SAFETY: the caller's contract. Our extra is a `Box<CodeDecision>` owned by the code
+    // object; the GIL serializes every access, and no reference is kept across Python code.
+    let decision = unsafe { code_extra(code, index).cast::<CodeDecision>().as_mut()? };
     (decision.session == SESSION.load(Ordering::Relaxed)).then_some(decision)
 }
 
@@ -152,8 +162,14 @@ pub(crate) fn profiled_of(decision: &CodeDecision) -> Option<&'static Profiled> 
 
 /// Marks the code's local events as on; true the first time in this session.
 #[cfg(Py_3_12)]
+#[inline]
 pub(crate) fn first_local_events(decision: &mut CodeDecision) -> bool {
-    !std::mem::replace(&mut decision.local_events, true)
+    // Read on every call, written once (not a store per event).
+    if decision.local_events {
+        return false;
+    }
+    decision.local_events = true;
+    true
 }
 
 /// Code objects the decorator wraps (their spans come from the `TracedFunction`).
@@ -220,14 +236,10 @@ unsafe fn decide_code(
     if index < 0 {
         return None;
     }
-    let mut existing: *mut c_void = std::ptr::null_mut();
     // SAFETY: GIL held; `code` is live. A stale decision (an earlier session's) is updated in
     // place: replacing an extra frees the old one on some versions and not on others.
     unsafe {
-        if ffi::PyUnstable_Code_GetExtra(code, index as ffi::Py_ssize_t, &mut existing) != 0 {
-            ffi::PyErr_Clear();
-            return None;
-        }
+        let existing = python_frame::code_extra_public(code, index);
         if let Some(decision) = existing.cast::<CodeDecision>().as_mut() {
             *decision = CodeDecision {
                 session,
@@ -428,14 +440,40 @@ fn uninstall(py: Python<'_>) -> PyResult<()> {
 // Each call
 // ---------------------------------------------------------------------------------------------
 
-/// A span (or an unsampled call's marker) while one step of its call runs.
+/// What a call records until it ends: its span, or, unsampled, the trace its children inherit
+/// and (while calls are counted) its count. One variant's fields overlap the other's, which
+/// keeps a running call small: it is written to the thread's stack and read back once per call.
+#[derive(Debug)]
+enum CallSpan {
+    Sampled(OpenSpan),
+    Unsampled {
+        trace_id: u128,
+        counted: Option<CountedCall>,
+    },
+}
+
+impl CallSpan {
+    /// What is left of a call whose span (or count) was taken: nothing to end.
+    const TAKEN: CallSpan = CallSpan::Unsampled {
+        trace_id: 0,
+        counted: None,
+    };
+
+    /// What each step of the call makes current: the span, or the unsampled marker its
+    /// children inherit.
+    #[inline]
+    fn current(&self) -> ParentSpan {
+        match self {
+            CallSpan::Sampled(open) => open.as_parent(),
+            CallSpan::Unsampled { trace_id, .. } => Decision::unsampled_marker(*trace_id),
+        }
+    }
+}
+
+/// A call between two of its steps (a generator or coroutine), or while one runs.
 #[derive(Debug)]
 struct Step {
-    /// What the step makes current: the span, or the unsampled marker its children inherit.
-    current: ParentSpan,
-    open: Option<OpenSpan>,
-    /// An unsampled call while calls are counted.
-    counted: Option<CountedCall>,
+    span: CallSpan,
     /// Coroutines and async generators publish the span in the task's context too.
     publish: bool,
 }
@@ -459,15 +497,38 @@ struct CallStack(UnsafeCell<Vec<Running>>);
 unsafe impl Sync for CallStack {}
 
 impl CallStack {
+    /// Pushes `call` (dropped if no memory is left for it). Nothing on the way can panic, so
+    /// that `call` is written once, where it goes, rather than moved through the stack.
+    #[inline(always)]
     fn push(&self, call: Running) {
         // SAFETY: GIL held; no other borrow is live (type docs).
-        unsafe { (*self.0.get()).push(call) }
+        let calls = unsafe { &mut *self.0.get() };
+        if calls.try_reserve(1).is_err() {
+            return;
+        }
+        let len = calls.len();
+        if let Some(slot) = calls.spare_capacity_mut().first_mut() {
+            slot.write(call);
+            // SAFETY: the element at `len` was just written.
+            unsafe { calls.set_len(len + 1) };
+        }
     }
 
-    fn pop_if(&self, f: impl FnOnce(&Running) -> bool) -> Option<Running> {
-        // SAFETY: as in `push`; `f` only compares fields.
+    /// Takes the innermost call if it is `code`'s and, for a generator or coroutine, the frame
+    /// `frame_key` names (asked only then: a plain function's call has key 0).
+    #[inline]
+    fn pop_if(
+        &self,
+        code: *mut ffi::PyObject,
+        frame_key: impl FnOnce() -> usize,
+    ) -> Option<Running> {
+        // SAFETY: as in `push`; `frame_key` runs no Python code.
         let calls = unsafe { &mut *self.0.get() };
-        calls.last().is_some_and(f).then(|| calls.pop()).flatten()
+        let top = calls.last()?;
+        if top.code != code as usize || (top.frame_key != 0 && top.frame_key != frame_key()) {
+            return None;
+        }
+        calls.pop()
     }
 
     fn take_all(&self) -> Vec<Running> {
@@ -482,9 +543,7 @@ impl CallStack {
         calls
             .iter_mut()
             .map(|call| Step {
-                current: call.step.current,
-                open: call.step.open.take(),
-                counted: call.step.counted.take(),
+                span: std::mem::replace(&mut call.step.span, CallSpan::TAKEN),
                 publish: call.step.publish,
             })
             .collect()
@@ -494,12 +553,51 @@ impl CallStack {
 /// Every thread's call stack, for `stop_profile` (which must end other threads' calls too).
 static STACKS: Mutex<Vec<Arc<CallStack>>> = Mutex::new(Vec::new());
 
+/// A thread's own reference to its call stack. The events reach the stack through the thread's
+/// [`PerThread`] (`hook_calls`, set by [`calls_of`]), so that an event looks up one thread-local,
+/// not two; this reference keeps the stack alive while that pointer is set, and unsets it when
+/// the thread's thread-locals are destroyed.
+struct ThreadCalls(Arc<CallStack>);
+
+impl Drop for ThreadCalls {
+    fn drop(&mut self) {
+        // The thread's state may be gone already (then nothing reads the pointer again).
+        per_thread::with(|local| local.hook_calls.set(std::ptr::null()));
+    }
+}
+
 thread_local! {
-    static RUNNING: Arc<CallStack> = {
+    static RUNNING: ThreadCalls = {
         let stack = Arc::new(CallStack(UnsafeCell::new(Vec::new())));
         STACKS.lock().push(Arc::clone(&stack));
-        stack
+        ThreadCalls(stack)
     };
+}
+
+/// This thread's call stack, through its state `local` (None once the thread's thread-locals
+/// are being destroyed).
+#[inline]
+fn calls_of(local: &PerThread) -> Option<&CallStack> {
+    let stack = local.hook_calls.get();
+    if stack.is_null() {
+        return publish_calls(local);
+    }
+    // SAFETY: set by `publish_calls` on this thread from its `ThreadCalls`, which keeps the stack
+    // alive until it unsets the pointer.
+    Some(unsafe { &*stack.cast::<CallStack>() })
+}
+
+/// Creates this thread's call stack and publishes it in `local` (once per thread).
+#[cold]
+fn publish_calls(local: &PerThread) -> Option<&CallStack> {
+    RUNNING
+        .try_with(|calls| {
+            let stack = Arc::as_ptr(&calls.0);
+            local.hook_calls.set(stack.cast());
+            // SAFETY: kept alive by this thread's `ThreadCalls` (see `calls_of`).
+            unsafe { &*stack }
+        })
+        .ok()
 }
 
 /// Generators and coroutines between two steps, by frame object.
@@ -561,73 +659,66 @@ pub(crate) fn on_start<'py>(
     let Some(local) = (unsafe { per_thread::current() }) else {
         return;
     };
+    let Some(calls) = calls_of(local) else {
+        return;
+    };
     local.counts.started();
     let publish = matches!(profiled.kind, Kind::Coroutine | Kind::AsyncGenerator);
     let decision = span::decide_under(hot, local, profiled.id, &profiled.rate, || {
-        if publish {
+        // The span published in the task first: the hook sees a coroutine only at its first
+        // step, possibly in a task of its own. (Found nothing, `current_parent` asks again
+        // after the thread's own stack: one chain of look-ups, inlined once.)
+        let published = if publish {
             task_context::parent(py)
-                .or_else(context::current)
-                .or_else(|| otel::current_parent(py, local))
         } else {
-            span::current_parent(py, local)
-        }
+            None
+        };
+        published.or_else(|| span::current_parent(py, local))
     });
-    let step = match decision {
-        Decision::Unsampled { trace_id } => Step {
-            current: Decision::unsampled_marker(trace_id),
-            open: None,
-            counted: hot.counting().then(|| {
-                CountedCall::starting(
-                    profiled.id,
-                    span::caller_site(py, hot, local, caller().as_ref()),
-                )
-            }),
-            publish,
-        },
-        Decision::Sampled { trace_id, parent } => {
-            let caller = span::read_caller(py, hot, local, caller());
-            let open = OpenSpan::new(local, trace_id, parent, profiled.id, caller);
-            Step {
-                current: open.as_parent(),
-                open: Some(open),
-                counted: None,
-                publish,
-            }
-        }
-    };
     if frame_key != 0 {
         // A frame object of a generator abandoned without an end event, now reused.
         drop(take_suspended(frame_key));
     }
-    begin_step(py, hot, local, code, frame_key, step);
-}
-
-fn begin_step(
-    py: Python<'_>,
-    hot: &HotState,
-    local: &PerThread,
-    code: *mut ffi::PyObject,
-    frame_key: usize,
-    mut step: Step,
-) {
-    let active = span::enter(py, hot, local, step.current, step.publish);
-    if let Some(open) = step.open.as_mut() {
-        open.start_clock();
+    // Each arm enters the call's span first and builds the call's entry last, in the push:
+    // built before `enter` (which may run Python code, and unwind), the entry would wait on
+    // the native stack and be copied after (about 100 instructions a call).
+    match decision {
+        Decision::Unsampled { trace_id } => {
+            let counted = hot.counting().then(|| {
+                CountedCall::starting(
+                    profiled.id,
+                    span::caller_site(py, hot, local, caller().as_ref()),
+                )
+            });
+            let current = Decision::unsampled_marker(trace_id);
+            let active = span::enter(py, hot, local, current, publish);
+            calls.push(Running {
+                code: code as usize,
+                frame_key,
+                step: Step {
+                    span: CallSpan::Unsampled { trace_id, counted },
+                    publish,
+                },
+                active,
+            });
+        }
+        Decision::Sampled { trace_id, parent } => {
+            let caller = span::read_caller(py, hot, local, caller());
+            let mut open = OpenSpan::new(local, trace_id, parent, profiled.id, caller);
+            let current = open.as_parent();
+            let active = span::enter(py, hot, local, current, publish);
+            open.start_clock();
+            calls.push(Running {
+                code: code as usize,
+                frame_key,
+                step: Step {
+                    span: CallSpan::Sampled(open),
+                    publish,
+                },
+                active,
+            });
+        }
     }
-    RUNNING.with(|r| {
-        r.push(Running {
-            code: code as usize,
-            frame_key,
-            step,
-            active,
-        })
-    });
-}
-
-/// Takes this thread's innermost running call if it is `code`'s (and `frame_key`'s); a call
-/// that started before the profile was never pushed.
-fn take_running(code: *mut ffi::PyObject, frame_key: usize) -> Option<Running> {
-    RUNNING.with(|r| r.pop_if(|top| top.code == code as usize && top.frame_key == frame_key))
 }
 
 /// How a call ended.
@@ -637,33 +728,41 @@ pub(crate) enum End<'py> {
     Raise(Option<Bound<'py, PyAny>>),
 }
 
-/// A profiled call returns or raises (for a generator or coroutine: its last step).
+/// A frame of `code` returns or raises (for a generator or coroutine: its last step): if it is
+/// this thread's innermost running call (for a generator or coroutine, the one running in frame
+/// object `frame_key()`, asked only then), that call ends. A call that started before the
+/// profile, or of code that is not profiled, was never pushed.
 pub(crate) fn on_end(
     py: Python<'_>,
-    profiled: &Profiled,
     code: *mut ffi::PyObject,
-    frame_key: usize,
+    frame_key: impl FnOnce() -> usize,
     end: End<'_>,
 ) {
-    let Some(running) = take_running(code, frame_key) else {
-        return;
-    };
-    let end_unix_ns = callspan_core::clock::now_unix_ns();
-    #[cfg(Py_3_13)]
-    if frame_key != 0 {
-        unwatch(frame_key);
-    }
     // SAFETY: used on this thread, during this event only.
     let Some(local) = (unsafe { per_thread::current() }) else {
         return;
     };
+    let Some(running) = calls_of(local).and_then(|calls| calls.pop_if(code, frame_key)) else {
+        return;
+    };
+    // Read first, so that the span does not include this event's work (only a span needs it).
+    let end_unix_ns = if matches!(running.step.span, CallSpan::Sampled(_)) {
+        callspan_core::clock::now_unix_ns()
+    } else {
+        0
+    };
+    // A generator's or coroutine's call (a plain function's call has no frame key).
+    let stepped = running.frame_key != 0;
+    #[cfg(Py_3_13)]
+    if stepped {
+        unwatch(running.frame_key);
+    }
     running.active.exit(py, local);
-    let kind = profiled.kind;
     let hot = hot::state();
     // The exception's class, for `error.type` (unknown on 3.9–3.11: counted as returned).
     let error_class = match &end {
         End::Raise(Some(exc)) if hot.counting() => {
-            let closed = kind != Kind::Plain && exc.is_instance_of::<PyGeneratorExit>();
+            let closed = stepped && exc.is_instance_of::<PyGeneratorExit>();
             if closed {
                 0
             } else {
@@ -679,11 +778,14 @@ pub(crate) fn on_end(
         }
         _ => 0,
     };
-    if let Some(counted) = running.step.counted {
-        counted.finish(error_class);
-    }
-    let Some(open) = running.step.open else {
-        return;
+    let open = match running.step.span {
+        CallSpan::Sampled(open) => open,
+        CallSpan::Unsampled { counted, .. } => {
+            if let Some(counted) = counted {
+                counted.finish(error_class);
+            }
+            return;
+        }
     };
     span::finish(
         py,
@@ -703,7 +805,7 @@ pub(crate) fn on_end(
             }),
             End::Raise(Some(exc)) => {
                 let err = PyErr::from_value(exc);
-                if kind != Kind::Plain && err.is_instance_of::<PyGeneratorExit>(py) {
+                if stepped && err.is_instance_of::<PyGeneratorExit>(py) {
                     // close(): a normal end, as for decorated generators.
                     None
                 } else {
@@ -716,11 +818,11 @@ pub(crate) fn on_end(
 
 /// A generator or coroutine yields (or awaits): its span leaves the thread until resumed.
 pub(crate) fn on_suspend(py: Python<'_>, code: *mut ffi::PyObject, frame_key: usize) {
-    let Some(running) = take_running(code, frame_key) else {
-        return;
-    };
     // SAFETY: used on this thread, during this event only.
     let Some(local) = (unsafe { per_thread::current() }) else {
+        return;
+    };
+    let Some(running) = calls_of(local).and_then(|calls| calls.pop_if(code, || frame_key)) else {
         return;
     };
     running.active.exit(py, local);
@@ -733,8 +835,18 @@ pub(crate) fn on_suspend(py: Python<'_>, code: *mut ffi::PyObject, frame_key: us
 pub(crate) fn on_resume(py: Python<'_>, code: *mut ffi::PyObject, frame_key: usize) {
     let step = take_suspended(frame_key);
     // SAFETY: used on this thread, during this event only.
-    if let (Some(step), Some(local)) = (step, unsafe { per_thread::current() }) {
-        begin_step(py, hot::state(), local, code, frame_key, step);
+    let Some(local) = (unsafe { per_thread::current() }) else {
+        return;
+    };
+    if let (Some(step), Some(calls)) = (step, calls_of(local)) {
+        // Its clock started at its first step.
+        let active = span::enter(py, hot::state(), local, step.span.current(), step.publish);
+        calls.push(Running {
+            code: code as usize,
+            frame_key,
+            step,
+            active,
+        });
     }
 }
 
@@ -758,7 +870,7 @@ fn end_running_calls(py: Python<'_>) {
         return;
     };
     let end = callspan_core::clock::now_unix_ns();
-    let mine = RUNNING.with(|r| r.take_all());
+    let mine = calls_of(local).map(CallStack::take_all).unwrap_or_default();
     let mut others = Vec::new();
     {
         let mut stacks = STACKS.lock();
@@ -770,7 +882,7 @@ fn end_running_calls(py: Python<'_>) {
                     std::mem::forget(call.active);
                     call.step
                 }));
-            } else if !RUNNING.with(|r| Arc::ptr_eq(r, stack)) {
+            } else if !calls_of(local).is_some_and(|mine| std::ptr::eq(mine, Arc::as_ptr(stack))) {
                 others.extend(stack.take_steps().into_iter().rev());
             }
         }
@@ -794,11 +906,13 @@ fn end_running_calls(py: Python<'_>) {
 
 /// Ends the span (or the count) of a call that returned normally at `end`.
 fn finish_step(py: Python<'_>, hot: &HotState, local: &PerThread, step: Step, end: u64) {
-    if let Some(counted) = step.counted {
-        counted.finish(0);
-    }
-    if let Some(open) = step.open {
-        span::finish(py, hot, local, open, end, 0, || None);
+    match step.span {
+        CallSpan::Sampled(open) => span::finish(py, hot, local, open, end, 0, || None),
+        CallSpan::Unsampled {
+            counted: Some(counted),
+            ..
+        } => counted.finish(0),
+        CallSpan::Unsampled { counted: None, .. } => {}
     }
 }
 

@@ -206,7 +206,7 @@ unsafe fn on_return(frame: *mut ffi::PyFrameObject, arg: *mut ffi::PyObject) {
         } else {
             End::Return
         };
-        hook::on_end(py, profiled, code, 0, end);
+        hook::on_end(py, code, || 0, end);
         return;
     }
     let key = frame as usize;
@@ -222,9 +222,9 @@ unsafe fn on_return(frame: *mut ffi::PyFrameObject, arg: *mut ffi::PyObject) {
         } else {
             End::Raise(None)
         };
-        hook::on_end(py, profiled, code, key, end);
+        hook::on_end(py, code, || key, end);
     } else if opcode_at(py, code, lasti) == Some(RETURN_VALUE) {
-        hook::on_end(py, profiled, code, key, End::Return);
+        hook::on_end(py, code, || key, End::Return);
     } else {
         hook::on_suspend(py, code, key);
     }

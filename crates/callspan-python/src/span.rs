@@ -32,7 +32,7 @@ use callspan_core::edges::{self, EdgeKey, Exemplar};
 use callspan_core::hot::{FunctionRate, HotState};
 use callspan_core::per_thread::PerThread;
 use callspan_core::record::{
-    CallerSite, ClassId, ExceptionInfo, FunctionId, SpanRecord, ThreadKey,
+    CallerSite, ClassId, ExceptionInfo, FunctionId, SpanRecord, Stack, ThreadKey,
 };
 use callspan_core::{registry, stats};
 use callspan_otlp::pipeline;
@@ -131,7 +131,8 @@ pub(crate) fn decide_under(
 pub(crate) struct Caller {
     site: CallerSite,
     thread: ThreadKey,
-    stack: Option<Box<[CallerSite]>>,
+    /// Boxed as the record carries it: one pointer while the call runs.
+    stack: Option<Stack>,
     /// `caller.instance.id` (0: not captured).
     instance: u64,
     /// `CALLSPAN_CAPTURE` bits not captured.
@@ -155,7 +156,9 @@ pub(crate) fn read_caller(
     };
     let depth = hot.stack_depth();
     let stack = match frame {
-        Some(frame) if depth > 0 => caller::outer_stack(py, &frame, registry, local, depth),
+        Some(frame) if depth > 0 => {
+            caller::outer_stack(py, &frame, registry, local, depth).map(Box::new)
+        }
         _ => None,
     };
     // Last: a thread's first look-up runs `threading`'s Python code (the frame is not read
@@ -290,8 +293,11 @@ impl CountedCall {
 pub(crate) struct OpenSpan {
     trace_id: u128,
     span_id: u64,
-    parent: Option<ParentSpan>,
+    /// The parent's span id (0: none). Of the parent only this and `parent_is_remote` are
+    /// kept, which keeps a running call small (the profile hook moves it to and from its stack).
+    parent_span_id: u64,
     function: FunctionId,
+    parent_is_remote: bool,
     caller: Caller,
     /// 0 until the span's code first runs (a generator starts at its first step).
     start_unix_ns: u64,
@@ -311,8 +317,9 @@ impl OpenSpan {
         OpenSpan {
             trace_id,
             span_id: local.ids.span_id(),
-            parent,
+            parent_span_id: parent.map_or(0, |p| p.span_id),
             function,
+            parent_is_remote: parent.is_some_and(|p| p.remote),
             caller,
             start_unix_ns: 0,
         }
@@ -356,7 +363,7 @@ pub(crate) struct Active {
 /// published in the task's context when `publish` (coroutines and async generators, whose work
 /// may leave the thread with the context), and, for a sampled span under
 /// `CALLSPAN_OTEL_CONTEXT`, as the current OpenTelemetry span.
-#[inline]
+#[inline(always)]
 pub(crate) fn enter(
     py: Python<'_>,
     hot: &HotState,
@@ -467,8 +474,8 @@ pub(crate) fn finish(
         let record = SpanRecord {
             trace_id: span.trace_id,
             span_id: span.span_id,
-            parent_span_id: span.parent.map_or(0, |p| p.span_id),
-            parent_is_remote: span.parent.is_some_and(|p| p.remote),
+            parent_span_id: span.parent_span_id,
+            parent_is_remote: span.parent_is_remote,
             start_unix_ns,
             end_unix_ns,
             function: span.function,
@@ -477,7 +484,7 @@ pub(crate) fn finish(
             error: error().map(Box::new),
             omitted: span.caller.omitted,
             instance: span.caller.instance,
-            stack: span.caller.stack.map(Box::new),
+            stack: span.caller.stack,
         };
         pipeline::global().submit(record, &local.counts);
     }

@@ -198,6 +198,25 @@ pub(super) unsafe fn first_arg_slot(_py: Python<'_>, f: RawFrame) -> Option<*mut
 
 // ---- code objects -------------------------------------------------------------------------------
 
+/// The code object's extra slot `index` (`PyUnstable_Code_GetExtra`, read in place: that function
+/// is a call with an argument check, on every profile-hook event), null if it holds nothing.
+///
+/// # Safety
+/// GIL held; `code` is a live code object.
+#[inline]
+pub(super) unsafe fn code_extra(code: *mut PyObject, index: isize) -> *mut std::ffi::c_void {
+    // SAFETY: `code` is live; `co_extra` is null or its `CodeExtra` of `ce_size` slots.
+    unsafe {
+        let extra = (*code.cast::<Code>()).co_extra.cast::<CodeExtra>();
+        if extra.is_null() || index < 0 || index >= (*extra).ce_size {
+            return std::ptr::null_mut();
+        }
+        *std::ptr::addr_of!((*extra).ce_extras)
+            .cast::<*mut std::ffi::c_void>()
+            .offset(index)
+    }
+}
+
 /// `co_filename`, copied.
 ///
 /// # Safety

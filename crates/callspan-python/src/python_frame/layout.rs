@@ -297,6 +297,15 @@ pub(super) struct MethodWrapper {
     pub(super) callable: *mut PyObject,
 }
 
+/// `_PyCodeObjectExtra` (`Objects/codeobject.c` up to 3.10, `Include/internal/pycore_code.h`
+/// since): what a code object's `co_extra` points to, the slots `PyUnstable_Code_SetExtra` fills.
+#[repr(C)]
+pub(super) struct CodeExtra {
+    pub(super) ce_size: ffi::Py_ssize_t,
+    /// `void *ce_extras[1]`: `ce_size` slots.
+    pub(super) ce_extras: [*mut c_void; 1],
+}
+
 /// `property` objects (`Objects/descrobject.c`): getter, setter, deleter come first. Read by the
 /// 3.9/3.10 qualname search only.
 #[cfg(not(Py_3_11))]
@@ -344,6 +353,7 @@ mod asserts {
         at!(Code, co_cell2arg, OBJ, 96, 16);
         at!(Code, co_filename, OBJ, 104, 16);
         at!(Code, co_name, OBJ, 112, 16);
+        at!(Code, co_extra, OBJ, 144, 16);
         assert!(size_of::<Code>() - OBJ == 176 - 16);
         at!(Frame, f_back, VAR, 24, 24);
         at!(Frame, f_code, VAR, 32, 24);
@@ -382,6 +392,7 @@ mod asserts {
         at!(Code, co_nlocalsplus, VAR, 76, 24);
         at!(Code, co_nlocals, VAR, 80, 24);
         at!(Code, _co_firsttraceable, VAR, 168, 24);
+        at!(Code, co_extra, VAR, 176, 24);
         at!(Code, co_code_adaptive, VAR, 184, 24);
         at!(FrameObject, _f_frame_data, OBJ, 48, 16);
         assert!(offset_of!(IFrame, f_globals) == 8);
@@ -405,6 +416,7 @@ mod asserts {
     #[cfg(all(Py_3_12, not(Py_3_13)))]
     const _: () = {
         at!(Code, _co_firsttraceable, VAR, 176, 24);
+        at!(Code, co_extra, VAR, 184, 24);
         at!(Code, co_code_adaptive, VAR, 192, 24);
         at!(FrameObject, _f_frame_data, OBJ, 48, 16);
         assert!(offset_of!(ThreadState, cframe) == 56);
@@ -413,6 +425,7 @@ mod asserts {
     #[cfg(Py_3_13)]
     const _: () = {
         at!(Code, _co_firsttraceable, VAR, 184, 24);
+        at!(Code, co_extra, VAR, 192, 24);
         at!(Code, co_code_adaptive, VAR, 200, 24);
         at!(FrameObject, _f_frame_data, OBJ, 64, 16);
         assert!(offset_of!(ThreadState, current_frame) == 72);

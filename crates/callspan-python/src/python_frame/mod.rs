@@ -212,6 +212,37 @@ impl<'py> CallerFrame<'py> {
     }
 }
 
+/// What a code object's extra slot `index` (`PyUnstable_Eval_RequestCodeExtraIndex`) holds,
+/// null if nothing; read in place on the direct route. Use it only while the layout is trusted
+/// (`verify_layout` passed); [`code_extra_public`] otherwise.
+///
+/// # Safety
+/// GIL held; `code` is a live code object.
+#[inline]
+pub(crate) unsafe fn code_extra(code: *mut ffi::PyObject, index: isize) -> *mut std::ffi::c_void {
+    // SAFETY: forwarded contract.
+    unsafe { route::code_extra(code, index) }
+}
+
+/// [`code_extra`] through the public C API (`PyUnstable_Code_GetExtra`), on either route.
+///
+/// # Safety
+/// GIL held; `code` is a live code object.
+pub(crate) unsafe fn code_extra_public(
+    code: *mut ffi::PyObject,
+    index: isize,
+) -> *mut std::ffi::c_void {
+    let mut extra = std::ptr::null_mut();
+    // SAFETY: GIL held; `code` is live. A failure (not a code object) sets an error, cleared.
+    unsafe {
+        if ffi::PyUnstable_Code_GetExtra(code, index as ffi::Py_ssize_t, &mut extra) != 0 {
+            ffi::PyErr_Clear();
+            return std::ptr::null_mut();
+        }
+    }
+    extra
+}
+
 /// The code object's `co_filename`.
 ///
 /// # Safety

@@ -174,6 +174,15 @@ unsafe fn code_str_attr(py: Python<'_>, code: *mut ffi::PyCodeObject, names: &[&
         .unwrap_or_default()
 }
 
+/// The code object's extra slot `index`, null if it holds nothing: the public function.
+///
+/// # Safety
+/// GIL held; `code` is a live code object.
+pub(super) unsafe fn code_extra(code: *mut PyObject, index: isize) -> *mut std::ffi::c_void {
+    // SAFETY: forwarded contract.
+    unsafe { super::code_extra_public(code, index) }
+}
+
 /// `co_filename`, copied.
 ///
 /// # Safety
