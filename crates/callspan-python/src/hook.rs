@@ -25,7 +25,6 @@
 use crate::python_frame::{self, CallerFrame};
 use crate::span::{self, Active, CountedCall, Decision, OpenSpan};
 use crate::steps::{self, Kind};
-use crate::task_context;
 use callspan_core::context::ParentSpan;
 use callspan_core::hot::{self, FunctionRate, HotState, Mode};
 use callspan_core::per_thread::{self, PerThread};
@@ -665,15 +664,7 @@ pub(crate) fn on_start<'py>(
     local.counts.started();
     let publish = matches!(profiled.kind, Kind::Coroutine | Kind::AsyncGenerator);
     let decision = span::decide_under(hot, local, profiled.id, &profiled.rate, || {
-        // The span published in the task first: the hook sees a coroutine only at its first
-        // step, possibly in a task of its own. (Found nothing, `current_parent` asks again
-        // after the thread's own stack: one chain of look-ups, inlined once.)
-        let published = if publish {
-            task_context::parent(py)
-        } else {
-            None
-        };
-        published.or_else(|| span::current_parent(py, local))
+        span::current_parent(py, local, publish)
     });
     if frame_key != 0 {
         // A frame object of a generator abandoned without an end event, now reused.

@@ -40,14 +40,22 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 /// The innermost span on this thread (`local`), else the one published in this task's context,
-/// else the current OpenTelemetry span.
+/// else the current OpenTelemetry span. With `task_first`, the task's published span comes
+/// before the thread's: the profile hook sees a coroutine only at its first step, possibly in a
+/// task of its own, where the span published in the task is the one that created it.
 #[inline]
-pub(crate) fn current_parent(py: Python<'_>, local: &PerThread) -> Option<ParentSpan> {
-    local
-        .context
-        .current()
-        .or_else(|| task_context::parent(py))
-        .or_else(|| otel::current_parent(py, local))
+pub(crate) fn current_parent(
+    py: Python<'_>,
+    local: &PerThread,
+    task_first: bool,
+) -> Option<ParentSpan> {
+    let task = || task_context::parent(py);
+    let own = if task_first {
+        task().or_else(|| local.context.current())
+    } else {
+        local.context.current().or_else(task)
+    };
+    own.or_else(|| otel::current_parent(py, local))
 }
 
 /// What [`decide`] found for one call.
@@ -86,12 +94,13 @@ pub(crate) fn decide(
     function: FunctionId,
     rate: &FunctionRate,
 ) -> Decision {
-    decide_under(hot, local, function, rate, || current_parent(py, local))
+    decide_under(hot, local, function, rate, || {
+        current_parent(py, local, false)
+    })
 }
 
-/// [`decide`] with the parent found by `find_parent` (called only when the sampler may sample):
-/// the profile hook sees a coroutine only at its first step, where the task's published span,
-/// not the thread's, is the parent its call had.
+/// [`decide`] with the parent found by `find_parent` (called only when the sampler may sample;
+/// the profile hook looks in the task first for a coroutine, see [`current_parent`]).
 #[inline]
 pub(crate) fn decide_under(
     hot: &HotState,
