@@ -6,15 +6,17 @@
 //!
 //! * **Which code.** Each code object is decided once per profile session: its
 //!   `code.function.name` (module-qualified qualname, as the decorator names it) against the
-//!   include and exclude globs (`callspan_core::profile_filter`). The decision is cached in the code object's extra
-//!   slot (`PyUnstable_Code_SetExtra`), so an event costs one slot read and a session compare.
+//!   include and exclude globs (`callspan_core::profile_filter`). The decision is cached in the
+//!   code object's extra slot (`PyUnstable_Code_SetExtra`), so a call's start costs one slot read
+//!   (in place, `python_frame::code_extra`) and a session compare; its end reads no decision.
 //!   A matching code object becomes a registry function (`Registry::add_code_function`: the
 //!   registry's code object → function id map) with its own [`FunctionRate`], exactly what
 //!   `@callspan.trace` registers for the function: span name `__qualname__`, the def line, file.
 //!   Code the decorator wraps ([`exclude_decorated`]) never matches: one span per call, not two.
 //! * **Each call.** The span lifecycle in `span`, as the decorator runs it: decide, the caller
 //!   (the callee frame's `f_back`), enter, and at the return or unwind, exit and finish. Calls
-//!   nest per thread, so the running calls are a per-thread stack matched by code object.
+//!   nest per thread, so the running calls are a per-thread stack matched by code object,
+//!   reached through the thread's [`PerThread`] (one thread-local look-up per event).
 //! * **Generators, coroutines, async generators.** One span per call across its steps: the span
 //!   opens at the first step, leaves the thread's stack at each yield/await (kept by the frame
 //!   object, whose address is fixed for the object's life) and re-enters at each resume, as
@@ -29,7 +31,7 @@ use callspan_core::context::ParentSpan;
 use callspan_core::hot::{self, FunctionRate, HotState, Mode};
 use callspan_core::per_thread::{self, PerThread};
 use callspan_core::profile_filter::{is_comprehension, Filter};
-use callspan_core::record::{ExceptionInfo, FunctionId};
+use callspan_core::record::{ClassId, ExceptionInfo, FunctionId};
 use callspan_core::registry::{self, intern, FunctionInfo};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyGeneratorExit, PyRuntimeError, PyValueError};
@@ -752,21 +754,7 @@ pub(crate) fn on_end(
     let hot = hot::state();
     // The exception's class, for `error.type` (unknown on 3.9–3.11: counted as returned).
     let error_class = match &end {
-        End::Raise(Some(exc)) if hot.counting() => {
-            let closed = stepped && exc.is_instance_of::<PyGeneratorExit>();
-            if closed {
-                0
-            } else {
-                // SAFETY: a live type object, GIL held.
-                unsafe {
-                    crate::caller::class_of_type(
-                        py,
-                        exc.get_type().as_type_ptr(),
-                        callspan_core::registry::global(),
-                    )
-                }
-            }
-        }
+        End::Raise(Some(exc)) if hot.counting() => raised_class(py, exc, stepped),
         _ => 0,
     };
     let open = match running.step.span {
@@ -787,24 +775,53 @@ pub(crate) fn on_end(
         error_class,
         || match end {
             End::Return => None,
-            End::Raise(None) => Some(ExceptionInfo {
-                type_name: "<exception>".into(),
-                message:
-                    "an exception ended the call (not visible to a profile function on this Python)"
-                        .into(),
-                traceback: None,
-            }),
-            End::Raise(Some(exc)) => {
-                let err = PyErr::from_value(exc);
-                if stepped && err.is_instance_of::<PyGeneratorExit>(py) {
-                    // close(): a normal end, as for decorated generators.
-                    None
-                } else {
-                    Some(steps::describe(py, &err))
-                }
-            }
+            End::Raise(exc) => raised_error(py, exc, stepped),
         },
     );
+}
+
+/// `close()` raises GeneratorExit into a generator or coroutine (`stepped`): a normal end, as
+/// for decorated ones.
+fn closed(stepped: bool, exc: &Bound<'_, PyAny>) -> bool {
+    stepped && exc.is_instance_of::<PyGeneratorExit>()
+}
+
+/// The class of the exception `exc` that ends a call, for counting (0: a close). Out of line,
+/// as [`raised_error`]: the return path stays short.
+#[cold]
+fn raised_class(py: Python<'_>, exc: &Bound<'_, PyAny>, stepped: bool) -> ClassId {
+    if closed(stepped, exc) {
+        return 0;
+    }
+    // SAFETY: a live type object, GIL held.
+    unsafe {
+        crate::caller::class_of_type(
+            py,
+            exc.get_type().as_type_ptr(),
+            callspan_core::registry::global(),
+        )
+    }
+}
+
+/// The `exception` event of a span that `exc` ends (None: unknown, as on 3.9–3.11; no event for
+/// a close).
+#[cold]
+fn raised_error(
+    py: Python<'_>,
+    exc: Option<Bound<'_, PyAny>>,
+    stepped: bool,
+) -> Option<ExceptionInfo> {
+    match exc {
+        None => Some(ExceptionInfo {
+            type_name: "<exception>".into(),
+            message:
+                "an exception ended the call (not visible to a profile function on this Python)"
+                    .into(),
+            traceback: None,
+        }),
+        Some(exc) if closed(stepped, &exc) => None,
+        Some(exc) => Some(steps::describe(py, &PyErr::from_value(exc))),
+    }
 }
 
 /// A generator or coroutine yields (or awaits): its span leaves the thread until resumed.

@@ -194,16 +194,12 @@ pub(crate) fn uninstall(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-/// Returns None (new reference).
+/// Returns None (as a new reference: None is immortal on 3.12+, whose `Py_RETURN_NONE`
+/// returns it without an incref, and so does this).
 #[inline]
 fn none() -> *mut ffi::PyObject {
-    // SAFETY: GIL held (callbacks only); Py_None is immortal on 3.12+, so the inline incref is
-    // a check and no write.
-    unsafe {
-        let none = ffi::Py_None();
-        ffi::Py_INCREF(none);
-        none
-    }
+    // SAFETY: a pointer to the static None; nothing is read or written through it.
+    unsafe { ffi::Py_None() }
 }
 
 /// The frame object of the frame running now (a callback runs on top of the frame of its
@@ -224,15 +220,25 @@ fn frame_key(profiled: &Profiled) -> usize {
     }
 }
 
-/// Turns on the local events of a profiled code object.
-fn enable_local_events(py: Python<'_>, code: *mut ffi::PyObject) -> PyResult<()> {
+/// Turns on the local events of a profiled code object (once per session); false, with a
+/// warning, if they could not be.
+#[cold]
+fn enable_local_events(py: Python<'_>, code: *mut ffi::PyObject) -> bool {
     let tool = TOOL.load(Ordering::Relaxed);
     let events = LOCAL_EVENTS.load(Ordering::Relaxed);
     // SAFETY: the callback's live code object.
     let code_obj = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, code) };
-    monitoring(py)?.call_method1("set_local_events", (tool, code_obj, events))?;
-    LOCAL.lock().push(code as usize);
-    Ok(())
+    match monitoring(py).and_then(|m| m.call_method1("set_local_events", (tool, code_obj, events)))
+    {
+        Ok(_) => {
+            LOCAL.lock().push(code as usize);
+            true
+        }
+        Err(e) => {
+            tracing::warn!("profile hook: the return events could not be turned on: {e}");
+            false
+        }
+    }
 }
 
 /// The event's code object: every callback's first argument.
@@ -272,11 +278,8 @@ unsafe extern "C" fn py_start(
             .get(py)
             .map_or_else(none, |d| d.clone_ref(py).into_ptr());
     };
-    if hook::first_local_events(decision) {
-        if let Err(e) = enable_local_events(py, code) {
-            tracing::warn!("profile hook: the return events could not be turned on: {e}");
-            return none();
-        }
+    if hook::first_local_events(decision) && !enable_local_events(py, code) {
+        return none();
     }
     // The caller is the callee frame's f_back (skip nothing if the callee is not yet listed).
     let caller = || match callee() {
