@@ -11,9 +11,9 @@
 //! functions ([`crate::context::current`], [`crate::ids::span_id`],
 //! [`crate::stats::count_started`], [`crate::edges::count`], …), which look it up themselves.
 //!
-//! The binding's fields (stack guard, thread key, caller caches, OpenTelemetry cache) are plain
-//! numbers kept here for the binding, so that its per-call state costs no look-up of its own;
-//! their meaning is documented where the binding uses them.
+//! The binding's fields (stack guard, thread key, caller caches, OpenTelemetry cache, profile-hook
+//! call stack) are plain numbers kept here for the binding, so that its per-call state costs no
+//! look-up of its own; their meaning is documented where the binding uses them.
 
 use crate::context::{ContextStack, ParentSpan};
 use crate::edges::ThreadEdges;
@@ -88,6 +88,9 @@ pub struct PerThread {
     pub cache_epoch: Cell<u32>,
     /// The binding's OpenTelemetry interop state.
     pub otel: OtelSeen,
+    /// The binding's profile-hook call stack on this thread, by address (null: none yet); the
+    /// binding keeps it alive while the address is set here.
+    pub hook_calls: Cell<*const ()>,
 }
 
 impl PerThread {
@@ -106,6 +109,7 @@ impl PerThread {
                 context: Cell::new(0),
                 parent: Cell::new(None),
             },
+            hook_calls: Cell::new(std::ptr::null()),
         }
     }
 }

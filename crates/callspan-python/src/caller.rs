@@ -78,10 +78,11 @@ pub(crate) fn check_frame_layout(py: Python<'_>) {
     }
 }
 
-/// Whether interpreter frames may be read through this build's layouts (the import-time check
-/// passed): the 3.9–3.11 profile hook reads every frame it is handed that way.
+/// Whether the interpreter's layout passed the check at import (what is read in place through
+/// `python_frame`'s layouts may be trusted): the 3.9–3.11 profile hook reads every frame it is
+/// handed that way.
 #[cfg(all(not(Py_3_12), callspan_frame_direct))]
-pub(crate) fn frame_reading_enabled() -> bool {
+pub(crate) fn frame_layout_verified() -> bool {
     !FRAME_READING_DISABLED.load(std::sync::atomic::Ordering::Relaxed)
 }
 

@@ -6,8 +6,9 @@
 //!
 //! * **Which code.** Each code object is decided once per profile session: its
 //!   `code.function.name` (module-qualified qualname, as the decorator names it) against the
-//!   include and exclude globs (`callspan_core::profile_filter`). The decision is cached in the code object's extra
-//!   slot (`PyUnstable_Code_SetExtra`), so an event costs one slot read and a session compare.
+//!   include and exclude globs (`callspan_core::profile_filter`). The decision is cached in the
+//!   code object's extra slot (`PyUnstable_Code_SetExtra`), so a call's start costs one slot read
+//!   (in place, `python_frame::code_extra`) and a session compare; its end reads no decision.
 //!   A matching code object becomes a registry function (`Registry::add_code_function`: the
 //!   registry's code object → function id map) with its own [`FunctionRate`], exactly what
 //!   `@callspan.trace` registers for the function: span name `__qualname__`, the def line, file.
@@ -15,8 +16,9 @@
 //! * **Each call.** The span lifecycle in `span`, as the decorator runs it: decide
 //!   ([`start_call`]), the caller, enter ([`enter_step`]), and at the return or unwind, exit and
 //!   finish ([`end_call`]). On 3.12+ start and end are separate events: the running calls are a
-//!   per-thread stack matched by code object. On 3.9–3.11 both happen in one C call around the
-//!   frame's evaluation, which keeps the call's state on the C stack.
+//!   per-thread stack matched by code object, reached through the thread's [`PerThread`] (one
+//!   thread-local look-up per event). On 3.9–3.11 both happen in one C call around the frame's
+//!   evaluation, which keeps the call's state on the C stack.
 //! * **Generators, coroutines, async generators.** One span per call across its steps: the span
 //!   opens at the first step, leaves the thread at each yield/await (kept by the object's frame,
 //!   whose address is fixed for the object's life: [`suspend_step`], [`take_suspended`]) and
@@ -30,12 +32,11 @@ use crate::python_frame::{self, CallerFrame};
 use crate::span::PlainCall;
 use crate::span::{self, Active, CountedCall, Decision, OpenSpan};
 use crate::steps::{self, Kind};
-use crate::{otel, task_context};
-use callspan_core::context::{self, ParentSpan};
+use callspan_core::context::ParentSpan;
 use callspan_core::hot::{self, FunctionRate, HotState, Mode};
 use callspan_core::per_thread::{self, PerThread};
 use callspan_core::profile_filter::{is_comprehension, Filter};
-use callspan_core::record::{ExceptionInfo, FunctionId};
+use callspan_core::record::{ClassId, ExceptionInfo, FunctionId};
 use callspan_core::registry::{self, intern, FunctionInfo};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyGeneratorExit, PyRuntimeError, PyValueError};
@@ -177,8 +178,14 @@ pub(crate) fn profiled_of(decision: &CodeDecision) -> Option<&'static Profiled> 
 
 /// Marks the code's local events as on; true the first time in this session.
 #[cfg(Py_3_12)]
+#[inline]
 pub(crate) fn first_local_events(decision: &mut CodeDecision) -> bool {
-    !std::mem::replace(&mut decision.local_events, true)
+    // Read on every call, written once (not a store per event).
+    if decision.local_events {
+        return false;
+    }
+    decision.local_events = true;
+    true
 }
 
 /// Code objects the decorator wraps (their spans come from the `TracedFunction`).
@@ -245,14 +252,10 @@ unsafe fn decide_code(
     if index < 0 {
         return None;
     }
-    let mut existing: *mut c_void = std::ptr::null_mut();
     // SAFETY: GIL held; `code` is live. A stale decision (an earlier session's) is updated in
     // place: replacing an extra frees the old one on some versions and not on others.
     unsafe {
-        if ffi::PyUnstable_Code_GetExtra(code, index as ffi::Py_ssize_t, &mut existing) != 0 {
-            ffi::PyErr_Clear();
-            return None;
-        }
+        let existing = python_frame::code_extra_public(code, index);
         if let Some(decision) = existing.cast::<CodeDecision>().as_mut() {
             *decision = CodeDecision {
                 session,
@@ -476,16 +479,55 @@ fn uninstall(_py: Python<'_>) -> PyResult<()> {
 // Each call
 // ---------------------------------------------------------------------------------------------
 
-/// A span (or an unsampled call's marker) while one step of its call runs.
+/// What a call records until it ends: its span, or, unsampled, the trace its children inherit
+/// and (while calls are counted) its count. One variant's fields overlap the other's, which
+/// keeps a running call small: it is written to the thread's stack and read back once per call.
+#[derive(Debug)]
+enum CallSpan {
+    Sampled(OpenSpan),
+    Unsampled {
+        trace_id: u128,
+        counted: Option<CountedCall>,
+    },
+}
+
+impl CallSpan {
+    /// What is left of a call whose span (or count) was taken: nothing to end.
+    #[cfg(Py_3_12)]
+    const TAKEN: CallSpan = CallSpan::Unsampled {
+        trace_id: 0,
+        counted: None,
+    };
+
+    /// What each step of the call makes current: the span, or the unsampled marker its
+    /// children inherit.
+    #[inline]
+    fn current(&self) -> ParentSpan {
+        match self {
+            CallSpan::Sampled(open) => open.as_parent(),
+            CallSpan::Unsampled { trace_id, .. } => Decision::unsampled_marker(*trace_id),
+        }
+    }
+}
+
+/// A call between two of its steps (a generator or coroutine), or while one runs.
 #[derive(Debug)]
 pub(crate) struct Step {
-    /// What the step makes current: the span, or the unsampled marker its children inherit.
-    current: ParentSpan,
-    open: Option<OpenSpan>,
-    /// An unsampled call while calls are counted.
-    counted: Option<CountedCall>,
+    span: CallSpan,
     /// Coroutines and async generators publish the span in the task's context too.
     publish: bool,
+}
+
+impl Step {
+    /// The time the call ends at, read as it ends (only a span needs it; 0 otherwise).
+    #[inline]
+    pub(crate) fn end_unix_ns(&self) -> u64 {
+        if matches!(self.span, CallSpan::Sampled(_)) {
+            callspan_core::clock::now_unix_ns()
+        } else {
+            0
+        }
+    }
 }
 
 /// A call running on this thread.
@@ -511,15 +553,38 @@ unsafe impl Sync for CallStack {}
 
 #[cfg(Py_3_12)]
 impl CallStack {
+    /// Pushes `call` (dropped if no memory is left for it). Nothing on the way can panic, so
+    /// that `call` is written once, where it goes, rather than moved through the stack.
+    #[inline(always)]
     fn push(&self, call: Running) {
         // SAFETY: GIL held; no other borrow is live (type docs).
-        unsafe { (*self.0.get()).push(call) }
+        let calls = unsafe { &mut *self.0.get() };
+        if calls.try_reserve(1).is_err() {
+            return;
+        }
+        let len = calls.len();
+        if let Some(slot) = calls.spare_capacity_mut().first_mut() {
+            slot.write(call);
+            // SAFETY: the element at `len` was just written.
+            unsafe { calls.set_len(len + 1) };
+        }
     }
 
-    fn pop_if(&self, f: impl FnOnce(&Running) -> bool) -> Option<Running> {
-        // SAFETY: as in `push`; `f` only compares fields.
+    /// Takes the innermost call if it is `code`'s and, for a generator or coroutine, the frame
+    /// `frame_key` names (asked only then: a plain function's call has key 0).
+    #[inline]
+    fn pop_if(
+        &self,
+        code: *mut ffi::PyObject,
+        frame_key: impl FnOnce() -> usize,
+    ) -> Option<Running> {
+        // SAFETY: as in `push`; `frame_key` runs no Python code.
         let calls = unsafe { &mut *self.0.get() };
-        calls.last().is_some_and(f).then(|| calls.pop()).flatten()
+        let top = calls.last()?;
+        if top.code != code as usize || (top.frame_key != 0 && top.frame_key != frame_key()) {
+            return None;
+        }
+        calls.pop()
     }
 
     fn take_all(&self) -> Vec<Running> {
@@ -534,9 +599,7 @@ impl CallStack {
         calls
             .iter_mut()
             .map(|call| Step {
-                current: call.step.current,
-                open: call.step.open.take(),
-                counted: call.step.counted.take(),
+                span: std::mem::replace(&mut call.step.span, CallSpan::TAKEN),
                 publish: call.step.publish,
             })
             .collect()
@@ -548,12 +611,56 @@ impl CallStack {
 static STACKS: Mutex<Vec<Arc<CallStack>>> = Mutex::new(Vec::new());
 
 #[cfg(Py_3_12)]
+/// A thread's own reference to its call stack. The events reach the stack through the thread's
+/// [`PerThread`] (`hook_calls`, set by [`calls_of`]), so that an event looks up one thread-local,
+/// not two; this reference keeps the stack alive while that pointer is set, and unsets it when
+/// the thread's thread-locals are destroyed.
+#[cfg(Py_3_12)]
+struct ThreadCalls(Arc<CallStack>);
+
+#[cfg(Py_3_12)]
+impl Drop for ThreadCalls {
+    fn drop(&mut self) {
+        // The thread's state may be gone already (then nothing reads the pointer again).
+        per_thread::with(|local| local.hook_calls.set(std::ptr::null()));
+    }
+}
+
+#[cfg(Py_3_12)]
 thread_local! {
-    static RUNNING: Arc<CallStack> = {
+    static RUNNING: ThreadCalls = {
         let stack = Arc::new(CallStack(UnsafeCell::new(Vec::new())));
         STACKS.lock().push(Arc::clone(&stack));
-        stack
+        ThreadCalls(stack)
     };
+}
+
+/// This thread's call stack, through its state `local` (None once the thread's thread-locals
+/// are being destroyed).
+#[cfg(Py_3_12)]
+#[inline]
+fn calls_of(local: &PerThread) -> Option<&CallStack> {
+    let stack = local.hook_calls.get();
+    if stack.is_null() {
+        return publish_calls(local);
+    }
+    // SAFETY: set by `publish_calls` on this thread from its `ThreadCalls`, which keeps the stack
+    // alive until it unsets the pointer.
+    Some(unsafe { &*stack.cast::<CallStack>() })
+}
+
+/// Creates this thread's call stack and publishes it in `local` (once per thread).
+#[cfg(Py_3_12)]
+#[cold]
+fn publish_calls(local: &PerThread) -> Option<&CallStack> {
+    RUNNING
+        .try_with(|calls| {
+            let stack = Arc::as_ptr(&calls.0);
+            local.hook_calls.set(stack.cast());
+            // SAFETY: kept alive by this thread's `ThreadCalls` (see `calls_of`).
+            unsafe { &*stack }
+        })
+        .ok()
 }
 
 /// Generators and coroutines between two steps, by frame.
@@ -592,8 +699,11 @@ pub(crate) fn on_start<'py>(
     let Some(local) = (unsafe { per_thread::current() }) else {
         return;
     };
+    let Some(calls) = calls_of(local) else {
+        return;
+    };
     if let Some(step) = start_call(py, local, profiled, caller, frame_key) {
-        begin_step(py, local, code, frame_key, step);
+        begin_step(py, local, calls, code, frame_key, step);
     }
 }
 
@@ -612,42 +722,28 @@ pub(crate) fn start_call<'py>(
     let hot = call_starts(local)?;
     let publish = matches!(profiled.kind, Kind::Coroutine | Kind::AsyncGenerator);
     let decision = span::decide_under(hot, local, profiled.id, &profiled.rate, || {
-        if publish {
-            task_context::parent(py)
-                .or_else(context::current)
-                .or_else(|| otel::current_parent(py, local))
-        } else {
-            span::current_parent(py, local)
-        }
+        span::current_parent(py, local, publish)
     });
     if frame_key != 0 {
         // A frame of a generator abandoned without an end event, now reused.
         drop(take_suspended(frame_key));
     }
-    // Built in place: a step is large, and a profiled call should not copy it around.
-    Some(match decision {
-        Decision::Unsampled { trace_id } => Step {
-            current: Decision::unsampled_marker(trace_id),
-            open: None,
+    let span = match decision {
+        Decision::Unsampled { trace_id } => CallSpan::Unsampled {
+            trace_id,
             counted: hot.counting().then(|| {
                 CountedCall::starting(
                     profiled.id,
                     span::caller_site(py, hot, local, caller().as_ref()),
                 )
             }),
-            publish,
         },
         Decision::Sampled { trace_id, parent } => {
             let caller = span::read_caller(py, hot, local, caller());
-            let open = OpenSpan::new(local, trace_id, parent, profiled.id, caller);
-            Step {
-                current: open.as_parent(),
-                open: Some(open),
-                counted: None,
-                publish,
-            }
+            CallSpan::Sampled(OpenSpan::new(local, trace_id, parent, profiled.id, caller))
         }
-    })
+    };
+    Some(Step { span, publish })
 }
 
 /// A call of a profiled plain function starts (3.9–3.11): decided, its caller read from the
@@ -685,39 +781,31 @@ fn call_starts(local: &PerThread) -> Option<&'static HotState> {
 /// span's clock at its first step; [`end_call`] or [`suspend_step`] undo it.
 #[inline(always)]
 pub(crate) fn enter_step(py: Python<'_>, local: &PerThread, step: &mut Step) -> Active {
-    let active = span::enter(py, hot::state(), local, step.current, step.publish);
-    if let Some(open) = step.open.as_mut() {
+    let active = span::enter(py, hot::state(), local, step.span.current(), step.publish);
+    if let CallSpan::Sampled(open) = &mut step.span {
         open.start_clock();
     }
     active
 }
 
-/// Enters `step` and records it as this thread's innermost running call (3.12+).
+/// Enters `step` and records it as this thread's innermost running call in `calls` (3.12+).
 #[cfg(Py_3_12)]
+#[inline(always)]
 fn begin_step(
     py: Python<'_>,
     local: &PerThread,
+    calls: &CallStack,
     code: *mut ffi::PyObject,
     frame_key: usize,
-    step: Step,
+    mut step: Step,
 ) {
-    let mut step = step;
     let active = enter_step(py, local, &mut step);
-    RUNNING.with(|r| {
-        r.push(Running {
-            code: code as usize,
-            frame_key,
-            step,
-            active,
-        })
+    calls.push(Running {
+        code: code as usize,
+        frame_key,
+        step,
+        active,
     });
-}
-
-/// Takes this thread's innermost running call if it is `code`'s (and `frame_key`'s); a call
-/// that started before the profile was never pushed.
-#[cfg(Py_3_12)]
-fn take_running(code: *mut ffi::PyObject, frame_key: usize) -> Option<Running> {
-    RUNNING.with(|r| r.pop_if(|top| top.code == code as usize && top.frame_key == frame_key))
 }
 
 /// How a call ended.
@@ -732,83 +820,74 @@ pub(crate) enum End<'py> {
     RaiseSet,
 }
 
-/// A profiled call returns or raises (3.12+ `PY_RETURN`/`PY_UNWIND`; for a generator or
-/// coroutine: its last step).
+/// A frame of `code` returns or raises (for a generator or coroutine: its last step): if it is
+/// this thread's innermost running call (for a generator or coroutine, the one running in frame
+/// object `frame_key()`, asked only then), that call ends. A call that started before the
+/// profile, or of code that is not profiled, was never pushed.
 #[cfg(Py_3_12)]
 pub(crate) fn on_end(
     py: Python<'_>,
-    profiled: &Profiled,
     code: *mut ffi::PyObject,
-    frame_key: usize,
+    frame_key: impl FnOnce() -> usize,
     end: End<'_>,
 ) {
-    let Some(mut running) = take_running(code, frame_key) else {
-        return;
-    };
-    let end_unix_ns = callspan_core::clock::now_unix_ns();
-    #[cfg(Py_3_13)]
-    if frame_key != 0 {
-        unwatch(frame_key);
-    }
     // SAFETY: used on this thread, during this event only.
     let Some(local) = (unsafe { per_thread::current() }) else {
         return;
     };
+    let Some(running) = calls_of(local).and_then(|calls| calls.pop_if(code, frame_key)) else {
+        return;
+    };
+    // Read first, so that the span does not include this event's work.
+    let end_unix_ns = running.step.end_unix_ns();
+    // A generator's or coroutine's call (a plain function's call has no frame key).
+    let stepped = running.frame_key != 0;
+    #[cfg(Py_3_13)]
+    if stepped {
+        unwatch(running.frame_key);
+    }
     end_call(
         py,
         local,
-        profiled.kind,
-        &mut running.step,
+        stepped,
+        running.step,
         running.active,
         end,
         end_unix_ns,
     );
 }
 
-/// A profiled call of `kind` ended at `end_unix_ns` as `end` says (a generator or coroutine:
+/// A profiled call ended at `end_unix_ns` as `end` says (a generator or coroutine, `stepped`:
 /// its last step): its step leaves this thread (`local`), and its span ends or its count is
-/// made (taken out of `step`, which is spent after). A generator's or coroutine's
-/// GeneratorExit (`close()`) is a normal end, as for decorated ones.
+/// made. A generator's or coroutine's GeneratorExit (`close()`) is a normal end, as for
+/// decorated ones.
 #[inline(always)]
 pub(crate) fn end_call(
     py: Python<'_>,
     local: &PerThread,
-    kind: Kind,
-    step: &mut Step,
+    stepped: bool,
+    step: Step,
     active: Active,
     end: End<'_>,
     end_unix_ns: u64,
 ) {
     active.exit(py, local);
     let hot = hot::state();
-    let closed = kind != Kind::Plain
-        && match &end {
-            End::Return => false,
-            End::Raise(exc) => exc
-                .as_ref()
-                .is_some_and(|e| e.is_instance_of::<PyGeneratorExit>()),
-            // SAFETY: GIL held; the exception is set (the variant's contract).
-            End::RaiseSet => unsafe { ffi::PyErr_ExceptionMatches(ffi::PyExc_GeneratorExit) != 0 },
-        };
     // The exception's class, for `error.type` of the call's count.
     let error_class = match &end {
-        _ if closed || !hot.counting() => 0,
         End::Return | End::Raise(None) => 0,
-        // SAFETY: a live type object, GIL held.
-        End::Raise(Some(exc)) => unsafe {
-            crate::caller::class_of_type(
-                py,
-                exc.get_type().as_type_ptr(),
-                callspan_core::registry::global(),
-            )
-        },
-        End::RaiseSet => span::raised_class(py, hot),
+        _ if !hot.counting() => 0,
+        End::Raise(Some(exc)) => raised_class(py, exc, stepped),
+        End::RaiseSet => raised_set_class(py, hot, stepped),
     };
-    if let Some(counted) = step.counted.take() {
-        counted.finish(error_class);
-    }
-    let Some(open) = step.open.take() else {
-        return;
+    let open = match step.span {
+        CallSpan::Sampled(open) => open,
+        CallSpan::Unsampled { counted, .. } => {
+            if let Some(counted) = counted {
+                counted.finish(error_class);
+            }
+            return;
+        }
     };
     span::finish(
         py,
@@ -818,27 +897,85 @@ pub(crate) fn end_call(
         end_unix_ns,
         error_class,
         || match end {
-            _ if closed => None,
             End::Return => None,
-            End::Raise(None) => Some(ExceptionInfo {
-                type_name: "<exception>".into(),
-                message: "an exception ended the call (the interpreter did not pass it)".into(),
-                traceback: None,
-            }),
-            End::Raise(Some(exc)) => Some(steps::describe(py, &PyErr::from_value(exc))),
-            End::RaiseSet => Some(steps::describe_current(py)),
+            End::Raise(exc) => raised_error(py, exc, stepped),
+            End::RaiseSet => raised_set_error(py, stepped),
         },
     );
 }
 
-/// A generator or coroutine yields (or awaits), 3.12+ `PY_YIELD`.
+/// `close()` raises GeneratorExit into a generator or coroutine (`stepped`): a normal end, as
+/// for decorated ones.
+fn closed(stepped: bool, exc: &Bound<'_, PyAny>) -> bool {
+    stepped && exc.is_instance_of::<PyGeneratorExit>()
+}
+
+/// The class of the exception `exc` that ends a call, for counting (0: a close). Out of line,
+/// as [`raised_error`]: the return path stays short.
+#[cold]
+fn raised_class(py: Python<'_>, exc: &Bound<'_, PyAny>, stepped: bool) -> ClassId {
+    if closed(stepped, exc) {
+        return 0;
+    }
+    // SAFETY: a live type object, GIL held.
+    unsafe {
+        crate::caller::class_of_type(
+            py,
+            exc.get_type().as_type_ptr(),
+            callspan_core::registry::global(),
+        )
+    }
+}
+
+/// The `exception` event of a span that `exc` ends (None: unknown, as on 3.9–3.11; no event for
+/// a close).
+#[cold]
+fn raised_error(
+    py: Python<'_>,
+    exc: Option<Bound<'_, PyAny>>,
+    stepped: bool,
+) -> Option<ExceptionInfo> {
+    match exc {
+        None => Some(ExceptionInfo {
+            type_name: "<exception>".into(),
+            message: "an exception ended the call (the interpreter did not pass it)".into(),
+            traceback: None,
+        }),
+        Some(exc) if closed(stepped, &exc) => None,
+        Some(exc) => Some(steps::describe(py, &PyErr::from_value(exc))),
+    }
+}
+
+/// The class of the exception set now that ends a call, for counting (0: a close; 3.9–3.11).
+#[cold]
+fn raised_set_class(py: Python<'_>, hot: &HotState, stepped: bool) -> ClassId {
+    if closed_set(stepped) {
+        return 0;
+    }
+    span::raised_class(py, hot)
+}
+
+/// The `exception` event of a span that the exception set now ends (none for a close; 3.9–3.11).
+#[cold]
+fn raised_set_error(py: Python<'_>, stepped: bool) -> Option<ExceptionInfo> {
+    (!closed_set(stepped)).then(|| steps::describe_current(py))
+}
+
+/// Whether the exception set now is `close()`'s GeneratorExit in a generator or coroutine.
+fn closed_set(stepped: bool) -> bool {
+    // SAFETY: GIL held (every caller's); an exception is set.
+    stepped && unsafe { ffi::PyErr_ExceptionMatches(ffi::PyExc_GeneratorExit) != 0 }
+}
+
+/// A generator or coroutine yields (or awaits), 3.12+ `PY_YIELD`: its span leaves the thread
+/// until resumed.
 #[cfg(Py_3_12)]
 pub(crate) fn on_suspend(py: Python<'_>, code: *mut ffi::PyObject, frame_key: usize) {
-    let Some(running) = take_running(code, frame_key) else {
-        return;
-    };
     // SAFETY: used on this thread, during this event only.
     let Some(local) = (unsafe { per_thread::current() }) else {
+        return;
+    };
+    let Some(running) = calls_of(local).and_then(|calls| calls.pop_if(code, || frame_key)) else {
         return;
     };
     suspend_step(py, local, frame_key, running.step, running.active);
@@ -867,8 +1004,11 @@ pub(crate) fn suspend_step(
 pub(crate) fn on_resume(py: Python<'_>, code: *mut ffi::PyObject, frame_key: usize) {
     let step = take_suspended(frame_key);
     // SAFETY: used on this thread, during this event only.
-    if let (Some(step), Some(local)) = (step, unsafe { per_thread::current() }) {
-        begin_step(py, local, code, frame_key, step);
+    let Some(local) = (unsafe { per_thread::current() }) else {
+        return;
+    };
+    if let (Some(step), Some(calls)) = (step, calls_of(local)) {
+        begin_step(py, local, calls, code, frame_key, step);
     }
 }
 
@@ -898,7 +1038,7 @@ fn end_running_calls(py: Python<'_>) {
 /// [`end_running_calls`] of the calls running on every thread (3.12+).
 #[cfg(Py_3_12)]
 fn end_running_on_threads(py: Python<'_>, hot: &HotState, local: &PerThread, end: u64) {
-    let mine = RUNNING.with(|r| r.take_all());
+    let mine = calls_of(local).map(CallStack::take_all).unwrap_or_default();
     let mut others = Vec::new();
     {
         let mut stacks = STACKS.lock();
@@ -910,7 +1050,7 @@ fn end_running_on_threads(py: Python<'_>, hot: &HotState, local: &PerThread, end
                     std::mem::forget(call.active);
                     call.step
                 }));
-            } else if !RUNNING.with(|r| Arc::ptr_eq(r, stack)) {
+            } else if !calls_of(local).is_some_and(|mine| std::ptr::eq(mine, Arc::as_ptr(stack))) {
                 others.extend(stack.take_steps().into_iter().rev());
             }
         }
@@ -927,11 +1067,13 @@ fn end_running_on_threads(py: Python<'_>, hot: &HotState, local: &PerThread, end
 
 /// Ends the span (or the count) of a call that returned normally at `end`.
 fn finish_step(py: Python<'_>, hot: &HotState, local: &PerThread, step: Step, end: u64) {
-    if let Some(counted) = step.counted {
-        counted.finish(0);
-    }
-    if let Some(open) = step.open {
-        span::finish(py, hot, local, open, end, 0, || None);
+    match step.span {
+        CallSpan::Sampled(open) => span::finish(py, hot, local, open, end, 0, || None),
+        CallSpan::Unsampled {
+            counted: Some(counted),
+            ..
+        } => counted.finish(0),
+        CallSpan::Unsampled { counted: None, .. } => {}
     }
 }
 

@@ -53,7 +53,7 @@ use std::ptr;
 /// Makes [`eval_frame`] the interpreter's frame evaluation; refuses when another one is
 /// installed, or when this interpreter's frames cannot be read.
 pub(crate) fn install(_py: Python<'_>) -> PyResult<()> {
-    if !crate::caller::frame_reading_enabled() {
+    if !crate::caller::frame_layout_verified() {
         return Err(PyRuntimeError::new_err(
             "callspan.start_profile: the profile hook on Python 3.9-3.11 reads the frames it is \
              handed through this interpreter's struct layouts, and the layout check at import \
@@ -397,7 +397,7 @@ unsafe fn after(
     active: Active,
     result: *mut ffi::PyObject,
 ) {
-    let end_unix_ns = callspan_core::clock::now_unix_ns();
+    let end_unix_ns = step.as_ref().map_or(0, Step::end_unix_ns);
     // SAFETY: the caller's contract.
     let py = unsafe { Python::assume_attached() };
     // SAFETY: a generator's or coroutine's frame that returned a value; its object is held by
@@ -415,8 +415,16 @@ unsafe fn after(
     } else {
         End::Return
     };
-    if let Some(step) = step.as_mut() {
-        hook::end_call(py, local, kind, step, active, end, end_unix_ns);
+    if let Some(step) = step.take() {
+        hook::end_call(
+            py,
+            local,
+            kind != Kind::Plain,
+            step,
+            active,
+            end,
+            end_unix_ns,
+        );
     }
 }
 

@@ -1,26 +1,34 @@
 //! The profile hook on CPython 3.12+: `sys.monitoring` with a tool id of callspan's own.
 //!
-//! The callbacks are C functions (`METH_FASTCALL` builtins), as `_lsprof` registers them: no
-//! Python frame runs per event. The tool id is the first free one of 3, 4, 5, 1, 0 — never
-//! `PROFILER_ID` (2), so cProfile, yappi and debuggers keep working beside callspan.
+//! The callbacks are C-level callables, as `_lsprof` registers C functions: no Python frame runs
+//! per event. Each is an instance of a small type of our own ([`Callback`]) whose vectorcall slot
+//! is the event's function, so CPython calls straight into it (a `PyCFunction` would add a call
+//! layer with a recursion-depth check per event). The tool id is the first free one of 3, 4, 5,
+//! 1, 0 — never `PROFILER_ID` (2), so cProfile, yappi and debuggers keep working beside callspan.
 //!
 //! * `PY_START` is the only event on for all code. Its first call of a code object decides
 //!   (`hook::decision`); code that is not profiled returns `sys.monitoring.DISABLE`, so CPython
 //!   removes the event from that code object: the filter costs nothing after the first call.
 //!   A profiled code object gets its local events (`PY_RETURN`, `PY_YIELD`, `PY_RESUME`) on.
-//! * `PY_UNWIND` and `PY_THROW` cannot be local (CPython refuses them per code object): they are
-//!   global and return at once for code that is not profiled (one extra-slot read).
+//! * `PY_RETURN`, `PY_YIELD` and `PY_UNWIND` end or suspend this thread's innermost running call
+//!   when the event's code object (and, for a generator or coroutine, its frame) is that call's:
+//!   they read no decision. `PY_UNWIND` and `PY_THROW` cannot be local (CPython refuses them per
+//!   code object): they are global, and return at once for code that is not running profiled
+//!   (`PY_UNWIND`: the innermost running call is another's; `PY_THROW`: one extra-slot read).
 //! * `stop` turns every event off, unregisters the callbacks and frees the tool id;
 //!   `sys.monitoring.restart_events()` at the next start re-arms the code DISABLE turned off.
 
 use crate::hook::{self, End, Profiled};
 use crate::python_frame;
 use crate::steps::Kind;
+use crate::traced::{member, slot};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyCFunction;
+use std::ffi::c_void;
+use std::mem::offset_of;
+use std::ptr;
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
 /// The tool id in use (-1: none).
@@ -38,15 +46,76 @@ static LOCAL: parking_lot::Mutex<Vec<usize>> = parking_lot::Mutex::new(Vec::new(
 
 const PREFERRED_TOOLS: [i32; 5] = [3, 4, 5, 1, 0];
 
-/// `(name, event attribute, callback)` for each event callspan listens to.
-const CALLBACKS: [(&std::ffi::CStr, &str, ffi::PyCFunctionFast); 6] = [
-    (c"callspan_py_start", "PY_START", py_start),
-    (c"callspan_py_return", "PY_RETURN", py_return),
-    (c"callspan_py_yield", "PY_YIELD", py_yield),
-    (c"callspan_py_resume", "PY_RESUME", py_resume),
-    (c"callspan_py_throw", "PY_THROW", py_resume),
-    (c"callspan_py_unwind", "PY_UNWIND", py_unwind),
+/// `(event attribute, callback)` for each event callspan listens to.
+const CALLBACKS: [(&str, ffi::vectorcallfunc); 6] = [
+    ("PY_START", py_start),
+    ("PY_RETURN", py_return),
+    ("PY_YIELD", py_yield),
+    ("PY_RESUME", py_resume),
+    ("PY_THROW", py_resume),
+    ("PY_UNWIND", py_unwind),
 ];
+
+/// The object layout of a callback: `#[repr(C)]` because CPython reads `vectorcall` at the
+/// offset published as `__vectorcalloffset__`.
+#[repr(C)]
+struct Callback {
+    ob_base: ffi::PyObject,
+    /// The event's function; CPython calls through this slot.
+    vectorcall: Option<ffi::vectorcallfunc>,
+}
+
+/// `callspan._callspan.MonitoringCallback`, the type of every callback (made at the first
+/// install; a strong reference for the life of the process).
+static CALLBACK_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn callback_type(py: Python<'_>) -> PyResult<&Py<PyAny>> {
+    CALLBACK_TYPE.get_or_try_init(py, || {
+        // CPython keeps pointers into these tables for the life of the type: leak them.
+        let members: &'static mut [ffi::PyMemberDef] = Box::leak(Box::new([
+            member(c"__vectorcalloffset__", offset_of!(Callback, vectorcall)),
+            ffi::PyMemberDef::default(),
+        ]));
+        let slots: &'static mut [ffi::PyType_Slot] = Box::leak(Box::new([
+            slot(ffi::Py_tp_call, ffi::PyVectorcall_Call as *mut c_void),
+            slot(ffi::Py_tp_members, members.as_mut_ptr().cast()),
+            slot(
+                ffi::Py_tp_doc,
+                c"A sys.monitoring callback of callspan's profile hook.".as_ptr() as *mut c_void,
+            ),
+            slot(0, ptr::null_mut()),
+        ]));
+        let flags = ffi::Py_TPFLAGS_DEFAULT
+            | ffi::Py_TPFLAGS_HAVE_VECTORCALL
+            | ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION
+            | ffi::Py_TPFLAGS_IMMUTABLETYPE;
+        let spec: &'static mut ffi::PyType_Spec = Box::leak(Box::new(ffi::PyType_Spec {
+            name: c"callspan._callspan.MonitoringCallback".as_ptr(),
+            basicsize: std::mem::size_of::<Callback>() as std::ffi::c_int,
+            itemsize: 0,
+            flags: flags as _,
+            slots: slots.as_mut_ptr(),
+        }));
+        // SAFETY: the spec and everything it points to live forever; GIL held.
+        let tp = unsafe { ffi::PyType_FromSpec(spec) };
+        // SAFETY: a new reference, or null with an exception set.
+        unsafe { Bound::from_owned_ptr_or_err(py, tp) }.map(Bound::unbind)
+    })
+}
+
+/// A new callback calling `function`.
+fn new_callback(py: Python<'_>, function: ffi::vectorcallfunc) -> PyResult<Bound<'_, PyAny>> {
+    let tp = callback_type(py)?.as_ptr().cast::<ffi::PyTypeObject>();
+    // SAFETY: GIL held; `tp` is our live type, whose instances are `Callback`s.
+    unsafe {
+        let obj = ffi::PyType_GenericAlloc(tp, 0);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        (*obj.cast::<Callback>()).vectorcall = Some(function);
+        Ok(Bound::from_owned_ptr(py, obj))
+    }
+}
 
 fn monitoring(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     py.import("sys")?.getattr("monitoring")
@@ -84,25 +153,12 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
     mon.call_method1("use_tool_id", (tool, "callspan"))?;
     TOOL.store(tool, Ordering::Relaxed);
     let result = (|| {
-        for (name, event_name, callback) in CALLBACKS {
-            // The definitions live for the process: CPython keeps pointers into them.
-            let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
-                ml_name: name.as_ptr(),
-                ml_meth: ffi::PyMethodDefPointer {
-                    PyCFunctionFast: callback,
-                },
-                ml_flags: ffi::METH_FASTCALL,
-                ml_doc: c"callspan's profile hook callback.".as_ptr(),
-            }));
-            // SAFETY: a static method definition, GIL held.
-            let func = unsafe { ffi::PyCFunction_New(def, std::ptr::null_mut()) };
-            if func.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            // SAFETY: a new reference.
-            let func = unsafe { Bound::from_owned_ptr(py, func) };
-            let func = func.cast_into::<PyCFunction>()?;
-            mon.call_method1("register_callback", (tool, event(py, event_name)?, func))?;
+        for (event_name, function) in CALLBACKS {
+            let callback = new_callback(py, function)?;
+            mon.call_method1(
+                "register_callback",
+                (tool, event(py, event_name)?, callback),
+            )?;
         }
         let global = event(py, "PY_START")? | event(py, "PY_UNWIND")? | event(py, "PY_THROW")?;
         mon.call_method1("restart_events", ())?;
@@ -128,7 +184,7 @@ pub(crate) fn uninstall(py: Python<'_>) -> PyResult<()> {
         let code = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, code as *mut ffi::PyObject) };
         mon.call_method1("set_local_events", (tool, code, 0))?;
     }
-    for (_, event_name, _) in CALLBACKS {
+    for (event_name, _) in CALLBACKS {
         mon.call_method1(
             "register_callback",
             (tool, event(py, event_name)?, py.None()),
@@ -138,52 +194,78 @@ pub(crate) fn uninstall(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-/// Returns None (new reference).
+/// Returns None (as a new reference: None is immortal on 3.12+, whose `Py_RETURN_NONE`
+/// returns it without an incref, and so does this).
+#[inline]
 fn none() -> *mut ffi::PyObject {
-    // SAFETY: Py_None is immortal on 3.12+; the incref keeps the count honest anyway.
-    unsafe {
-        let none = ffi::Py_None();
-        ffi::Py_IncRef(none);
-        none
-    }
+    // SAFETY: a pointer to the static None; nothing is read or written through it.
+    unsafe { ffi::Py_None() }
 }
 
-/// The frame object of the running generator or coroutine frame (its identity across steps);
-/// 0 for a plain function, whose calls need none.
-fn frame_key(profiled: &Profiled) -> usize {
-    if profiled.kind == Kind::Plain {
-        return 0;
-    }
-    // SAFETY: GIL held; the current frame is the profiled one (callbacks run on top of it).
+/// The frame object of the frame running now (a callback runs on top of the frame of its
+/// event): the identity of a generator's or coroutine's call across its steps.
+#[inline]
+fn current_frame_key() -> usize {
+    // SAFETY: GIL held (callbacks only). A generator's frame object lives with the generator.
     unsafe { ffi::PyEval_GetFrame() as usize }
 }
 
-/// Turns on the local events of a profiled code object.
-fn enable_local_events(py: Python<'_>, code: *mut ffi::PyObject) -> PyResult<()> {
+/// The frame object of a profiled generator or coroutine running now; 0 for a plain function,
+/// whose calls need none (and would otherwise get a frame object made for every call).
+fn frame_key(profiled: &Profiled) -> usize {
+    if profiled.kind == Kind::Plain {
+        0
+    } else {
+        current_frame_key()
+    }
+}
+
+/// Turns on the local events of a profiled code object (once per session); false, with a
+/// warning, if they could not be.
+#[cold]
+fn enable_local_events(py: Python<'_>, code: *mut ffi::PyObject) -> bool {
     let tool = TOOL.load(Ordering::Relaxed);
     let events = LOCAL_EVENTS.load(Ordering::Relaxed);
     // SAFETY: the callback's live code object.
     let code_obj = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, code) };
-    monitoring(py)?.call_method1("set_local_events", (tool, code_obj, events))?;
-    LOCAL.lock().push(code as usize);
-    Ok(())
+    match monitoring(py).and_then(|m| m.call_method1("set_local_events", (tool, code_obj, events)))
+    {
+        Ok(_) => {
+            LOCAL.lock().push(code as usize);
+            true
+        }
+        Err(e) => {
+            tracing::warn!("profile hook: the return events could not be turned on: {e}");
+            false
+        }
+    }
+}
+
+/// The event's code object: every callback's first argument.
+///
+/// # Safety
+/// CPython's callback contract: `args` has `PyVectorcall_NARGS(nargsf)` valid arguments.
+#[inline]
+unsafe fn event_code(args: *const *mut ffi::PyObject, nargsf: usize) -> Option<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    (unsafe { ffi::PyVectorcall_NARGS(nargsf) } >= 1).then(|| unsafe { *args })
 }
 
 /// `PY_START(code, instruction_offset)`: decides a code object on its first call (DISABLE if it
 /// is not profiled), else starts the call. The frame is looked up only to decide, and for the
 /// caller only when the call is sampled or counted.
 unsafe extern "C" fn py_start(
-    _slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
+    _callback: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    _kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    if nargs < 1 {
+    // SAFETY: CPython's callback contract.
+    let Some(code) = (unsafe { event_code(args, nargsf) }) else {
         return none();
-    }
-    // SAFETY: CPython calls callbacks with the GIL held and valid arguments.
+    };
+    // SAFETY: CPython calls callbacks with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    // SAFETY: nargs >= 1: the first argument is the code object.
-    let code = unsafe { *args };
     // SAFETY: GIL held; the frame current now is the starting function's.
     let callee = || unsafe { python_frame::caller_frame(py) };
     // SAFETY: `code` is the live code object of the starting frame.
@@ -196,11 +278,8 @@ unsafe extern "C" fn py_start(
             .get(py)
             .map_or_else(none, |d| d.clone_ref(py).into_ptr());
     };
-    if hook::first_local_events(decision) {
-        if let Err(e) = enable_local_events(py, code) {
-            tracing::warn!("profile hook: the return events could not be turned on: {e}");
-            return none();
-        }
+    if hook::first_local_events(decision) && !enable_local_events(py, code) {
+        return none();
     }
     // The caller is the callee frame's f_back (skip nothing if the callee is not yet listed).
     let caller = || match callee() {
@@ -211,99 +290,73 @@ unsafe extern "C" fn py_start(
     none()
 }
 
-/// A running call of a profiled function, as a callback sees it.
-struct ProfiledCall {
-    profiled: &'static Profiled,
-    code: *mut ffi::PyObject,
-    frame_key: usize,
-}
-
-/// What every callback but `PY_START` does first: its code object (the first argument) is a
-/// profiled function's, else nothing is to be done; then `step` runs with it.
-///
-/// # Safety
-/// CPython's callback contract: GIL held, `args` has `nargs` valid arguments.
-#[inline]
-unsafe fn on_profiled(
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    step: impl FnOnce(Python<'_>, ProfiledCall),
+/// `PY_RETURN(code, instruction_offset, retval)`.
+unsafe extern "C" fn py_return(
+    _callback: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    _kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    if nargs >= 1 {
-        // SAFETY: nargs >= 1: the first argument is the code object.
-        let code = unsafe { *args };
-        // SAFETY: GIL held; a live code object.
-        if let Some(profiled) = unsafe { hook::profiled_if_decided(code) } {
-            // SAFETY: callbacks run with the GIL held.
-            let py = unsafe { Python::assume_attached() };
-            let frame_key = frame_key(profiled);
-            step(
-                py,
-                ProfiledCall {
-                    profiled,
-                    code,
-                    frame_key,
-                },
-            );
-        }
+    // SAFETY: CPython's callback contract.
+    if let Some(code) = unsafe { event_code(args, nargsf) } {
+        // SAFETY: callbacks run with the GIL held.
+        let py = unsafe { Python::assume_attached() };
+        hook::on_end(py, code, current_frame_key, End::Return);
     }
     none()
 }
 
-/// `PY_RETURN(code, instruction_offset, retval)`.
-unsafe extern "C" fn py_return(
-    _slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython's callback contract.
-    unsafe {
-        on_profiled(args, nargs, |py, c| {
-            hook::on_end(py, c.profiled, c.code, c.frame_key, End::Return)
-        })
-    }
-}
-
 /// `PY_UNWIND(code, instruction_offset, exception)`.
 unsafe extern "C" fn py_unwind(
-    _slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
+    _callback: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    _kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's callback contract.
-    unsafe {
-        on_profiled(args, nargs, |py, c| {
-            // SAFETY: the third argument, when given, is the exception (borrowed for the call).
-            let exc = (nargs >= 3).then(|| Bound::from_borrowed_ptr(py, *args.add(2)));
-            hook::on_end(py, c.profiled, c.code, c.frame_key, End::Raise(exc));
-        })
+    if let Some(code) = unsafe { event_code(args, nargsf) } {
+        // SAFETY: callbacks run with the GIL held.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: the third argument, when given, is the exception (borrowed for the call).
+        let exc = (unsafe { ffi::PyVectorcall_NARGS(nargsf) } >= 3)
+            .then(|| unsafe { Bound::from_borrowed_ptr(py, *args.add(2)) });
+        hook::on_end(py, code, current_frame_key, End::Raise(exc));
     }
+    none()
 }
 
-/// `PY_YIELD(code, instruction_offset, retval)`.
+/// `PY_YIELD(code, instruction_offset, retval)` (only generator and coroutine code yields).
 unsafe extern "C" fn py_yield(
-    _slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
+    _callback: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    _kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's callback contract.
-    unsafe {
-        on_profiled(args, nargs, |py, c| {
-            hook::on_suspend(py, c.code, c.frame_key)
-        })
+    if let Some(code) = unsafe { event_code(args, nargsf) } {
+        // SAFETY: callbacks run with the GIL held.
+        let py = unsafe { Python::assume_attached() };
+        hook::on_suspend(py, code, current_frame_key());
     }
+    none()
 }
 
-/// `PY_RESUME(code, instruction_offset)`, and `PY_THROW` (resumed by `throw()`).
+/// `PY_RESUME(code, instruction_offset)`, and `PY_THROW` (resumed by `throw()`): global, so the
+/// code's decision is read first (no frame object is asked of code that is not profiled).
 unsafe extern "C" fn py_resume(
-    _slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
+    _callback: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    _kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython's callback contract.
-    unsafe {
-        on_profiled(args, nargs, |py, c| {
-            hook::on_resume(py, c.code, c.frame_key)
-        })
+    if let Some(code) = unsafe { event_code(args, nargsf) } {
+        // SAFETY: GIL held; a live code object.
+        if let Some(profiled) = unsafe { hook::profiled_if_decided(code) } {
+            // SAFETY: callbacks run with the GIL held.
+            let py = unsafe { Python::assume_attached() };
+            hook::on_resume(py, code, frame_key(profiled));
+        }
     }
+    none()
 }

@@ -307,7 +307,7 @@ fn settings() -> Vec<SettingRow> {
 /// The current span as `(trace_id, span_id, sampled)`, or None outside any traced call.
 #[pyfunction]
 fn current_span(py: Python<'_>) -> Option<(u128, u64, bool)> {
-    callspan_core::per_thread::with(|local| span::current_parent(py, local))
+    callspan_core::per_thread::with(|local| span::current_parent(py, local, false))
         .flatten()
         .filter(|p| p.span_id != 0)
         .map(|p| (p.trace_id, p.span_id, p.sampled))

@@ -155,24 +155,8 @@ pub(crate) fn current_parent(py: Python<'_>, local: &PerThread) -> Option<Parent
         UNUSABLE => return None,
         _ => {
             let len = modules_len();
-            if len == MODULES_SEEN.load(Ordering::Relaxed) {
+            if len == MODULES_SEEN.load(Ordering::Relaxed) || !became_ready(py, len) {
                 return None;
-            }
-            MODULES_SEEN.store(len, Ordering::Relaxed);
-            let module = imported(py, pyo3::intern!(py, "opentelemetry.trace"))?;
-            match HOOKS.get_or_try_init(py, || resolve(py)) {
-                Ok(_) => STATE.store(READY, Ordering::Relaxed),
-                // Reached from code that its import runs (on this thread: another thread's
-                // import would have been waited for): look again at the next root call.
-                Err(_) if still_importing(&module) => {
-                    MODULES_SEEN.store(-1, Ordering::Relaxed);
-                    return None;
-                }
-                Err(e) => {
-                    STATE.store(UNUSABLE, Ordering::Relaxed);
-                    tracing::warn!("OpenTelemetry is imported but its context cannot be read ({e}); callspan spans will not join OpenTelemetry traces");
-                    return None;
-                }
             }
         }
     }
@@ -206,6 +190,34 @@ pub(crate) fn current_parent(py: Python<'_>, local: &PerThread) -> Option<Parent
         e.restore(py);
     }
     parent
+}
+
+/// `sys.modules` changed size (to `len`) since the last look: whether OpenTelemetry is now
+/// imported and its context readable (then `STATE` is `READY`). Out of line: every root call
+/// inlines the check above it, and this part is long.
+#[cold]
+fn became_ready(py: Python<'_>, len: isize) -> bool {
+    MODULES_SEEN.store(len, Ordering::Relaxed);
+    let Some(module) = imported(py, pyo3::intern!(py, "opentelemetry.trace")) else {
+        return false;
+    };
+    match HOOKS.get_or_try_init(py, || resolve(py)) {
+        Ok(_) => {
+            STATE.store(READY, Ordering::Relaxed);
+            true
+        }
+        // Reached from code that its import runs (on this thread: another thread's import
+        // would have been waited for): look again at the next root call.
+        Err(_) if still_importing(&module) => {
+            MODULES_SEEN.store(-1, Ordering::Relaxed);
+            false
+        }
+        Err(e) => {
+            STATE.store(UNUSABLE, Ordering::Relaxed);
+            tracing::warn!("OpenTelemetry is imported but its context cannot be read ({e}); callspan spans will not join OpenTelemetry traces");
+            false
+        }
+    }
 }
 
 #[cold]

@@ -39,7 +39,7 @@ use callspan_core::edges::{self, EdgeCounters, EdgeKey, Exemplar};
 use callspan_core::hot::{self, FunctionRate, HotState};
 use callspan_core::per_thread::PerThread;
 use callspan_core::record::{
-    CallerSite, ClassId, ExceptionInfo, FunctionId, SpanRecord, ThreadKey,
+    CallerSite, ClassId, ExceptionInfo, FunctionId, SpanRecord, Stack, ThreadKey,
 };
 use callspan_core::{registry, stats};
 use callspan_otlp::pipeline;
@@ -48,14 +48,22 @@ use pyo3::prelude::*;
 use std::mem::ManuallyDrop;
 
 /// The innermost span on this thread (`local`), else the one published in this task's context,
-/// else the current OpenTelemetry span.
+/// else the current OpenTelemetry span. With `task_first`, the task's published span comes
+/// before the thread's: the profile hook sees a coroutine only at its first step, possibly in a
+/// task of its own, where the span published in the task is the one that created it.
 #[inline]
-pub(crate) fn current_parent(py: Python<'_>, local: &PerThread) -> Option<ParentSpan> {
-    local
-        .context
-        .current()
-        .or_else(|| task_context::parent(py))
-        .or_else(|| otel::current_parent(py, local))
+pub(crate) fn current_parent(
+    py: Python<'_>,
+    local: &PerThread,
+    task_first: bool,
+) -> Option<ParentSpan> {
+    let task = || task_context::parent(py);
+    let own = if task_first {
+        task().or_else(|| local.context.current())
+    } else {
+        local.context.current().or_else(task)
+    };
+    own.or_else(|| otel::current_parent(py, local))
 }
 
 /// What [`decide`] found for one call.
@@ -94,12 +102,13 @@ pub(crate) fn decide(
     function: FunctionId,
     rate: &FunctionRate,
 ) -> Decision {
-    decide_under(hot, local, function, rate, || current_parent(py, local))
+    decide_under(hot, local, function, rate, || {
+        current_parent(py, local, false)
+    })
 }
 
-/// [`decide`] with the parent found by `find_parent` (called only when the sampler may sample):
-/// the profile hook sees a coroutine only at its first step, where the task's published span,
-/// not the thread's, is the parent its call had.
+/// [`decide`] with the parent found by `find_parent` (called only when the sampler may sample;
+/// the profile hook looks in the task first for a coroutine, see [`current_parent`]).
 #[inline]
 pub(crate) fn decide_under(
     hot: &HotState,
@@ -139,7 +148,8 @@ pub(crate) fn decide_under(
 pub(crate) struct Caller {
     site: CallerSite,
     thread: ThreadKey,
-    stack: Option<Box<[CallerSite]>>,
+    /// Boxed as the record carries it: one pointer while the call runs.
+    stack: Option<Stack>,
     /// `caller.instance.id` (0: not captured).
     instance: u64,
     /// `CALLSPAN_CAPTURE` bits not captured.
@@ -195,7 +205,9 @@ fn caller_at(
     };
     let depth = hot.stack_depth();
     let stack = match frame {
-        Some(frame) if depth > 0 => caller::outer_stack(py, &frame, registry, local, depth),
+        Some(frame) if depth > 0 => {
+            caller::outer_stack(py, &frame, registry, local, depth).map(Box::new)
+        }
         _ => None,
     };
     // Last: a thread's first look-up runs `threading`'s Python code (the frame is not read
@@ -435,8 +447,11 @@ fn ns_since(start_ticks: u64) -> u64 {
 pub(crate) struct OpenSpan {
     trace_id: u128,
     span_id: u64,
-    parent: Option<ParentSpan>,
+    /// The parent's span id (0: none). Of the parent only this and `parent_is_remote` are
+    /// kept, which keeps a running call small (the profile hook moves it to and from its stack).
+    parent_span_id: u64,
     function: FunctionId,
+    parent_is_remote: bool,
     caller: Caller,
     /// 0 until the span's code first runs (a generator starts at its first step).
     start_unix_ns: u64,
@@ -456,8 +471,9 @@ impl OpenSpan {
         OpenSpan {
             trace_id,
             span_id: local.ids.span_id(),
-            parent,
+            parent_span_id: parent.map_or(0, |p| p.span_id),
             function,
+            parent_is_remote: parent.is_some_and(|p| p.remote),
             caller,
             start_unix_ns: 0,
         }
@@ -501,7 +517,7 @@ pub(crate) struct Active {
 /// published in the task's context when `publish` (coroutines and async generators, whose work
 /// may leave the thread with the context), and, for a sampled span under
 /// `CALLSPAN_OTEL_CONTEXT`, as the current OpenTelemetry span.
-#[inline]
+#[inline(always)]
 pub(crate) fn enter(
     py: Python<'_>,
     hot: &HotState,
@@ -630,8 +646,8 @@ pub(crate) fn finish_here(
         let record = SpanRecord {
             trace_id: span.trace_id,
             span_id: span.span_id,
-            parent_span_id: span.parent.map_or(0, |p| p.span_id),
-            parent_is_remote: span.parent.is_some_and(|p| p.remote),
+            parent_span_id: span.parent_span_id,
+            parent_is_remote: span.parent_is_remote,
             start_unix_ns,
             end_unix_ns,
             function: span.function,
@@ -640,7 +656,7 @@ pub(crate) fn finish_here(
             error: error().map(Box::new),
             omitted: span.caller.omitted,
             instance: span.caller.instance,
-            stack: span.caller.stack.map(Box::new),
+            stack: span.caller.stack,
         };
         pipeline::global().submit(record, &local.counts);
     }

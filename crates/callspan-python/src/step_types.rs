@@ -14,6 +14,7 @@
 
 use crate::steps::{self, Resumed, Role, Shared, StepSpan};
 use crate::thread_exit::{self, no_unwind};
+use crate::traced::slot;
 use parking_lot::Mutex;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -621,10 +622,6 @@ fn async_generator_methods() -> Vec<ffi::PyMethodDef> {
             c"aclose($self, /)\n--\n\nThe awaitable step that closes the generator.",
         ),
     ]
-}
-
-fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
-    ffi::PyType_Slot { slot, pfunc }
 }
 
 /// What makes one of the four types.

@@ -37,6 +37,12 @@ pub(crate) fn parent(py: Python<'_>) -> Option<ParentSpan> {
     if !USED.load(Ordering::Relaxed) {
         return None;
     }
+    published(py)
+}
+
+/// The span published in the current context (Python calls: kept out of the callers).
+#[inline(never)]
+fn published(py: Python<'_>) -> Option<ParentSpan> {
     let var = context_var(py).ok()?;
     let value = var.call_method1("get", (py.None(),)).ok()?;
     let (trace_id, span_id, sampled, remote): (u128, u64, bool, bool) = value.extract().ok()?;

@@ -611,7 +611,8 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     }
 }
 
-fn member(name: &'static std::ffi::CStr, offset: usize) -> ffi::PyMemberDef {
+/// A read-only `Py_ssize_t` member at `offset` (`__vectorcalloffset__` and the like).
+pub(crate) fn member(name: &'static std::ffi::CStr, offset: usize) -> ffi::PyMemberDef {
     ffi::PyMemberDef {
         name: name.as_ptr(),
         type_code: ffi::Py_T_PYSSIZET,
@@ -621,7 +622,8 @@ fn member(name: &'static std::ffi::CStr, offset: usize) -> ffi::PyMemberDef {
     }
 }
 
-fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
+/// One entry of a `PyType_Spec`'s slot table.
+pub(crate) fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
     ffi::PyType_Slot { slot, pfunc }
 }
 

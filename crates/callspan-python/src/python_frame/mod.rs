@@ -227,6 +227,26 @@ impl<'py> CallerFrame<'py> {
     }
 }
 
+/// A code object's extra slot `index` through the public C API (`PyUnstable_Code_GetExtra`), on
+/// either route: for a slot that may not be set yet, or one [`code_extra`] was not checked for.
+///
+/// # Safety
+/// GIL held; `code` is a live code object.
+pub(crate) unsafe fn code_extra_public(
+    code: *mut ffi::PyObject,
+    index: isize,
+) -> *mut std::ffi::c_void {
+    let mut extra = std::ptr::null_mut();
+    // SAFETY: GIL held; `code` is live. A failure (not a code object) sets an error, cleared.
+    unsafe {
+        if ffi::PyUnstable_Code_GetExtra(code, index as ffi::Py_ssize_t, &mut extra) != 0 {
+            ffi::PyErr_Clear();
+            return std::ptr::null_mut();
+        }
+    }
+    extra
+}
+
 /// The code object's `co_filename`.
 ///
 /// # Safety

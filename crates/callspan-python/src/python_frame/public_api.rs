@@ -164,15 +164,8 @@ pub(super) unsafe fn code_extra(
     code: *mut PyObject,
     index: ffi::Py_ssize_t,
 ) -> *mut std::ffi::c_void {
-    let mut extra = std::ptr::null_mut();
-    // SAFETY: the caller's contract; an error (not a code object) is cleared.
-    unsafe {
-        if ffi::PyUnstable_Code_GetExtra(code, index, &mut extra) != 0 {
-            ffi::PyErr_Clear();
-            return std::ptr::null_mut();
-        }
-    }
-    extra
+    // SAFETY: forwarded contract.
+    unsafe { super::code_extra_public(code, index as isize) }
 }
 
 /// An attribute of the built-in code type (C getters and members: no user code).
