@@ -92,3 +92,52 @@ def test_with_both_set_the_smaller_queue_applies(receiver, run_script):
     assert stats["dropped_queue_full"] > 0, stats
     assert accounted(stats) == stats["spans_sampled"] == 20000, stats
     assert len(receiver.wait_for_spans(stats["spans_exported"])) == stats["spans_exported"]
+
+
+RAISING_BURST = """
+import sys
+import callspan
+from scriptkit import finish, report
+
+described = 0
+
+class Backtrack(Exception):
+    def __str__(self):
+        global described
+        described += 1
+        return "no match here"
+
+@callspan.trace
+def attempt(i):
+    raise Backtrack(i)
+
+for i in range(int(sys.argv[1])):
+    try:
+        attempt(i)
+    except Backtrack:
+        pass
+report(described=described)
+finish()
+"""
+
+
+def test_a_full_queue_drops_a_raised_span_before_its_exception_is_described(
+    receiver, run_script
+):
+    # An exception's description runs its __str__ (user code, often the dearest part of a raised
+    # call): a span the full queue drops anyway is counted as dropped without it, so a backlog
+    # costs the application no more than the spans that are kept.
+    burst = 20_000
+    completed = run_script(
+        RAISING_BURST, args=[str(burst)], env={"OTEL_BSP_MAX_QUEUE_SIZE": "20"}
+    )
+    output = parse_output(completed.stdout)
+    stats = output.stats
+    assert stats["dropped_queue_full"] > 0, stats
+    assert accounted(stats) == stats["spans_sampled"] == burst, stats
+    # Described exactly for the spans that were queued, all of which arrived.
+    assert output.facts["described"] == stats["spans_exported"], (output.facts, stats)
+    spans = receiver.wait_for_spans(stats["spans_exported"])
+    assert len(spans) == stats["spans_exported"]
+    messages = {span.event("exception").attributes["exception.message"] for span in spans}
+    assert messages == {"no match here"}, messages

@@ -78,8 +78,7 @@ impl SpanSink {
     #[inline]
     pub fn push(&self, record: SpanRecord) -> bool {
         if self.queue.push(record).is_err() {
-            Stats::add(&self.stats.dropped_queue_full, 1);
-            self.wake();
+            self.drop_full();
             return false;
         }
         let pushes = self.pushes.0.load(Ordering::Relaxed);
@@ -92,6 +91,19 @@ impl SpanSink {
             self.wake();
         }
         true
+    }
+
+    /// Whether a push now would find the queue full (the exporter may take records meanwhile).
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.queue.is_full()
+    }
+
+    /// Counts a span dropped because the queue is full, and wakes the exporter to drain it.
+    #[cold]
+    pub fn drop_full(&self) {
+        Stats::add(&self.stats.dropped_queue_full, 1);
+        self.wake();
     }
 
     #[inline]

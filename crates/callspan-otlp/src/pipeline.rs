@@ -157,6 +157,24 @@ impl Pipeline {
         self.sink.push(record);
     }
 
+    /// [`Self::submit`] of the record `make` builds, unless the queue is full now: then the span
+    /// is dropped and counted as the queue's drop without being built. For records that cost
+    /// the application to build (an exception's description runs the exception's `__str__`):
+    /// under a backlog, the spans the queue drops would cost it as much as those it keeps.
+    #[inline]
+    pub fn submit_unless_full(
+        &'static self,
+        make: impl FnOnce() -> SpanRecord,
+        counts: &ThreadCounts,
+    ) {
+        if self.exporter_running.load(Ordering::Acquire) && self.sink.is_full() {
+            counts.sampled();
+            self.sink.drop_full();
+            return;
+        }
+        self.submit(make(), counts);
+    }
+
     /// Starts the exporter unless shut down; false if spans must be dropped.
     #[cold]
     fn start_exporter(&'static self) -> bool {

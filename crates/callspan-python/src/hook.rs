@@ -896,6 +896,7 @@ pub(crate) fn end_call(
         open,
         end_unix_ns,
         error_class,
+        !matches!(end, End::Return),
         || match end {
             End::Return => None,
             End::Raise(exc) => raised_error(py, exc, stepped),
@@ -1068,7 +1069,7 @@ fn end_running_on_threads(py: Python<'_>, hot: &HotState, local: &PerThread, end
 /// Ends the span (or the count) of a call that returned normally at `end`.
 fn finish_step(py: Python<'_>, hot: &HotState, local: &PerThread, step: Step, end: u64) {
     match step.span {
-        CallSpan::Sampled(open) => span::finish(py, hot, local, open, end, 0, || None),
+        CallSpan::Sampled(open) => span::finish(py, hot, local, open, end, 0, false, || None),
         CallSpan::Unsampled {
             counted: Some(counted),
             ..

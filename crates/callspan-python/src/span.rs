@@ -585,10 +585,13 @@ fn keeping_error(py: Python<'_>, f: impl FnOnce()) {
 }
 
 /// Step 4: ends `span` now; `error` describes the exception that ended it, if any (asked only
-/// when the span is kept), and `error_class` is its class ([`raised_class`]; 0: none). Counts
+/// when the span is kept and, for a call that `raised`, the queue is not full: a span the full
+/// queue drops is counted as dropped without it), and `error_class` is its class
+/// ([`raised_class`]; 0: none). Counts
 /// the call on its caller edge when calls are counted, submits the span unless shorter than
 /// `CALLSPAN_MIN_DURATION`, then forwards pending diagnostics to Python `logging` (keeping a
 /// pending exception).
+#[allow(clippy::too_many_arguments)] // the span, how it ended, and the thread's state
 #[inline]
 pub(crate) fn finish(
     py: Python<'_>,
@@ -597,14 +600,25 @@ pub(crate) fn finish(
     span: OpenSpan,
     end_unix_ns: u64,
     error_class: ClassId,
+    raised: bool,
     error: impl FnOnce() -> Option<ExceptionInfo>,
 ) {
-    finish_here(py, hot, local, span, None, end_unix_ns, error_class, error);
+    finish_here(
+        py,
+        hot,
+        local,
+        span,
+        None,
+        end_unix_ns,
+        error_class,
+        raised,
+        error,
+    );
 }
 
 /// [`finish`] for a call that ends on the thread it started on, with this thread's counters of
 /// its edge from [`read_counted_caller`] (`edge`; None: count by the edge's key).
-#[allow(clippy::too_many_arguments)] // `finish`'s seven and the edge's counters
+#[allow(clippy::too_many_arguments)] // `finish`'s eight and the edge's counters
 #[inline]
 pub(crate) fn finish_here(
     py: Python<'_>,
@@ -614,6 +628,7 @@ pub(crate) fn finish_here(
     edge: Option<EdgeCounters<'_>>,
     end_unix_ns: u64,
     error_class: ClassId,
+    raised: bool,
     error: impl FnOnce() -> Option<ExceptionInfo>,
 ) {
     let start_unix_ns = if span.started() {
@@ -643,7 +658,7 @@ pub(crate) fn finish_here(
     if !kept {
         stats::count_below_min_duration();
     } else {
-        let record = SpanRecord {
+        let record = move || SpanRecord {
             trace_id: span.trace_id,
             span_id: span.span_id,
             parent_span_id: span.parent_span_id,
@@ -658,7 +673,12 @@ pub(crate) fn finish_here(
             instance: span.caller.instance,
             stack: span.caller.stack,
         };
-        pipeline::global().submit(record, &local.counts);
+        if raised {
+            // Describing the exception runs its `__str__`: not for a span the queue would drop.
+            pipeline::global().submit_unless_full(record, &local.counts);
+        } else {
+            pipeline::global().submit(record(), &local.counts);
+        }
     }
     if callspan_otlp::diagnostic::pending() {
         diagnostics::forward(py);
@@ -748,9 +768,18 @@ impl<'t> PlainCall<'t> {
                 } else {
                     0
                 };
-                finish_here(py, hot, local, open, edge, end_unix_ns, error_class, || {
-                    result.is_null().then(|| exception::capture_current(py))
-                });
+                let raised = result.is_null();
+                finish_here(
+                    py,
+                    hot,
+                    local,
+                    open,
+                    edge,
+                    end_unix_ns,
+                    error_class,
+                    raised,
+                    || raised.then(|| exception::capture_current(py)),
+                );
             }
         }
     }

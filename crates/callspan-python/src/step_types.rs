@@ -282,7 +282,7 @@ unsafe extern "C-unwind" fn step_close(
         Role::Coroutine => {
             // SAFETY: a live wrapped object, GIL held.
             let (_, result) = unsafe { resume(py, this.inner, Resume::Close) };
-            no_unwind(|| steps::end(py, shared, 0, || None));
+            no_unwind(|| steps::end(py, shared, 0, false, || None));
             result
         }
         // SAFETY: a live wrapped object, GIL held.

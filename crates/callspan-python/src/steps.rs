@@ -95,13 +95,15 @@ pub(crate) struct StepSpan {
 /// A call's span, shared by its wrapper and (async generators) the awaitables of its steps.
 pub(crate) type Shared = Arc<Mutex<StepSpan>>;
 
-/// Ends the span of `shared` (once), describing the error only if the span is kept;
-/// `error_class` is the class of the exception that ended it (0: none). The lock is not held
+/// Ends the span of `shared` (once), describing the error only if the span is kept (and, for a
+/// call that `raised`, the queue has room for it); `error_class` is the class of the exception
+/// that ended it (0: none). The lock is not held
 /// while the span is finished: finishing may run Python code (diagnostics).
 pub(crate) fn end(
     py: Python<'_>,
     shared: &Mutex<StepSpan>,
     error_class: ClassId,
+    raised: bool,
     error: impl FnOnce() -> Option<ExceptionInfo>,
 ) {
     let (open, counted) = {
@@ -115,7 +117,16 @@ pub(crate) fn end(
     if let Some(open) = open {
         let now = callspan_core::clock::now_unix_ns();
         per_thread::with(|local| {
-            span::finish(py, hot::state(), local, open, now, error_class, error)
+            span::finish(
+                py,
+                hot::state(),
+                local,
+                open,
+                now,
+                error_class,
+                raised,
+                error,
+            )
         });
     } else if let Some(counted) = counted {
         counted.finish(error_class);
@@ -209,10 +220,10 @@ pub(crate) fn leave_step(
     }
     match outcome(role, resumed) {
         Outcome::Continue => {}
-        Outcome::EndOk => end(py, shared, 0, || None),
+        Outcome::EndOk => end(py, shared, 0, false, || None),
         Outcome::EndError => {
             let class = span::raised_class(py, hot::state());
-            end(py, shared, class, || Some(describe_current(py)));
+            end(py, shared, class, true, || Some(describe_current(py)));
         }
     }
 }
@@ -252,7 +263,7 @@ pub(crate) fn finish_abandoned(py: Python<'_>, shared: &Mutex<StepSpan>) {
         s.open = None;
         s.counted = None;
     } else {
-        end(py, shared, 0, || None);
+        end(py, shared, 0, false, || None);
     }
 }
 
