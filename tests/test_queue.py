@@ -121,16 +121,12 @@ finish()
 """
 
 
-def test_a_full_queue_drops_a_raised_span_before_its_exception_is_described(
-    receiver, run_script
-):
+def test_a_full_queue_drops_a_raised_span_before_its_exception_is_described(receiver, run_script):
     # An exception's description runs its __str__ (user code, often the dearest part of a raised
     # call): a span the full queue drops anyway is counted as dropped without it, so a backlog
     # costs the application no more than the spans that are kept.
     burst = 20_000
-    completed = run_script(
-        RAISING_BURST, args=[str(burst)], env={"OTEL_BSP_MAX_QUEUE_SIZE": "20"}
-    )
+    completed = run_script(RAISING_BURST, args=[str(burst)], env={"OTEL_BSP_MAX_QUEUE_SIZE": "20"})
     output = parse_output(completed.stdout)
     stats = output.stats
     assert stats["dropped_queue_full"] > 0, stats
