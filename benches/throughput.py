@@ -67,7 +67,7 @@ VARIANTS: dict[str, tuple[str, float | None, dict[str, Any]]] = {
     "callspan_defaults_paced_550k_contended": ("callspan", 550_000.0, {}),
     # The same with the exporter threads at the application's priority (the lever
     # CALLSPAN_EXPORTER_NICE, default 10, turned off): what running them below it costs here.
-    "callspan_paced_550k_contended_nice0": ("callspan", 550_000.0, {"exporter_nice": 0}),
+    "callspan_paced_550k_nice0_contended": ("callspan", 550_000.0, {"exporter_nice": 0}),
     "callspan_queue_64k_batch_8k": (
         "callspan",
         None,
@@ -80,7 +80,7 @@ VARIANTS: dict[str, tuple[str, float | None, dict[str, Any]]] = {
     "receiver_ceiling_512": ("blast", None, {"batch": 512}),
 }
 # Variants run while a busy process (see ``BusyCore``) keeps one core busy.
-CONTENDED = {"callspan_defaults_paced_550k_contended", "callspan_paced_550k_contended_nice0"}
+CONTENDED = {"callspan_defaults_paced_550k_contended", "callspan_paced_550k_nice0_contended"}
 TARGET_RATE = 500_000
 TARGET_DELIVERED_PCT = 99.0
 

@@ -44,6 +44,7 @@ THROUGHPUT_ROWS = [
     "callspan_defaults_paced_500k",
     "callspan_defaults_paced_550k",
     "callspan_defaults_paced_550k_contended",
+    "callspan_paced_550k_nice0_contended",
     "callspan_queue_64k_batch_8k",
     "otel_sdk_defaults",
     "receiver_ceiling_512",
