@@ -157,22 +157,18 @@ impl Pipeline {
         self.sink.push(record);
     }
 
-    /// [`Self::submit`] of the record `make` builds, unless the queue is full now: then the span
-    /// is dropped and counted as the queue's drop without being built. For records that cost
-    /// the application to build (an exception's description runs the exception's `__str__`):
-    /// under a backlog, the spans the queue drops would cost it as much as those it keeps.
+    /// Drops a span before it is built if the queue is full now (counted as the queue's drop,
+    /// as [`Self::submit`] would count it): true if it was dropped. For records that cost the
+    /// application to build (an exception's description runs the exception's `__str__`): under
+    /// a backlog, the spans the queue drops would cost it as much as those it keeps.
     #[inline]
-    pub fn submit_unless_full(
-        &'static self,
-        make: impl FnOnce() -> SpanRecord,
-        counts: &ThreadCounts,
-    ) {
+    pub fn dropped_if_full(&'static self, counts: &ThreadCounts) -> bool {
         if self.exporter_running.load(Ordering::Acquire) && self.sink.is_full() {
             counts.sampled();
             self.sink.drop_full();
-            return;
+            return true;
         }
-        self.submit(make(), counts);
+        false
     }
 
     /// Starts the exporter unless shut down; false if spans must be dropped.

@@ -657,8 +657,9 @@ pub(crate) fn finish_here(
     }
     if !kept {
         stats::count_below_min_duration();
-    } else {
-        let record = move || SpanRecord {
+    } else if !(raised && pipeline::global().dropped_if_full(&local.counts)) {
+        // (Describing the exception runs its `__str__`: not for a span the queue would drop.)
+        let record = SpanRecord {
             trace_id: span.trace_id,
             span_id: span.span_id,
             parent_span_id: span.parent_span_id,
@@ -673,12 +674,7 @@ pub(crate) fn finish_here(
             instance: span.caller.instance,
             stack: span.caller.stack,
         };
-        if raised {
-            // Describing the exception runs its `__str__`: not for a span the queue would drop.
-            pipeline::global().submit_unless_full(record, &local.counts);
-        } else {
-            pipeline::global().submit(record(), &local.counts);
-        }
+        pipeline::global().submit(record, &local.counts);
     }
     if callspan_otlp::diagnostic::pending() {
         diagnostics::forward(py);
