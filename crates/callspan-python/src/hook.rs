@@ -820,11 +820,24 @@ pub(crate) enum End<'py> {
     RaiseSet,
 }
 
+/// [`on_end`] of a frame whose code returned (3.12+ `PY_RETURN`).
+#[cfg(Py_3_12)]
+#[inline(never)]
+pub(crate) fn on_return(
+    py: Python<'_>,
+    code: *mut ffi::PyObject,
+    frame_key: impl FnOnce() -> usize,
+) {
+    // A function of its own with `End::Return` known: every test of how the call ended folds.
+    on_end(py, code, frame_key, End::Return);
+}
+
 /// A frame of `code` returns or raises (for a generator or coroutine: its last step): if it is
 /// this thread's innermost running call (for a generator or coroutine, the one running in frame
 /// object `frame_key()`, asked only then), that call ends. A call that started before the
 /// profile, or of code that is not profiled, was never pushed.
 #[cfg(Py_3_12)]
+#[inline(always)]
 pub(crate) fn on_end(
     py: Python<'_>,
     code: *mut ffi::PyObject,

@@ -281,11 +281,8 @@ unsafe extern "C" fn py_start(
     if hook::first_local_events(decision) && !enable_local_events(py, code) {
         return none();
     }
-    // The caller is the callee frame's f_back (skip nothing if the callee is not yet listed).
-    let caller = || match callee() {
-        Some(f) if f.code().cast::<ffi::PyObject>() == code => f.back(),
-        other => other,
-    };
+    // SAFETY: a PY_START callback, GIL held.
+    let caller = || unsafe { python_frame::caller_of_starting(py, code) };
     hook::on_start(py, profiled, code, caller, frame_key(profiled));
     none()
 }
@@ -301,7 +298,7 @@ unsafe extern "C" fn py_return(
     if let Some(code) = unsafe { event_code(args, nargsf) } {
         // SAFETY: callbacks run with the GIL held.
         let py = unsafe { Python::assume_attached() };
-        hook::on_end(py, code, current_frame_key, End::Return);
+        hook::on_return(py, code, current_frame_key);
     }
     none()
 }

@@ -63,13 +63,13 @@ pub(super) unsafe fn current(_py: Python<'_>) -> Option<RawFrame> {
     (!f.is_null()).then_some(f)
 }
 
-/// The innermost complete Python frame of this thread.
+/// The innermost Python frame of this thread, complete or not (null: none).
 ///
 /// # Safety
 /// The GIL is held by this thread.
 #[cfg(Py_3_11)]
 #[inline]
-pub(super) unsafe fn current(_py: Python<'_>) -> Option<RawFrame> {
+unsafe fn top() -> *mut IFrame {
     // SAFETY: GIL held, so the thread state is attached and non-null, and its current-frame
     // pointer (3.11/3.12: through the non-null `cframe`) is null or the top of the live chain.
     // The unchecked read: `PyThreadState_Get`'s own null check costs as much again.
@@ -79,7 +79,47 @@ pub(super) unsafe fn current(_py: Python<'_>) -> Option<RawFrame> {
         let top = (*(*tstate).cframe).current_frame;
         #[cfg(Py_3_13)]
         let top = (*tstate).current_frame;
-        quirks::first_complete(top)
+        top
+    }
+}
+
+/// The innermost complete Python frame of this thread.
+///
+/// # Safety
+/// The GIL is held by this thread.
+#[cfg(Py_3_11)]
+#[inline]
+pub(super) unsafe fn current(_py: Python<'_>) -> Option<RawFrame> {
+    // SAFETY: GIL held; `top` is null or the top of the live chain.
+    unsafe { quirks::first_complete(top()) }
+}
+
+/// The frame that called a starting function of `code` (`sys.monitoring`'s `PY_START`, which
+/// CPython fires in the callee's own frame: the top of the chain, complete or not yet): the next
+/// complete frame below it. Without a frame of `code` on top, as [`super::caller_of_starting`]'s
+/// general case.
+///
+/// # Safety
+/// The GIL is held by this thread.
+#[cfg(Py_3_12)]
+#[inline]
+pub(super) unsafe fn caller_of_starting(
+    py: Python<'_>,
+    code: *mut ffi::PyObject,
+) -> Option<RawFrame> {
+    // SAFETY: GIL held; `top` is null or the top of the live chain, whose `previous` is null or
+    // the next frame of it.
+    unsafe {
+        let top = top();
+        if !top.is_null() && quirks::runs_code(top, code) {
+            return quirks::first_complete((*top).previous);
+        }
+        let f = current(py)?;
+        if frame_code(f).cast() == code {
+            back(f)
+        } else {
+            Some(f)
+        }
     }
 }
 

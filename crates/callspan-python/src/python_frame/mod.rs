@@ -118,6 +118,22 @@ pub(crate) unsafe fn caller_frame(py: Python<'_>) -> Option<CallerFrame<'_>> {
     unsafe { route::current(py) }.map(|raw| CallerFrame { raw, py })
 }
 
+/// The frame that called the function starting now, for a `sys.monitoring` `PY_START` callback of
+/// `code` (3.12+): the event runs in the callee's frame, so the caller is the next complete frame
+/// below it (if the frame running now is not `code`'s, it is the caller itself).
+///
+/// # Safety
+/// Called from a `PY_START` callback, with the GIL held.
+#[cfg(Py_3_12)]
+#[inline]
+pub(crate) unsafe fn caller_of_starting(
+    py: Python<'_>,
+    code: *mut ffi::PyObject,
+) -> Option<CallerFrame<'_>> {
+    // SAFETY: the caller's contract.
+    unsafe { route::caller_of_starting(py, code) }.map(|raw| CallerFrame { raw, py })
+}
+
 impl<'py> CallerFrame<'py> {
     /// Wraps a live `PyFrameObject` (e.g. one from `PyEval_GetFrame`, or its `f_back`).
     /// [`verify_layout`] checks that this gives the same frame as [`caller_frame`].

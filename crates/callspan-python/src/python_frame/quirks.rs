@@ -59,6 +59,18 @@ pub(super) unsafe fn iframe_code(f: *mut IFrame) -> *mut Code {
     }
 }
 
+/// Whether frame `f` runs `code`: [`iframe_code`]`(f) == code` without checking what `code` is
+/// (compared by address, nothing of it is read).
+///
+/// # Safety
+/// `f` is a non-null frame of the live chain (possibly a shim or incomplete frame).
+#[cfg(Py_3_12)]
+#[inline]
+pub(super) unsafe fn runs_code(f: *mut IFrame, code: *mut PyObject) -> bool {
+    // SAFETY: as in `iframe_code`: `executable` is valid unless the frame is the C stack's.
+    unsafe { (*f).owner != FRAME_OWNED_BY_CSTACK && (*f).executable.cast::<PyObject>() == code }
+}
+
 /// `_PyCode_CODE(co)`: the start of the code's (quickened) bytecode, the code object's trailing
 /// array. Address arithmetic only: nothing is read, so any pointer is fine.
 #[cfg(Py_3_11)]
