@@ -114,6 +114,24 @@ pub(super) unsafe fn caller_of_starting(
         if !top.is_null() && quirks::runs_code(top, code) {
             return quirks::first_complete((*top).previous);
         }
+        caller_of_starting_elsewhere(py, code)
+    }
+}
+
+/// [`caller_of_starting`] when the top frame is not `code`'s (not seen from CPython's events;
+/// out of line, which keeps the common case small enough to be inlined).
+///
+/// # Safety
+/// The GIL is held by this thread.
+#[cfg(Py_3_12)]
+#[cold]
+#[inline(never)]
+unsafe fn caller_of_starting_elsewhere(
+    py: Python<'_>,
+    code: *mut ffi::PyObject,
+) -> Option<RawFrame> {
+    // SAFETY: GIL held; `current` and `back` give frames of the live chain.
+    unsafe {
         let f = current(py)?;
         if frame_code(f).cast() == code {
             back(f)
