@@ -187,7 +187,7 @@ pub(super) unsafe fn code_extra(
     index: ffi::Py_ssize_t,
 ) -> *mut std::ffi::c_void {
     // SAFETY: forwarded contract.
-    unsafe { super::code_extra_public(code, index as isize) }
+    unsafe { super::code_extra_public(code, index) }
 }
 
 /// An attribute of the built-in code type (C getters and members: no user code).
