@@ -610,7 +610,6 @@ impl CallStack {
 #[cfg(Py_3_12)]
 static STACKS: Mutex<Vec<Arc<CallStack>>> = Mutex::new(Vec::new());
 
-#[cfg(Py_3_12)]
 /// A thread's own reference to its call stack. The events reach the stack through the thread's
 /// [`PerThread`] (`hook_calls`, set by [`calls_of`]), so that an event looks up one thread-local,
 /// not two; this reference keeps the stack alive while that pointer is set, and unsets it when

@@ -94,50 +94,21 @@ pub(super) unsafe fn current(_py: Python<'_>) -> Option<RawFrame> {
     unsafe { quirks::first_complete(top()) }
 }
 
-/// The frame that called a starting function of `code` (`sys.monitoring`'s `PY_START`, which
-/// CPython fires in the callee's own frame: the top of the chain, complete or not yet): the next
-/// complete frame below it. Without a frame of `code` on top, as [`super::caller_of_starting`]'s
-/// general case.
+/// The frame below the top one when the top frame runs `code` (`sys.monitoring`'s `PY_START`
+/// fires in the callee's own frame, complete or not yet): the next complete frame, which is the
+/// caller (`Some(None)`: none). `None` when the top frame is not `code`'s.
 ///
 /// # Safety
 /// The GIL is held by this thread.
 #[cfg(Py_3_12)]
 #[inline]
-pub(super) unsafe fn caller_of_starting(
-    py: Python<'_>,
-    code: *mut ffi::PyObject,
-) -> Option<RawFrame> {
+pub(super) unsafe fn caller_below_top(code: *mut ffi::PyObject) -> Option<Option<RawFrame>> {
     // SAFETY: GIL held; `top` is null or the top of the live chain, whose `previous` is null or
     // the next frame of it.
     unsafe {
         let top = top();
-        if !top.is_null() && quirks::runs_code(top, code) {
-            return quirks::first_complete((*top).previous);
-        }
-        caller_of_starting_elsewhere(py, code)
-    }
-}
-
-/// [`caller_of_starting`] when the top frame is not `code`'s (not seen from CPython's events;
-/// out of line, which keeps the common case small enough to be inlined).
-///
-/// # Safety
-/// The GIL is held by this thread.
-#[cfg(Py_3_12)]
-#[cold]
-#[inline(never)]
-unsafe fn caller_of_starting_elsewhere(
-    py: Python<'_>,
-    code: *mut ffi::PyObject,
-) -> Option<RawFrame> {
-    // SAFETY: GIL held; `current` and `back` give frames of the live chain.
-    unsafe {
-        let f = current(py)?;
-        if frame_code(f).cast() == code {
-            back(f)
-        } else {
-            Some(f)
-        }
+        (!top.is_null() && quirks::runs_code(top, code))
+            .then(|| quirks::first_complete((*top).previous))
     }
 }
 

@@ -130,8 +130,33 @@ pub(crate) unsafe fn caller_of_starting(
     py: Python<'_>,
     code: *mut ffi::PyObject,
 ) -> Option<CallerFrame<'_>> {
+    // The direct route reads the top frame, complete or not, and skips the callee's own
+    // completeness test.
+    #[cfg(callspan_frame_direct)]
     // SAFETY: the caller's contract.
-    unsafe { route::caller_of_starting(py, code) }.map(|raw| CallerFrame { raw, py })
+    if let Some(caller) = unsafe { direct::caller_below_top(code) } {
+        return caller.map(|raw| CallerFrame { raw, py });
+    }
+    // SAFETY: the caller's contract.
+    unsafe { caller_by_code(py, code) }
+}
+
+/// [`caller_of_starting`] through [`caller_frame`]: the current frame's caller if it is `code`'s,
+/// else the current frame (on the direct route only when the top frame is not `code`'s, which
+/// CPython's events do not do: out of line there).
+///
+/// # Safety
+/// As [`caller_of_starting`].
+#[cfg(Py_3_12)]
+#[cfg_attr(callspan_frame_direct, cold, inline(never))]
+unsafe fn caller_by_code(py: Python<'_>, code: *mut ffi::PyObject) -> Option<CallerFrame<'_>> {
+    // SAFETY: the caller's contract.
+    let frame = unsafe { caller_frame(py) }?;
+    if frame.code().cast::<ffi::PyObject>() == code {
+        frame.back()
+    } else {
+        Some(frame)
+    }
 }
 
 impl<'py> CallerFrame<'py> {

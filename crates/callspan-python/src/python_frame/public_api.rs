@@ -33,28 +33,6 @@ pub(super) unsafe fn current(_py: Python<'_>) -> Option<RawFrame> {
     (!f.is_null()).then_some(f)
 }
 
-/// The frame that called a starting function of `code` (`sys.monitoring`'s `PY_START`, fired in
-/// the callee's own frame): the frame below the current one if that is `code`'s, else the
-/// current one.
-///
-/// # Safety
-/// The GIL is held by this thread.
-#[cfg(Py_3_12)]
-pub(super) unsafe fn caller_of_starting(
-    py: Python<'_>,
-    code: *mut ffi::PyObject,
-) -> Option<RawFrame> {
-    // SAFETY: GIL held; the frames are live while the event runs.
-    unsafe {
-        let f = current(py)?;
-        if self::code(f).cast() == code {
-            back(f)
-        } else {
-            Some(f)
-        }
-    }
-}
-
 /// The frame a frame object stands for: the object itself on this route.
 ///
 /// # Safety
