@@ -896,7 +896,7 @@ pub(crate) fn end_call(
         CallSpan::Sampled(open) => open,
         CallSpan::Unsampled { counted, .. } => {
             if let Some(counted) = counted {
-                counted.finish(error_class);
+                counted.finish_on(local, error_class);
             }
             return;
         }
@@ -1085,7 +1085,7 @@ fn finish_step(py: Python<'_>, hot: &HotState, local: &PerThread, step: Step, en
         CallSpan::Unsampled {
             counted: Some(counted),
             ..
-        } => counted.finish(0),
+        } => counted.finish_on(local, 0),
         CallSpan::Unsampled { counted: None, .. } => {}
     }
 }

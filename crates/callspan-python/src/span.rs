@@ -288,11 +288,13 @@ pub(crate) fn count_call(
     edges::count(EdgeKey::of(function, site, error), duration_ns, exemplar);
 }
 
-/// [`count_call`] with this thread's counters of the returned call's edge at hand (`edge`,
+/// [`count_call`] in the counters of the thread whose state is `local` (the thread the call ends
+/// on), with its counters of the returned call's edge at hand when the caller has them (`edge`,
 /// from [`counted_caller_site`]): a call that returned is counted on them, one that raised on
 /// its error's edge.
 #[inline]
 fn count_on(
+    local: &PerThread,
     edge: Option<EdgeCounters<'_>>,
     function: FunctionId,
     site: CallerSite,
@@ -305,7 +307,9 @@ fn count_on(
             return edge.add(duration_ns, exemplar);
         }
     }
-    count_call(function, site, duration_ns, error, exemplar);
+    local
+        .edges
+        .count(EdgeKey::of(function, site, error), duration_ns, exemplar);
 }
 
 /// The class of the exception a call is raising now, when calls are counted (else 0, unread).
@@ -380,6 +384,20 @@ impl CountedCall {
     pub(crate) fn finish(self, error: ClassId) {
         count_call(self.function, self.site, self.elapsed_ns(), error, None);
     }
+
+    /// [`Self::finish`] on this thread, whose state (`local`) is at hand.
+    #[inline]
+    pub(crate) fn finish_on(self, local: &PerThread, error: ClassId) {
+        count_on(
+            local,
+            None,
+            self.function,
+            self.site,
+            self.elapsed_ns(),
+            error,
+            None,
+        );
+    }
 }
 
 /// An unsampled plain call being counted, which ends on the thread it started on: a
@@ -407,29 +425,25 @@ impl<'t> CountedHere<'t> {
         }
     }
 
-    /// Ends the call now: counts it as returned (a separate function from [`Self::raised`], so
-    /// that the common end compiles to no error check at all).
+    /// Ends the call now: counts it as returned, on its edge's counters (a separate function
+    /// from [`Self::raised`], so that the common end compiles to no error check at all).
     #[inline]
     pub(crate) fn returned(self) {
-        self.finish(0);
-    }
-
-    /// Ends the call now: counts it, `error` being the class of the exception that ended it.
-    #[inline]
-    pub(crate) fn raised(self, error: ClassId) {
-        self.finish(error);
-    }
-
-    #[inline(always)]
-    fn finish(self, error: ClassId) {
-        let call = self.call;
         // Started when made: no `started` check.
-        let duration_ns = ns_since(call.start_ticks);
+        self.edge.add(ns_since(self.call.start_ticks), None);
+    }
+
+    /// Ends the call now on its thread (`local`): counts it, `error` being the class of the
+    /// exception that ended it.
+    #[inline]
+    pub(crate) fn raised(self, local: &PerThread, error: ClassId) {
+        let call = self.call;
         count_on(
+            local,
             Some(self.edge),
             call.function,
             call.site,
-            duration_ns,
+            ns_since(call.start_ticks),
             error,
             None,
         );
@@ -647,6 +661,7 @@ pub(crate) fn finish_here(
             time_unix_ns: end_unix_ns,
         });
         count_on(
+            local,
             edge,
             span.function,
             span.caller.site,
@@ -748,7 +763,7 @@ impl<'t> PlainCall<'t> {
                 ManuallyDrop::into_inner(active).exit(py, local);
                 if let Some(counted) = counted {
                     if result.is_null() {
-                        counted.raised(raised_class(py, hot::state()));
+                        counted.raised(local, raised_class(py, hot::state()));
                     } else {
                         counted.returned();
                     }

@@ -115,13 +115,34 @@ pub(crate) fn eval_frame_func(func: UnwindingEvalFrame) -> ffi::_PyFrameEvalFunc
     unsafe { std::mem::transmute::<UnwindingEvalFrame, ffi::_PyFrameEvalFunction>(func) }
 }
 
-/// `PyObject_VectorcallMethod` with the unwinding ABI.
-type UnwindingVectorcallMethod = unsafe extern "C-unwind" fn(
-    *mut ffi::PyObject,
-    *const *mut ffi::PyObject,
-    usize,
-    *mut ffi::PyObject,
-) -> *mut ffi::PyObject;
+/// A C-API function of the vectorcall signature (`PyObject_Vectorcall`,
+/// `PyObject_VectorcallMethod`) with the unwinding ABI, through an opaque pointer (see `opaque`:
+/// pyo3-ffi declares the same symbols).
+///
+/// # Safety
+/// "C" and "C-unwind" share the calling convention (see `as_slot`).
+#[inline(always)]
+unsafe fn unwinding_vectorcall(
+    func: unsafe extern "C" fn(
+        *mut ffi::PyObject,
+        *const *mut ffi::PyObject,
+        usize,
+        *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject,
+) -> UnwindingVectorcall {
+    // SAFETY: the function's contract.
+    unsafe {
+        std::mem::transmute::<
+            unsafe extern "C" fn(
+                *mut ffi::PyObject,
+                *const *mut ffi::PyObject,
+                usize,
+                *mut ffi::PyObject,
+            ) -> *mut ffi::PyObject,
+            UnwindingVectorcall,
+        >(opaque(func))
+    }
+}
 
 /// `PyIter_Send` with the unwinding ABI.
 #[cfg(Py_3_10)]
@@ -154,17 +175,7 @@ pub(crate) unsafe fn call_method(
     args: &[*mut ffi::PyObject],
 ) -> *mut ffi::PyObject {
     // SAFETY: "C" and "C-unwind" share the calling convention (see `as_slot`).
-    let call = unsafe {
-        std::mem::transmute::<
-            unsafe extern "C" fn(
-                *mut ffi::PyObject,
-                *const *mut ffi::PyObject,
-                usize,
-                *mut ffi::PyObject,
-            ) -> *mut ffi::PyObject,
-            UnwindingVectorcallMethod,
-        >(opaque(ffi::PyObject_VectorcallMethod))
-    };
+    let call = unsafe { unwinding_vectorcall(ffi::PyObject_VectorcallMethod) };
     // SAFETY: the caller's contract.
     unsafe { call(name, args.as_ptr(), args.len(), std::ptr::null_mut()) }
 }
@@ -263,16 +274,7 @@ unsafe fn tp_call(
     // SAFETY: the caller's contract; "C" and "C-unwind" share the calling convention (see
     // `as_slot`), and the pointer is opaque (see `opaque`: pyo3-ffi declares the same symbol).
     unsafe {
-        let call = std::mem::transmute::<
-            unsafe extern "C" fn(
-                *mut ffi::PyObject,
-                *const *mut ffi::PyObject,
-                usize,
-                *mut ffi::PyObject,
-            ) -> *mut ffi::PyObject,
-            UnwindingVectorcall,
-        >(opaque(ffi::PyObject_Vectorcall));
-        call(callable, args, nargsf, kwnames)
+        unwinding_vectorcall(ffi::PyObject_Vectorcall)(callable, args, nargsf, kwnames)
     }
     #[cfg(not(Py_3_11))]
     // SAFETY: the caller's contract; this is the slot-less branch of CPython 3.9/3.10's inline

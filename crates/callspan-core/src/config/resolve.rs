@@ -262,10 +262,6 @@ impl<'a, E: Fn(&str) -> Option<String>> Resolver<'a, E> {
         name: fn(K) -> &'static str,
         names: &str,
     ) -> Vec<K> {
-        let DefaultValue::Value(default) = row.default else {
-            unreachable!("an exporter setting has a default value")
-        };
-        let default = parse(default).expect("the default exporter parses");
         let show = |exporters: &[K]| -> String {
             if exporters.is_empty() {
                 return "none".into();
@@ -276,15 +272,8 @@ impl<'a, E: Fn(&str) -> Option<String>> Resolver<'a, E> {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let candidates = self.candidates(row);
-        let ((exporters, left_out), source) = self.pick(
-            row,
-            candidates,
-            default,
-            |(e, _): &ExporterList<K>| show(e),
-            |raw, _| parse(raw),
-            Shown::AsGiven,
-        );
+        let ((exporters, left_out), source) =
+            self.get_sourced(row, |(e, _): &ExporterList<K>| show(e), parse);
         if !left_out.is_empty() {
             self.warn(format!(
                 "{}: ignoring {} (the exporters are {names}, and none means none of them, \
