@@ -307,9 +307,19 @@ fn count_on(
             return edge.add(duration_ns, exemplar);
         }
     }
-    local
-        .edges
-        .count(EdgeKey::of(function, site, error), duration_ns, exemplar);
+    count_in(
+        local,
+        EdgeKey::of(function, site, error),
+        duration_ns,
+        exemplar,
+    );
+}
+
+/// [`count_on`] by the edge's key: out of line, so that the span's end, which inlines
+/// [`count_on`], stays small enough to be inlined where the call ends.
+#[inline(never)]
+fn count_in(local: &PerThread, key: EdgeKey, duration_ns: u64, exemplar: Option<&Exemplar>) {
+    local.edges.count(key, duration_ns, exemplar);
 }
 
 /// The class of the exception a call is raising now, when calls are counted (else 0, unread).
