@@ -133,6 +133,14 @@ def registry_sizes() -> dict[str, int]:
     distinct name, kept for the life of the process), ``live_keys`` (addresses of live code
     objects and classes it knows) and ``watched`` (those objects, watched by weak reference)."""
 
+def otel_context_route() -> str:
+    """How root calls find the current OpenTelemetry span: ``"unresolved"`` (OpenTelemetry not
+    imported, or no root call since it was), ``"mapping"`` (the answer is kept per thread keyed
+    by the thread's ``contextvars`` mapping, read through the thread state where the layout
+    check at start passed), ``"contextvar"`` (``PyContextVar_Get`` at every root call),
+    ``"get_current_span"`` (a runtime context other than OpenTelemetry's default: its public
+    function) or ``"unusable"``."""
+
 EDGE_BUCKET_BOUNDS_NS: list[int]
 """Upper bounds (inclusive, nanoseconds) of the edge duration histogram; one more bucket above."""
 

@@ -1,10 +1,15 @@
 """Root calls while the current OpenTelemetry context changes under them: each call joins the
 span current at that moment. Every probe runs twice in a row, so the second call of each pair
-is answered from the per-thread cache of the last context seen."""
+is answered from the per-thread cache of the last context seen (keyed by the thread's
+`contextvars` mapping where callspan reads it, else by OpenTelemetry's `Context` object)."""
 
 from __future__ import annotations
 
+import contextvars
+import threading
+
 import callspan
+from callspan import _callspan
 from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
@@ -44,6 +49,16 @@ def main():
         token = context.attach(baggage.set_baggage("tenant", "t1"))
         probe_twice("a with baggage", a)
         context.detach(token)
+        # Another `Context` object with the same variables (so the same mapping), and one
+        # whose mapping differs by a variable OpenTelemetry does not read.
+        contextvars.copy_context().run(probe_twice, "a in a copied context", a)
+        other = contextvars.ContextVar("other")
+        contextvars.copy_context().run(lambda: (other.set(1), probe_twice("a, other set", a)))
+        # A new thread starts in an empty context: no OpenTelemetry span is current there.
+        thread = threading.Thread(target=probe_twice, args=("a's thread", None))
+        thread.start()
+        thread.join()
+        probe_twice("a after the thread", a)
     probe_twice("after", None)
     with tracer.start_as_current_span("c") as c:
         probe_twice("c", c)
@@ -59,7 +74,7 @@ def main():
     probe_twice("remote", remote)
     context.detach(token)
     probe_twice("last", None)
-    report(seen=seen, expected=expected)
+    report(seen=seen, expected=expected, route=_callspan.otel_context_route())
     finish()
 
 

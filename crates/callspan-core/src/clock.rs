@@ -1,49 +1,66 @@
 //! The span clock: Unix-anchored nanoseconds, monotonic, a few instructions per read.
 //!
-//! Every traced call reads the clock twice, so its cost is part of every call's cost.
-//! `clock_gettime(CLOCK_MONOTONIC)` through the vDSO costs ~19 ns (a call, the kernel's seqlock,
-//! a split into seconds and nanoseconds that we multiply back). Where the kernel itself keeps
-//! time with the CPU's time-stamp counter (x86_64 with an invariant TSC and `tsc` as the
-//! clocksource), the clock reads the TSC directly (`rdtscp`, ordered after earlier loads as the
-//! vDSO's own read is) and converts ticks to nanoseconds with one multiply and shift:
+//! Every sampled call needs a start and an end in Unix time, so the clock's cost is part of
+//! every call's cost. `clock_gettime(CLOCK_MONOTONIC)` through the vDSO costs ~19 ns (a call,
+//! the kernel's seqlock, a split into seconds and nanoseconds that we multiply back). Where the
+//! kernel itself keeps time with the CPU's time-stamp counter (x86_64 with an invariant TSC and
+//! `tsc` as the clocksource), the clock reads the TSC directly and converts ticks to nanoseconds
+//! with one multiply and shift:
 //!
 //! ```text
 //! now = ns_base + ((tsc - tsc_base) * mult) >> 32
 //! ```
 //!
+//! **A span's two readings.** A span reads only [`ticks`] at its start and at its end (a plain
+//! `rdtsc`, ~8 ns here; `rdtscp`, which waits for every earlier instruction, is ~13–18 ns), and
+//! [`span_unix_ns`] converts both once it has ended, under one conversion: the end as any
+//! reading is converted, the start as the end minus the duration at that conversion's rate.
+//! [`now_unix_ns`], the clock as such (rate limiter, metrics, the ids' fallback seed), reads
+//! `rdtscp` inside the seqlock instead (ordered after the sequence load, as the vDSO's own read
+//! is).
+//!
 //! **Calibration and steering.** The conversion is measured, not assumed: for the first
 //! [`CALIBRATION_NS`] after start-up the clock reads `CLOCK_MONOTONIC` (it has to anyway, to
 //! learn the tick rate), then switches to the TSC with the rate measured over that window. Once
-//! per [`STEER_PERIOD_NS`] the reader that finds the conversion due compares it with a fresh
-//! `CLOCK_MONOTONIC` reading and re-anchors: the new conversion starts where the old one ends
-//! (no step), with the tick rate measured since the previous anchor, slewed by at most
-//! [`MAX_SLEW_PPM`] to remove the offset over the next period. So the clock follows
-//! `CLOCK_MONOTONIC` (and its NTP frequency corrections) within microseconds over any length of
-//! run, and spans stay comparable with other processes' spans. No background thread.
+//! per [`STEER_PERIOD_NS`] the reader that finds the conversion due (a [`now_unix_ns`] or a
+//! span's end) compares it with a fresh `CLOCK_MONOTONIC` reading and re-anchors: the new
+//! conversion starts where the old one ends (no step), with the tick rate measured since the
+//! previous anchor, slewed by at most [`MAX_SLEW_PPM`] to remove the offset over the next period.
+//! So the clock follows `CLOCK_MONOTONIC` (and its NTP frequency corrections) within
+//! microseconds over any length of run, and spans stay comparable with other processes' spans.
+//! No background thread.
 //!
 //! **Unix anchoring.** One offset, taken at start-up, turns `CLOCK_MONOTONIC` into Unix time; a
 //! wall-clock step (NTP) afterwards shifts no span, so spans stay consistent with each other.
 //!
-//! **Threads.** The conversion lives in a seqlock: readers read it with plain loads and check the
-//! sequence did not change; the one writer (behind a mutex, taken with `try_lock` so a reader
-//! never waits for it) marks the sequence odd before it reads the tick it anchors at, so every
-//! value read under the old conversion is at an earlier tick than the new conversion's start:
-//! the clock never goes back, across threads too. Durations are end minus start of one
-//! monotonic clock, so never negative.
+//! **Threads and order.** The conversion lives in a seqlock: readers read it with plain loads and
+//! check the sequence did not change; the one writer (behind a mutex, taken with `try_lock` so a
+//! reader never waits for it) marks the sequence odd before it reads the tick it anchors at, so
+//! every value [`now_unix_ns`] read under the old conversion is at an earlier tick than the new
+//! conversion's start: it never goes back, across threads too. A span's end is a tick read
+//! before the conversion that converts it: under the conversion of its time, or under a newer
+//! one anchored after it, which gives that conversion's start (a tick before an anchor converts
+//! to the anchor), never less than what the older one gave. So the ends of one thread's spans
+//! never go back either. (A `rdtsc` executed out of order after a re-anchoring it precedes in
+//! program order would be converted at the old rate past the anchor: the two rates differ by at
+//! most [`MAX_SLEW_PPM`] plus the drift of the TSC over a period, so over the few cycles an
+//! instruction is reordered by, that is far below a nanosecond.) Durations are end minus start
+//! of one monotonic counter, so never negative. The TSC is one counter for every CPU (the kernel
+//! keeps time with it only after checking that), so a span ended on another thread than it
+//! started on (a coroutine resumed elsewhere) is timed right too.
 //!
 //! **Fork.** The writer's mutex is held across `fork()` ([`crate::fork::around_fork`]), so a
 //! child never inherits a half-written conversion; the TSC and `CLOCK_MONOTONIC` run on in the
 //! child, so the parent's conversion stays valid there.
 //!
-//! **Durations only.** [`ticks`] and [`ticks_to_ns`] measure a duration without Unix time: a
-//! plain `rdtsc` (~8 ns here against `rdtscp`'s ~13 ns: it does not wait for earlier
-//! instructions, which moves a reading by a few cycles and so cannot matter to a call's
-//! duration) and one multiply. What counting an unsampled call uses. Until the first
-//! calibration ends, ticks convert at a rate measured over 50 µs at set-up (0.1 % accurate).
+//! **Durations only.** [`ticks_to_ns`] measures a duration without Unix time: one multiply, at the
+//! live conversion's rate kept in an atomic of its own (no seqlock); what counting an unsampled
+//! call uses. Until the first calibration ends, ticks convert at a rate measured over 50 µs at
+//! set-up (0.1 % accurate); a span that ends then reads `CLOCK_MONOTONIC` for its end.
 //!
 //! **Elsewhere** (no invariant TSC, another clocksource, another architecture) the clock is
 //! `CLOCK_MONOTONIC` plus the Unix offset, as read by the same seqlock, and ticks are its
-//! nanoseconds.
+//! nanoseconds (a span's times are its two readings plus the offset).
 
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
@@ -325,32 +342,79 @@ impl Clock {
     #[inline(always)]
     fn now(&self) -> u64 {
         loop {
+            let (value, is_due) = self.read(|c: Conversion| {
+                if c.mult != 0 {
+                    let tick = ticks_ordered();
+                    (c.at(tick), tick.saturating_sub(c.tsc_base) >= c.due)
+                } else {
+                    let ns = monotonic_ns().wrapping_add(c.offset);
+                    (ns, ns >= c.due)
+                }
+            });
+            if is_due && self.steer() {
+                continue;
+            }
+            return value;
+        }
+    }
+
+    /// The Unix nanoseconds of two [`Clock::ticks`] readings, `start` and then `end` (their
+    /// difference converted at the rate that converts `end`), under one conversion.
+    #[inline(always)]
+    fn span_unix_ns(&self, start: u64, end: u64) -> (u64, u64) {
+        let ((end_ns, mult), is_due) = self.read(|c: Conversion| {
+            if c.mult != 0 {
+                let due = end.saturating_sub(c.tsc_base) >= c.due;
+                ((c.at(end), c.mult), due)
+            } else {
+                self.span_end_without_tsc(c.offset, c.due, end)
+            }
+        });
+        if is_due {
+            // `end_ns` stays: a newer conversion agrees with this one at its anchor, which is
+            // after `end`, so no later reading is earlier.
+            self.steer();
+        }
+        let duration = ((u128::from(end.saturating_sub(start)) * u128::from(mult)) >> SHIFT) as u64;
+        (end_ns.saturating_sub(duration), end_ns)
+    }
+
+    /// [`Clock::span_unix_ns`]'s end where the conversion is not the TSC's (its `offset` and
+    /// `due`): the ticks are `CLOCK_MONOTONIC` nanoseconds (no TSC), or the TSC is still being
+    /// calibrated and the end is read now; with the rate that converts ticks to nanoseconds.
+    #[cold]
+    #[inline(never)]
+    fn span_end_without_tsc(&self, offset: u64, due: u64, end: u64) -> ((u64, u64), bool) {
+        if self.tick_source.load(Relaxed) == TICKS_MONOTONIC {
+            return ((end.wrapping_add(offset), 1 << SHIFT), false);
+        }
+        let ns = monotonic_ns().wrapping_add(offset);
+        ((ns, self.tick_mult.load(Relaxed)), ns >= due)
+    }
+
+    /// Reads the conversion under the seqlock and hands it to `f`, which reads what it needs
+    /// (the TSC, `CLOCK_MONOTONIC`) and says whether the conversion is due for steering;
+    /// `f` runs again if the conversion changed meanwhile.
+    #[inline(always)]
+    fn read<T>(&self, f: impl Fn(Conversion) -> (T, bool)) -> (T, bool) {
+        loop {
             let seq = self.seq.load(Acquire);
             if seq & 1 == 1 || seq == 0 {
                 self.wait(seq);
                 continue;
             }
-            let mult = self.mult.load(Relaxed);
-            let due = self.due.load(Relaxed);
-            let (value, is_due) = if mult != 0 {
-                let tsc_base = self.tsc_base.load(Relaxed);
-                let ns_base = self.ns_base.load(Relaxed);
-                let elapsed = ticks_ordered().saturating_sub(tsc_base);
-                let ns = ns_base
-                    .wrapping_add(((u128::from(elapsed) * u128::from(mult)) >> SHIFT) as u64);
-                (ns, elapsed >= due)
-            } else {
-                let ns = monotonic_ns().wrapping_add(self.offset.load(Relaxed));
-                (ns, ns >= due)
+            let conversion = Conversion {
+                mult: self.mult.load(Relaxed),
+                tsc_base: self.tsc_base.load(Relaxed),
+                ns_base: self.ns_base.load(Relaxed),
+                offset: self.offset.load(Relaxed),
+                due: self.due.load(Relaxed),
             };
+            let read = f(conversion);
             fence(Acquire);
-            if self.seq.load(Relaxed) != seq {
-                continue;
+            if self.seq.load(Relaxed) == seq {
+                return read;
             }
-            if is_due && self.steer() {
-                continue;
-            }
-            return value;
         }
     }
 
@@ -494,11 +558,20 @@ pub fn now_unix_ns() -> u64 {
     CLOCK.now()
 }
 
-/// A tick-counter reading, for [`ticks_to_ns`]`(end - start)`: cheaper than [`now_unix_ns`],
-/// not Unix time, and only ordered with other readings of the same thread.
+/// A tick-counter reading, for [`ticks_to_ns`]`(end - start)` or [`span_unix_ns`]: cheaper than
+/// [`now_unix_ns`], not Unix time (an unordered `rdtsc`, or `CLOCK_MONOTONIC` where there is no
+/// TSC).
 #[inline]
 pub fn ticks() -> u64 {
     CLOCK.ticks()
+}
+
+/// The Unix nanoseconds of a span that started at tick `start` and ended at tick `end` (two
+/// [`ticks`] readings, `start` first): `(start, end)`, converted under one conversion, `end`
+/// read no earlier than any earlier span end of the thread. Steers the clock when it is due.
+#[inline]
+pub fn span_unix_ns(start: u64, end: u64) -> (u64, u64) {
+    CLOCK.span_unix_ns(start, end)
 }
 
 /// Nanoseconds in `ticks` elapsed ticks (a difference of two [`ticks`] readings).
@@ -625,6 +698,42 @@ mod tests {
                 TICKS_MONOTONIC
             };
             assert_eq!(clock.tick_source.load(Relaxed), expect);
+        }
+    }
+
+    /// A span's two tick readings, converted together, land between `now_unix_ns` readings
+    /// taken around them and measure what those measure, through calibration and
+    /// re-anchorings (every 10 ms here); the ends never go back. Both sources.
+    #[test]
+    fn span_times_agree_with_the_clock() {
+        for clock in [
+            Clock::new(Source::Detect, 5_000_000, 10_000_000),
+            Clock::new(Source::Monotonic, 1, 1),
+        ] {
+            let end_at = monotonic_ns() + 200_000_000;
+            let (mut last_end, mut spans) = (0, 0);
+            while monotonic_ns() < end_at {
+                let before = clock.now();
+                let start = clock.ticks();
+                std::thread::sleep(std::time::Duration::from_micros(500));
+                let end = clock.ticks();
+                let (start_ns, end_ns) = clock.span_unix_ns(start, end);
+                let after = clock.now();
+                if after - before > 5_000_000 {
+                    continue; // preempted: the bounds below would say little
+                }
+                // 20 µs of slack: the tick rate is 0.1 % off before calibration ends.
+                assert!(start_ns + 20_000 >= before, "{start_ns} < {before}");
+                assert!(end_ns <= after + 20_000, "{end_ns} > {after}");
+                assert!(end_ns >= start_ns + 450_000, "{} ns", end_ns - start_ns);
+                assert!(
+                    end_ns >= last_end,
+                    "{end_ns} < {last_end}: the end went back"
+                );
+                last_end = end_ns;
+                spans += 1;
+            }
+            assert!(spans > 50, "{spans} spans ({:?})", clock.source);
         }
     }
 

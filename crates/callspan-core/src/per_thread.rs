@@ -56,6 +56,12 @@ impl SiteEntry {
 /// What the binding's OpenTelemetry interop saw last on this thread (`otel.rs`).
 #[derive(Debug)]
 pub struct OtelSeen {
+    /// Key of the thread's `contextvars` mapping at the last root call that looked it up: its
+    /// address, 1 when the thread had no context, 0 before any; the binding holds a reference
+    /// to the mapping, so the address cannot come to mean another object.
+    pub vars: Cell<usize>,
+    /// What that mapping resolved to.
+    pub vars_parent: Cell<Option<ParentSpan>>,
     /// Address of the OpenTelemetry `Context` object current at the last root call (0: none);
     /// the binding holds a reference to it, so the address cannot come to mean another object.
     pub context: Cell<usize>,
@@ -106,6 +112,8 @@ impl PerThread {
             classes: [const { Cell::new((0, 0)) }; CLASS_SLOTS],
             cache_epoch: Cell::new(0),
             otel: OtelSeen {
+                vars: Cell::new(0),
+                vars_parent: Cell::new(None),
                 context: Cell::new(0),
                 parent: Cell::new(None),
             },

@@ -519,11 +519,12 @@ pub(crate) struct Step {
 }
 
 impl Step {
-    /// The time the call ends at, read as it ends (only a span needs it; 0 otherwise).
+    /// The time the call ends at in [`callspan_core::clock::ticks`], read as it ends (only a
+    /// span needs it; 0 otherwise).
     #[inline]
-    pub(crate) fn end_unix_ns(&self) -> u64 {
+    pub(crate) fn end_ticks(&self) -> u64 {
         if matches!(self.span, CallSpan::Sampled(_)) {
-            callspan_core::clock::now_unix_ns()
+            callspan_core::clock::ticks()
         } else {
             0
         }
@@ -851,7 +852,7 @@ pub(crate) fn on_end(
         return;
     };
     // Read first, so that the span does not include this event's work.
-    let end_unix_ns = running.step.end_unix_ns();
+    let end_ticks = running.step.end_ticks();
     // A generator's or coroutine's call (a plain function's call has no frame key).
     let stepped = running.frame_key != 0;
     #[cfg(Py_3_13)]
@@ -865,11 +866,11 @@ pub(crate) fn on_end(
         running.step,
         running.active,
         end,
-        end_unix_ns,
+        end_ticks,
     );
 }
 
-/// A profiled call ended at `end_unix_ns` as `end` says (a generator or coroutine, `stepped`:
+/// A profiled call ended at `end_ticks` ([`callspan_core::clock::ticks`]) as `end` says (a generator or coroutine, `stepped`:
 /// its last step): its step leaves this thread (`local`), and its span ends or its count is
 /// made. A generator's or coroutine's GeneratorExit (`close()`) is a normal end, as for
 /// decorated ones.
@@ -881,7 +882,7 @@ pub(crate) fn end_call(
     step: Step,
     active: Active,
     end: End<'_>,
-    end_unix_ns: u64,
+    end_ticks: u64,
 ) {
     active.exit(py, local);
     let hot = hot::state();
@@ -906,7 +907,7 @@ pub(crate) fn end_call(
         hot,
         local,
         open,
-        end_unix_ns,
+        end_ticks,
         error_class,
         !matches!(end, End::Return),
         || match end {
@@ -1037,7 +1038,7 @@ fn end_running_calls(py: Python<'_>) {
     let Some(local) = (unsafe { per_thread::current() }) else {
         return;
     };
-    let end = callspan_core::clock::now_unix_ns();
+    let end = callspan_core::clock::ticks();
     #[cfg(Py_3_12)]
     end_running_on_threads(py, hot, local, end);
     let suspended = SUSPENDED.lock().take();
@@ -1078,7 +1079,7 @@ fn end_running_on_threads(py: Python<'_>, hot: &HotState, local: &PerThread, end
     }
 }
 
-/// Ends the span (or the count) of a call that returned normally at `end`.
+/// Ends the span (or the count) of a call that returned normally at `end` ([`callspan_core::clock::ticks`]).
 fn finish_step(py: Python<'_>, hot: &HotState, local: &PerThread, step: Step, end: u64) {
     match step.span {
         CallSpan::Sampled(open) => span::finish(py, hot, local, open, end, 0, false, || None),
@@ -1147,7 +1148,7 @@ fn watch(py: Python<'_>, frame_key: usize) {
 fn ended_without_event(py: Python<'_>, frame_key: usize) {
     let weak = WATCHED.lock().as_mut().and_then(|w| w.remove(&frame_key));
     if let Some(step) = take_suspended(frame_key) {
-        let end = callspan_core::clock::now_unix_ns();
+        let end = callspan_core::clock::ticks();
         per_thread::with(|local| finish_step(py, hot::state(), local, step, end));
     }
     drop(weak);

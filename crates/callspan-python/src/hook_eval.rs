@@ -254,7 +254,7 @@ unsafe fn profiled_frame(
         // SAFETY: the caller's contract.
         let result = unsafe { thread_exit::eval_frame_default(tstate, frame, throwflag) };
         // SAFETY: GIL held; `result` is what the frame returned.
-        no_unwind(|| unsafe { call.end(local, result, callspan_core::clock::now_unix_ns) });
+        no_unwind(|| unsafe { call.end(local, result) });
         return result;
     }
     // SAFETY: the caller's contract.
@@ -397,7 +397,7 @@ unsafe fn after(
     active: Active,
     result: *mut ffi::PyObject,
 ) {
-    let end_unix_ns = step.as_ref().map_or(0, Step::end_unix_ns);
+    let end_ticks = step.as_ref().map_or(0, Step::end_ticks);
     // SAFETY: the caller's contract.
     let py = unsafe { Python::assume_attached() };
     // SAFETY: a generator's or coroutine's frame that returned a value; its object is held by
@@ -416,15 +416,7 @@ unsafe fn after(
         End::Return
     };
     if let Some(step) = step.take() {
-        hook::end_call(
-            py,
-            local,
-            kind != Kind::Plain,
-            step,
-            active,
-            end,
-            end_unix_ns,
-        );
+        hook::end_call(py, local, kind != Kind::Plain, step, active, end, end_ticks);
     }
 }
 

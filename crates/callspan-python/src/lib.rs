@@ -355,6 +355,12 @@ fn registry_sizes(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(d)
 }
 
+/// How root calls find the current OpenTelemetry span (`otel::route`).
+#[pyfunction]
+fn otel_context_route(py: Python<'_>) -> &'static str {
+    crate::otel::route(py)
+}
+
 /// Forwards pending exporter diagnostics to the `callspan` logger now.
 #[pyfunction]
 fn forward_diagnostics(py: Python<'_>) {
@@ -387,6 +393,7 @@ fn _callspan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(settings, m)?)?;
     m.add_function(wrap_pyfunction!(forward_diagnostics, m)?)?;
     m.add_function(wrap_pyfunction!(registry_sizes, m)?)?;
+    m.add_function(wrap_pyfunction!(otel_context_route, m)?)?;
     m.add_function(wrap_pyfunction!(current_span, m)?)?;
     m.add_function(wrap_pyfunction!(set_remote_parent, m)?)?;
     m.add_function(wrap_pyfunction!(reset_remote_parent, m)?)?;

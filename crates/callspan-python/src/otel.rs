@@ -7,13 +7,23 @@
 //! calls), it reads the OpenTelemetry context's `ContextVar` directly and caches, per thread, the
 //! `Context` object it found with what it resolved to. OpenTelemetry never changes a `Context`
 //! in place (`set_value` returns a new one), so while the `ContextVar` holds the same object the
-//! answer is the same and a root call costs one `PyContextVar_Get` and a pointer comparison. When
-//! the context changes, its span entry is read; the span is cached too, since a new context often
-//! carries the same span (baggage, suppression keys). Both objects are kept alive by the cache,
-//! so their addresses cannot come to mean other objects. Only the default
-//! `ContextVarsRuntimeContext` is read this way; any other runtime context falls back on the
-//! public `get_current_span()`.
+//! answer is the same. When the context changes, its span entry is read; the span is cached too,
+//! since a new context often carries the same span (baggage, suppression keys).
+//!
+//! In front of that, the thread's `contextvars` mapping itself is the key
+//! ([`python_frame::context_vars`]: two loads through the thread state, where the interpreter's
+//! layout was checked at run time): an immutable mapping, so the same mapping means the same
+//! `ContextVar` value and the same answer, and a root call costs those loads and a comparison.
+//! `PyContextVar_Get` costs more, and most when it matters least: when OpenTelemetry's variable
+//! is not set in the thread's context (no OpenTelemetry span was ever made current there) CPython
+//! does not cache the miss and walks the mapping on every call. Where the layout check fails (or
+//! on a build that reads no interpreter struct) a root call starts at `PyContextVar_Get`.
+//!
+//! Every object whose address is a key is kept alive by the cache, so its address cannot come
+//! to mean another object. Only the default `ContextVarsRuntimeContext` is read this way; any
+//! other runtime context falls back on the public `get_current_span()`.
 
+use crate::python_frame;
 use callspan_core::context::ParentSpan;
 use callspan_core::per_thread::PerThread;
 use pyo3::ffi;
@@ -22,10 +32,13 @@ use pyo3::sync::PyOnceLock;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU8, Ordering};
 
-/// Not imported yet (look into `sys.modules` whenever it changed) / resolved / unusable.
+/// Not imported yet (look into `sys.modules` whenever it changed) / resolved / unusable /
+/// resolved, with the `ContextVar` read through the thread's mapping first
+/// ([`python_frame::context_vars`]).
 const UNSEEN: u8 = 0;
 const READY: u8 = 1;
 const UNUSABLE: u8 = 2;
+const READY_MAPPING: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(UNSEEN);
 
 /// The interpreter's module dict (`sys.modules`), a strong reference kept for the process.
@@ -50,20 +63,27 @@ struct Hooks {
 
 static HOOKS: PyOnceLock<Hooks> = PyOnceLock::new();
 
-// Per thread, in `PerThread::otel`: the address of the last context seen with what it resolved
-// to, which answers a root call while the context stays the same. The objects themselves are held here, touched only when the
-// context changes: holding them keeps their addresses from being reused.
+// Per thread, in `PerThread::otel`: the addresses of the last `contextvars` mapping and
+// `Context` seen with what they resolved to, which answer a root call while they stay the same.
+// The objects themselves are held here, touched only when they change: holding them keeps their
+// addresses from being reused.
 thread_local! {
-    static LAST: RefCell<Last> = const { RefCell::new(Last { context: None, span: None }) };
+    static LAST: RefCell<Last> = const {
+        RefCell::new(Last {
+            vars: None,
+            context: None,
+            span: None,
+        })
+    };
 }
 
 /// The objects of one thread's last answer.
 struct Last {
+    /// The thread's `contextvars` mapping (None: not read through it, or the thread had no
+    /// context). Held, not read: it keeps `PerThread::otel.vars` valid.
+    vars: Option<Py<PyAny>>,
     /// The `Context` object the `ContextVar` held (None: not read through the `ContextVar`).
-    #[expect(
-        dead_code,
-        reason = "held, not read: it keeps `PerThread::otel.context` valid"
-    )]
+    /// Held, not read: it keeps `PerThread::otel.context` valid.
     context: Option<Py<PyAny>>,
     /// The span that context held (None: no span entry).
     span: Option<Py<PyAny>>,
@@ -151,6 +171,14 @@ fn still_importing(module: &Bound<'_, PyAny>) -> bool {
 #[inline]
 pub(crate) fn current_parent(py: Python<'_>, local: &PerThread) -> Option<ParentSpan> {
     match STATE.load(Ordering::Relaxed) {
+        READY_MAPPING => {
+            // SAFETY: GIL held; READY_MAPPING is set only once `verify_context_vars` passed.
+            let vars = unsafe { python_frame::context_vars() };
+            if mapping_key(vars) == local.otel.vars.get() {
+                return local.otel.vars_parent.get();
+            }
+            return mapping_changed(py, local, vars);
+        }
         READY => {}
         UNUSABLE => return None,
         _ => {
@@ -160,7 +188,79 @@ pub(crate) fn current_parent(py: Python<'_>, local: &PerThread) -> Option<Parent
             }
         }
     }
-    let hooks = HOOKS.get(py)?;
+    by_context(py, HOOKS.get(py)?, local)
+}
+
+/// How root calls find the current OpenTelemetry span now: `"unresolved"` (OpenTelemetry not
+/// imported, or no root call since), `"mapping"` (keyed by the thread's `contextvars` mapping),
+/// `"contextvar"` (`PyContextVar_Get` at every root call), `"get_current_span"` (another runtime
+/// context: the public function) or `"unusable"`.
+pub(crate) fn route(py: Python<'_>) -> &'static str {
+    match STATE.load(Ordering::Relaxed) {
+        READY_MAPPING => "mapping",
+        READY => match HOOKS.get(py) {
+            Some(hooks) if hooks.context_var.is_none() => "get_current_span",
+            _ => "contextvar",
+        },
+        UNUSABLE => "unusable",
+        _ => "unresolved",
+    }
+}
+
+/// How root calls find the current span once OpenTelemetry is resolved: through the thread's
+/// `contextvars` mapping first where its read is checked to work, else from the `ContextVar`.
+#[cold]
+fn ready_state(py: Python<'_>, hooks: &Hooks) -> u8 {
+    if hooks.context_var.is_none() {
+        return READY;
+    }
+    match python_frame::verify_context_vars(py) {
+        Ok(()) => READY_MAPPING,
+        Err(why) => {
+            tracing::debug!("OpenTelemetry context read through PyContextVar_Get: {why}");
+            READY
+        }
+    }
+}
+
+/// The key [`current_parent`] keeps for the thread's `contextvars` mapping `vars`: its address,
+/// 1 when the thread has no context (0, `PerThread::otel.vars`' first value, is no key).
+#[inline(always)]
+fn mapping_key(vars: *mut ffi::PyObject) -> usize {
+    if vars.is_null() {
+        1
+    } else {
+        vars as usize
+    }
+}
+
+/// [`current_parent`] when the thread's `contextvars` mapping is not the one last seen: the
+/// answer from the `ContextVar`, then the new mapping kept as the key with it (a pair of its own:
+/// resolving may run Python code that makes root calls of its own, which leave the `Context`
+/// key and its answer consistent with each other, not with this mapping).
+#[cold]
+#[inline(never)]
+fn mapping_changed(
+    py: Python<'_>,
+    local: &PerThread,
+    vars: *mut ffi::PyObject,
+) -> Option<ParentSpan> {
+    // Held before anything runs Python code (resolving a new span does), which could free it.
+    // SAFETY: GIL held; `vars` is null or the live mapping of the thread's current context.
+    let held = unsafe { Bound::from_borrowed_ptr_or_opt(py, vars) }.map(Bound::unbind);
+    let parent = by_context(py, HOOKS.get(py)?, local);
+    // The replaced mapping is dropped after the borrow ends (see `remember`).
+    let old = LAST.with(|last| std::mem::replace(&mut last.borrow_mut().vars, held));
+    local.otel.vars.set(mapping_key(vars));
+    local.otel.vars_parent.set(parent);
+    drop(old);
+    parent
+}
+
+/// The current span from OpenTelemetry's `ContextVar`: the last answer while it holds the same
+/// `Context`, else [`lookup`].
+#[inline]
+fn by_context(py: Python<'_>, hooks: &Hooks, local: &PerThread) -> Option<ParentSpan> {
     if let Some(var) = &hooks.context_var {
         // The common case: the same context as at this thread's last root call.
         let mut context: *mut ffi::PyObject = std::ptr::null_mut();
@@ -193,7 +293,7 @@ pub(crate) fn current_parent(py: Python<'_>, local: &PerThread) -> Option<Parent
 }
 
 /// `sys.modules` changed size (to `len`) since the last look: whether OpenTelemetry is now
-/// imported and its context readable (then `STATE` is `READY`). Out of line: every root call
+/// imported and its context readable (then `STATE` is `READY` or `READY_MAPPING`). Out of line: every root call
 /// inlines the check above it, and this part is long.
 #[cold]
 fn became_ready(py: Python<'_>, len: isize) -> bool {
@@ -202,8 +302,8 @@ fn became_ready(py: Python<'_>, len: isize) -> bool {
         return false;
     };
     match HOOKS.get_or_try_init(py, || resolve(py)) {
-        Ok(_) => {
-            STATE.store(READY, Ordering::Relaxed);
+        Ok(hooks) => {
+            STATE.store(ready_state(py, hooks), Ordering::Relaxed);
             true
         }
         // Reached from code that its import runs (on this thread: another thread's import
@@ -256,13 +356,17 @@ fn remember(
         span.as_ref().and_then(span_context)
     };
     let address = context.as_ref().map_or(0, |c| c.as_ptr() as usize);
-    let fresh = Last {
-        context: context.map(Bound::unbind),
-        span: span.map(Bound::unbind),
-    };
+    let context = context.map(Bound::unbind);
+    let span = span.map(Bound::unbind);
     // The replaced objects are dropped after the borrow ends: their finalizers may run Python
     // code, which may make a traced call and come back here.
-    let old = LAST.with(|last| last.replace(fresh));
+    let old = LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        (
+            std::mem::replace(&mut last.context, context),
+            std::mem::replace(&mut last.span, span),
+        )
+    });
     local.otel.context.set(address);
     local.otel.parent.set(parent);
     drop(old);

@@ -10,7 +10,9 @@
 //!    (the thread's context stack, the task's `ContextVar` for coroutines, the OpenTelemetry
 //!    context with `CALLSPAN_OTEL_CONTEXT`) and [`Active::exit`] undoes it. A plain call enters
 //!    once; a coroutine or generator enters around each step and exits when the step suspends.
-//! 4. [`finish`]: end time, `CALLSPAN_MIN_DURATION`, the exception, submit; then diagnostics.
+//! 4. [`finish`]: end time (a span reads [`clock::ticks`] at its start and end and converts
+//!    both to Unix time here: the clock's cheapest reading on the call's path),
+//!    `CALLSPAN_MIN_DURATION`, the exception, submit; then diagnostics.
 //!
 //! When every call is counted (a metrics exporter or `CALLSPAN_REPORT`: [`HotState::counting`]),
 //! [`finish`] also counts the sampled call on its caller edge, with the span as the edge's
@@ -477,8 +479,9 @@ pub(crate) struct OpenSpan {
     function: FunctionId,
     parent_is_remote: bool,
     caller: Caller,
-    /// 0 until the span's code first runs (a generator starts at its first step).
-    start_unix_ns: u64,
+    /// When the span's code first ran, in [`clock::ticks`] (converted to Unix time with the
+    /// end, by [`finish`]); 0 until then (a generator starts at its first step).
+    start_ticks: u64,
 }
 
 impl OpenSpan {
@@ -499,7 +502,7 @@ impl OpenSpan {
             function,
             parent_is_remote: parent.is_some_and(|p| p.remote),
             caller,
-            start_unix_ns: 0,
+            start_ticks: 0,
         }
     }
 
@@ -517,14 +520,14 @@ impl OpenSpan {
     /// Starts the clock unless it runs already.
     #[inline]
     pub(crate) fn start_clock(&mut self) {
-        if self.start_unix_ns == 0 {
-            self.start_unix_ns = now_unix_ns();
+        if self.start_ticks == 0 {
+            self.start_ticks = clock::ticks();
         }
     }
 
     /// Whether the span's code has run at all.
     pub(crate) fn started(&self) -> bool {
-        self.start_unix_ns != 0
+        self.start_ticks != 0
     }
 }
 
@@ -608,11 +611,11 @@ fn keeping_error(py: Python<'_>, f: impl FnOnce()) {
     }
 }
 
-/// Step 4: ends `span` now; `error` describes the exception that ended it, if any (asked only
-/// when the span is kept and, for a call that `raised`, the queue is not full: a span the full
-/// queue drops is counted as dropped without it), and `error_class` is its class
-/// ([`raised_class`]; 0: none). Counts
-/// the call on its caller edge when calls are counted, submits the span unless shorter than
+/// Step 4: ends `span`, whose code stopped running at `end_ticks` ([`clock::ticks`]: both of a
+/// span's readings are converted to Unix time here, together); `error` describes the exception
+/// that ended it, if any (asked only when the span is kept and, for a call that `raised`, the
+/// queue is not full: a span the full queue drops is counted as dropped without it), and
+/// `error_class` is its class ([`raised_class`]; 0: none). Counts the call on its caller edge when calls are counted, submits the span unless shorter than
 /// `CALLSPAN_MIN_DURATION`, then forwards pending diagnostics to Python `logging` (keeping a
 /// pending exception).
 #[allow(clippy::too_many_arguments)] // the span, how it ended, and the thread's state
@@ -622,7 +625,7 @@ pub(crate) fn finish(
     hot: &HotState,
     local: &PerThread,
     span: OpenSpan,
-    end_unix_ns: u64,
+    end_ticks: u64,
     error_class: ClassId,
     raised: bool,
     error: impl FnOnce() -> Option<ExceptionInfo>,
@@ -633,7 +636,7 @@ pub(crate) fn finish(
         local,
         span,
         None,
-        end_unix_ns,
+        end_ticks,
         error_class,
         raised,
         error,
@@ -650,17 +653,18 @@ pub(crate) fn finish_here(
     local: &PerThread,
     span: OpenSpan,
     edge: Option<EdgeCounters<'_>>,
-    end_unix_ns: u64,
+    end_ticks: u64,
     error_class: ClassId,
     raised: bool,
     error: impl FnOnce() -> Option<ExceptionInfo>,
 ) {
-    let start_unix_ns = if span.started() {
-        span.start_unix_ns
+    let start_ticks = if span.started() {
+        span.start_ticks
     } else {
-        end_unix_ns
+        end_ticks
     };
-    let duration_ns = end_unix_ns.saturating_sub(start_unix_ns);
+    let (start_unix_ns, end_unix_ns) = clock::span_unix_ns(start_ticks, end_ticks);
+    let duration_ns = end_unix_ns - start_unix_ns;
     let kept = duration_ns >= hot.min_duration_ns();
     if hot.counting() {
         // A span too short to keep is no exemplar: it never arrives.
@@ -755,17 +759,12 @@ impl<'t> PlainCall<'t> {
     }
 
     /// Step 4: the call returned `result` (NULL: the exception set now ended it; it is described
-    /// and left set); `end_unix_ns` is read for a sampled call only.
+    /// and left set).
     ///
     /// # Safety
     /// GIL held; `local` is the state of the thread the call started on.
     #[inline(always)]
-    pub(crate) unsafe fn end(
-        self,
-        local: &PerThread,
-        result: *mut ffi::PyObject,
-        end_unix_ns: impl FnOnce() -> u64,
-    ) {
+    pub(crate) unsafe fn end(self, local: &PerThread, result: *mut ffi::PyObject) {
         // SAFETY: the caller's contract.
         let py = unsafe { Python::assume_attached() };
         match self {
@@ -780,7 +779,7 @@ impl<'t> PlainCall<'t> {
                 }
             }
             PlainCall::Sampled(call, edge) => {
-                let end_unix_ns = end_unix_ns();
+                let end_ticks = clock::ticks();
                 let (open, active) = ManuallyDrop::into_inner(call);
                 active.exit(py, local);
                 let hot = hot::state();
@@ -796,7 +795,7 @@ impl<'t> PlainCall<'t> {
                     local,
                     open,
                     edge,
-                    end_unix_ns,
+                    end_ticks,
                     error_class,
                     raised,
                     || raised.then(|| exception::capture_current(py)),

@@ -115,14 +115,14 @@ pub(crate) fn end(
         (s.open.take(), s.counted.take())
     };
     if let Some(open) = open {
-        let now = callspan_core::clock::now_unix_ns();
+        let end_ticks = callspan_core::clock::ticks();
         per_thread::with(|local| {
             span::finish(
                 py,
                 hot::state(),
                 local,
                 open,
-                now,
+                end_ticks,
                 error_class,
                 raised,
                 error,

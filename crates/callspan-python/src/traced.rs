@@ -16,7 +16,6 @@ use crate::span::{self, CountedCall, Decision, OpenSpan, PlainCall};
 use crate::steps::{self, Kind};
 use crate::thread_exit::{self, no_unwind};
 use crate::{python_frame, stack_guard};
-use callspan_core::clock::now_unix_ns;
 use callspan_core::hot::{self, FunctionRate, Mode};
 use callspan_core::per_thread::{self, PerThread};
 use callspan_core::record::FunctionId;
@@ -96,7 +95,7 @@ unsafe extern "C-unwind" fn traced_vectorcall(
             // SAFETY: GIL held; forwarding our caller's arguments unchanged.
             let result = unsafe { thread_exit::vectorcall(func, args, nargsf, kwnames) };
             // SAFETY: the GIL is held for the whole call; `result` is the call's.
-            no_unwind(|| unsafe { call.end(local, result, now_unix_ns) });
+            no_unwind(|| unsafe { call.end(local, result) });
             result
         }
         Begun::Stepped(func, local, decision) => {

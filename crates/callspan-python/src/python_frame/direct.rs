@@ -304,6 +304,28 @@ pub(super) unsafe fn code_extra(code: *mut PyObject, index: ffi::Py_ssize_t) -> 
     }
 }
 
+/// The variables of this thread's current `contextvars` context (`tstate->context->ctx_vars`,
+/// borrowed), null while the thread has no context.
+///
+/// # Safety
+/// The GIL is held by this thread.
+#[inline(always)]
+pub(super) unsafe fn context_vars() -> *mut PyObject {
+    // SAFETY: GIL held, so the thread state is attached and non-null; its `context` field is
+    // null or a live `PyContext`, whose `ctx_vars` is never null.
+    unsafe {
+        let tstate = ffi::compat::PyThreadState_GetUnchecked().cast::<u8>();
+        let context = *tstate
+            .add(THREAD_STATE_CONTEXT)
+            .cast::<*mut ContextObject>();
+        if context.is_null() {
+            std::ptr::null_mut()
+        } else {
+            (*context).ctx_vars
+        }
+    }
+}
+
 /// The code's qualified name (see `CallerFrame::code_qualname`).
 ///
 /// # Safety

@@ -327,6 +327,32 @@ pub(super) struct ThreadState {
     pub(super) current_frame: *mut IFrame,
 }
 
+/// `offsetof(PyThreadState, context)` (`Include/cpython/pystate.h`): the thread's current
+/// `contextvars.Context` (null until the thread first needs one). A bare offset rather than a
+/// longer [`ThreadState`] prefix: on every version some thirty fields lie between the frame
+/// pointer and it, none of them read. Checked at run time by `verify::verify_context_vars` (an
+/// entered context must be found there), not at compile time.
+#[cfg(not(Py_3_11))]
+pub(super) const THREAD_STATE_CONTEXT: usize = 240;
+/// `offsetof(PyThreadState, context)` (see the 3.9/3.10 one).
+#[cfg(all(Py_3_11, not(Py_3_12)))]
+pub(super) const THREAD_STATE_CONTEXT: usize = 224;
+/// `offsetof(PyThreadState, context)` (see the 3.9/3.10 one).
+#[cfg(Py_3_12)]
+pub(super) const THREAD_STATE_CONTEXT: usize = 208;
+
+/// `PyContext` (`Include/internal/pycore_context.h`), 3.9–3.13: a `contextvars.Context`. Its
+/// `ctx_vars` is an immutable HAMT (setting a variable makes a new one), the same object in a
+/// context and its copies until one of them sets a variable.
+#[repr(C)]
+pub(super) struct ContextObject {
+    pub(super) ob_base: PyObject,
+    pub(super) ctx_prev: *mut ContextObject,
+    pub(super) ctx_vars: *mut PyObject,
+    pub(super) ctx_weakreflist: *mut PyObject,
+    pub(super) ctx_entered: c_char,
+}
+
 /// `staticmethod` / `classmethod` objects (`Objects/funcobject.c`): the callable comes first.
 /// Read by the 3.9/3.10 qualname search only.
 #[cfg(not(Py_3_11))]
@@ -371,6 +397,10 @@ mod asserts {
         };
     }
 
+    const _: () = {
+        at!(ContextObject, ctx_vars, OBJ, 24, 16);
+        assert!(size_of::<ContextObject>() - OBJ == 48 - 16);
+    };
     #[cfg(not(Py_3_11))]
     const _: () = {
         at!(Code, co_argcount, OBJ, 16, 16);

@@ -354,6 +354,46 @@ pub(crate) unsafe fn verify_code_extra(
     }
 }
 
+/// The variables of this thread's current `contextvars` context, borrowed (null: the thread has
+/// no context yet, and every variable has its default). The mapping is immutable (setting a
+/// variable makes a new one, which the context then holds), so while it is kept alive, finding
+/// the same address again means every variable still has the same value: a cache key for a
+/// variable's value that costs two loads, where `PyContextVar_Get` walks the mapping whenever the
+/// variable is not set in it (CPython caches hits only).
+///
+/// # Safety
+/// GIL held, and [`verify_context_vars`] returned `Ok` in this process.
+#[cfg(callspan_frame_direct)]
+#[inline(always)]
+pub(crate) unsafe fn context_vars() -> *mut ffi::PyObject {
+    // SAFETY: the caller's contract.
+    unsafe { direct::context_vars() }
+}
+
+/// [`context_vars`] where it cannot be read (the public-API route): never called, since
+/// [`verify_context_vars`] fails there.
+///
+/// # Safety
+/// As the direct route's.
+#[cfg(not(callspan_frame_direct))]
+#[inline(always)]
+pub(crate) unsafe fn context_vars() -> *mut ffi::PyObject {
+    unreachable!("context variables are read directly only where verify_context_vars succeeded")
+}
+
+/// Checks, on the calling thread, that [`context_vars`] reads what the public C API says is the
+/// current context's mapping (`verify` says how); `Err` says why it must not be used (always on
+/// the public-API route, which has no such read).
+pub(crate) fn verify_context_vars(py: Python<'_>) -> Result<(), String> {
+    #[cfg(callspan_frame_direct)]
+    return verify::verify_context_vars(py);
+    #[cfg(not(callspan_frame_direct))]
+    {
+        let _ = py;
+        Err("the public-API route reads no thread-state field".to_owned())
+    }
+}
+
 /// Whether the code's first positional parameter exists and is named `self` or `cls`. Cheap (a
 /// pointer comparison against the interned names, a short string comparison otherwise); callers
 /// may still cache it per code object.

@@ -28,7 +28,9 @@ use std::ptr;
 use pyo3::ffi::{self, PyObject};
 use pyo3::prelude::*;
 
-use super::direct::{back, code, current, first_param_name, globals, lasti, RawFrame};
+use super::direct::{
+    back, code, context_vars, current, first_param_name, globals, lasti, RawFrame,
+};
 use super::layout::*;
 #[cfg(Py_3_11)]
 use super::quirks::first_complete;
@@ -223,6 +225,83 @@ unsafe fn verify_frame(
             )?;
         }
         Ok(())
+    }
+}
+
+/// Checks that [`context_vars`] reads the thread's current context's variables: a copy of the
+/// current context, entered with `PyContext_Enter`, must be the context found through the
+/// thread-state layout, its variables a `hamt` that a `ContextVar.set` in it replaces with one
+/// holding one entry more. Runs on the calling thread, which is left in the context it was in.
+pub(super) fn verify_context_vars(_py: Python<'_>) -> Result<(), String> {
+    let is_hamt = |vars: *mut PyObject| {
+        // SAFETY: GIL held; `vars` is checked non-null and then is a live object (read from a
+        // context confirmed to be the entered one), whose type's name is a static C string.
+        !vars.is_null()
+            && unsafe { std::ffi::CStr::from_ptr((*ffi::Py_TYPE(vars)).tp_name) }.to_bytes()
+                == b"hamt"
+    };
+    // SAFETY: GIL held. `copy` is a new context, entered and exited here; the thread state's
+    // `context` field is read as a pointer only, and dereferenced (through `context_vars`) after
+    // it matched the entered context; every new reference is released.
+    unsafe {
+        let copy = ffi::PyContext_CopyCurrent();
+        if copy.is_null() {
+            ffi::PyErr_Clear();
+            return Err("PyContext_CopyCurrent failed".to_owned());
+        }
+        if ffi::PyContext_Enter(copy) != 0 {
+            ffi::PyErr_Clear();
+            ffi::Py_DECREF(copy);
+            return Err("PyContext_Enter failed".to_owned());
+        }
+        let result = (|| {
+            let tstate = ffi::PyThreadState_Get().cast::<u8>();
+            let found = *tstate.add(THREAD_STATE_CONTEXT).cast::<*mut PyObject>();
+            check(
+                found == copy,
+                "tstate->context",
+                found as usize,
+                copy as usize,
+            )?;
+            let before = context_vars();
+            check(
+                is_hamt(before),
+                "context variables type",
+                before as usize,
+                0,
+            )?;
+            let var = ffi::PyContextVar_New(c"callspan-layout-check".as_ptr(), ptr::null_mut());
+            if var.is_null() {
+                ffi::PyErr_Clear();
+                return Err("PyContextVar_New failed".to_owned());
+            }
+            let token = ffi::PyContextVar_Set(var, ffi::Py_None());
+            let after = context_vars();
+            let sizes = (ffi::PyObject_Size(before), ffi::PyObject_Size(after));
+            ffi::PyErr_Clear();
+            if !token.is_null() {
+                ffi::Py_DECREF(token);
+            }
+            ffi::Py_DECREF(var);
+            check(!token.is_null(), "ContextVar.set", 0, 0)?;
+            check(
+                after != before && is_hamt(after),
+                "context variables after a set",
+                after as usize,
+                before as usize,
+            )?;
+            check(
+                sizes.0 >= 0 && sizes.1 == sizes.0 + 1,
+                "context variables count after a set",
+                sizes.1 as usize,
+                sizes.0 as usize + 1,
+            )
+        })();
+        if ffi::PyContext_Exit(copy) != 0 {
+            ffi::PyErr_Clear();
+        }
+        ffi::Py_DECREF(copy);
+        result
     }
 }
 
