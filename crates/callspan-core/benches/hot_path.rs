@@ -8,7 +8,7 @@
 //! ([`HotState::decide`]: sampler, the function's own rate, the rate limit), ids, context
 //! push/pop, two clock reads and the queue push, with a pop standing in for the exporter's drain.
 
-use callspan_core::clock::now_unix_ns;
+use callspan_core::clock::{self, now_unix_ns};
 use callspan_core::config::Config;
 use callspan_core::context::{self, ParentSpan};
 use callspan_core::hot::{self, FunctionRate, HotState};
@@ -21,6 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 fn main() {
+    // The clock reads CLOCK_MONOTONIC while it calibrates (its first CALIBRATION_NS): let that
+    // pass, so that the clock rows measure the clock a running program has.
+    let start = std::time::Instant::now();
+    while !clock::uses_tsc() && start.elapsed() < std::time::Duration::from_millis(100) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     divan::main();
 }
 
@@ -109,11 +115,25 @@ mod id_generation {
     }
 }
 
-/// The span clock (the calibrated TSC where usable, else the vDSO's CLOCK_MONOTONIC); a call
-/// reads it twice.
+/// The clock as such (the calibrated TSC read with `rdtscp` where usable, else the vDSO's
+/// CLOCK_MONOTONIC): the rate limiter's and the metrics' reading.
 #[divan::bench]
 fn clock_now_unix_ns() -> u64 {
     now_unix_ns()
+}
+
+/// What a span reads at its start and at its end (a plain `rdtsc` where the TSC is usable), and
+/// what counting an unsampled call reads twice.
+#[divan::bench]
+fn clock_ticks() -> u64 {
+    clock::ticks()
+}
+
+/// A span's two tick readings converted to Unix time at its end, the readings included.
+#[divan::bench]
+fn clock_span_times() -> (u64, u64) {
+    let start = clock::ticks();
+    clock::span_unix_ns(start, clock::ticks())
 }
 
 /// The sampling decision for a root span, as the hot path makes it: the configured sampler's
@@ -234,9 +254,10 @@ fn sampled_call_rust_side(bencher: Bencher) {
             sampled: true,
             remote: false,
         });
-        let start_unix_ns = now_unix_ns();
-        let end_unix_ns = now_unix_ns();
+        let start_ticks = clock::ticks();
+        let end_ticks = clock::ticks();
         context::pop();
+        let (start_unix_ns, end_unix_ns) = clock::span_unix_ns(start_ticks, end_ticks);
         sink.push(SpanRecord {
             trace_id,
             parent_span_id: parent.map_or(0, |p| p.span_id),
