@@ -203,7 +203,7 @@ def test_without_otel_context_otel_spans_start_their_own_trace(receiver, run_scr
         ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "lots"),
         ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
         ("OTEL_RESOURCE_ATTRIBUTES", "team"),
-        # larger than the default queue (74,898 spans: CALLSPAN_MAX_QUEUE_BYTES)
+        # larger than the default queue (87,381 spans: CALLSPAN_MAX_QUEUE_BYTES)
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100000"),
         ("CALLSPAN_MAX_QUEUE_BYTES", "lots"),
     ],
@@ -237,7 +237,7 @@ def test_python_m_callspan_config_shows_values_and_sources(receiver):
     row = next(line for line in lines if line.startswith("OTEL_BSP_MAX_QUEUE_SIZE"))
     assert "CALLSPAN_MAX_QUEUE_BYTES" in row and "(default)" in row
     row = next(line for line in lines if line.startswith("CALLSPAN_MAX_QUEUE_BYTES"))
-    assert "8388608 (74898 spans)" in row and "(default)" in row
+    assert "8388608 (87381 spans)" in row and "(default)" in row
     assert any(line.startswith("spans go to") and receiver.endpoint in line for line in lines)
 
 

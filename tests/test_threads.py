@@ -167,3 +167,55 @@ def test_reconfiguring_while_other_threads_trace_sends_later_spans_to_the_new_en
                     assert between == [], f"{len(between)} spans went to the old endpoint"
                 else:
                     assert between, "no spans between two switches: the test proves nothing"
+
+
+THREAD_CHURN = """
+import sys, threading
+import callspan
+from scriptkit import finish, report
+
+
+@callspan.trace
+def work(i):
+    return i
+
+
+def worker():
+    for i in range(50):
+        work(i)
+
+
+rounds = int(sys.argv[1])
+for _ in range(rounds):
+    batch = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in batch:
+        thread.start()
+    for thread in batch:
+        thread.join()
+# A thread that queued a span and went idle: its spans go out at the flush too.
+idle = threading.Event()
+parked = threading.Thread(target=lambda: (worker(), idle.wait()))
+parked.start()
+flushed = callspan.flush(timeout=20)
+idle.set()
+parked.join()
+report(threads=rounds * 8 + 1, flushed=flushed)
+finish()
+"""
+
+
+def test_short_lived_threads_and_an_idle_one_deliver_every_span(receiver, run_script):
+    # Each thread queues into a lane of its own (callspan-core's sink.rs); a lane outlives its
+    # thread until drained, and an idle thread's spans do not wait for it to push again.
+    completed = run_script(
+        THREAD_CHURN, args=["40"], env={"OTEL_BSP_MAX_QUEUE_SIZE": "20000"}, timeout=120
+    )
+    output = parse_output(completed.stdout)
+    expected = output.facts["threads"] * 50
+    assert output.facts["flushed"] is True
+    assert output.stats["spans_sampled"] == expected, output.stats
+    assert output.stats["spans_exported"] == expected, output.stats
+    assert output.stats["spans_dropped"] == 0, output.stats
+    spans = receiver.wait_for_spans(expected, timeout=60)
+    assert len({s.span_id for s in spans}) == expected
+    assert len({s.attributes["thread.id"] for s in spans}) >= 2

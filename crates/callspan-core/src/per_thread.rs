@@ -19,6 +19,7 @@ use crate::context::{ContextStack, ParentSpan};
 use crate::edges::ThreadEdges;
 use crate::ids::ThreadRng;
 use crate::record::{ClassId, CodeId, ThreadKey};
+use crate::sink::ThreadLane;
 use crate::stats::ThreadCounts;
 use std::cell::Cell;
 
@@ -78,6 +79,8 @@ pub struct PerThread {
     pub ids: ThreadRng,
     /// Calls started and sampled ([`crate::stats`]).
     pub counts: ThreadCounts,
+    /// This thread's lane into the span queue ([`crate::sink`]).
+    pub lane: ThreadLane,
     /// Caller-edge counters and their caches ([`crate::edges`]).
     pub edges: ThreadEdges,
     /// The binding's C-stack guard: the lowest stack address a traced call may start at
@@ -105,6 +108,7 @@ impl PerThread {
             context: ContextStack::new(),
             ids: ThreadRng::new(),
             counts: ThreadCounts::new(),
+            lane: ThreadLane::new(),
             edges: ThreadEdges::new(),
             stack_limit: Cell::new(usize::MAX),
             thread_key: Cell::new((0, 0)),

@@ -281,6 +281,15 @@ struct Worker {
     given_up: u64,
 }
 
+/// Which records a batch takes.
+#[derive(Clone, Copy, Debug)]
+enum Take {
+    /// The oldest of any lane (a wake-up under a backlog).
+    Any,
+    /// Only those queued when the flush or shutdown began ([`SpanSink::mark_queued`]).
+    Queued,
+}
+
 impl Worker {
     /// The exporter's loop, a task on the thread's runtime: the requests it sends run while
     /// it awaits.
@@ -299,7 +308,7 @@ impl Worker {
                     // Under a sustained flood the queue never drops below a batch: let a
                     // waiting flush or shutdown in between batches.
                     while self.sink.len() >= self.batching.max_batch && control.is_empty() {
-                        self.export_batch(self.batching.max_batch).await;
+                        self.export_batch(self.batching.max_batch, Take::Any).await;
                     }
                 }
                 Ok(Some(Control::Flush(ack))) => {
@@ -345,24 +354,28 @@ impl Worker {
     /// Exports what is queued right now (not what arrives meanwhile), without waiting for the
     /// OTLP requests to be answered.
     async fn export_queued(&mut self) {
-        let mut remaining = self.sink.len();
+        let mut remaining = self.sink.mark_queued();
         while remaining > 0 {
             let n = remaining.min(self.batching.max_batch);
-            self.export_batch(n).await;
+            self.export_batch(n, Take::Queued).await;
             remaining -= n;
         }
     }
 
     /// Pops up to `n` records and exports them as one request (more if they outgrow the
     /// request size limit). Failures are counted and noted for the next flush.
-    async fn export_batch(&mut self, n: usize) {
-        let ok = self.try_export_batch(n).await;
+    async fn export_batch(&mut self, n: usize, take: Take) {
+        let ok = self.try_export_batch(n, take).await;
         self.all_ok &= ok;
     }
 
     /// [`Self::export_batch`]; false if something failed already (OTLP requests report later).
-    async fn try_export_batch(&mut self, n: usize) -> bool {
+    async fn try_export_batch(&mut self, n: usize, take: Take) -> bool {
         let sink = self.sink;
+        let pop = || match take {
+            Take::Any => sink.pop(),
+            Take::Queued => sink.pop_queued(),
+        };
         // At shutdown, a collector that refuses connections gets nothing more: retrying
         // batch after batch would hold the exit for the whole export timeout.
         let gave_up = self
@@ -373,7 +386,7 @@ impl Worker {
         let Some(transport) = self.transport.as_mut().filter(|_| !gave_up) else {
             let popped = self.taken.take(|| {
                 let mut dropped = 0;
-                while dropped < n as u64 && sink.pop().is_some() {
+                while dropped < n as u64 && pop().is_some() {
                     dropped += 1;
                 }
                 (dropped, dropped)
@@ -397,7 +410,7 @@ impl Worker {
             let view = registry.view();
             let mut popped = 0;
             for _ in 0..n {
-                let Some(record) = sink.pop() else { break };
+                let Some(record) = pop() else { break };
                 popped += 1;
                 if !encoder.add(&record, &view) {
                     unresolved += 1;

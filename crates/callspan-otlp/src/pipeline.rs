@@ -13,10 +13,11 @@ use crate::metrics_exporter::MetricsExporter;
 use crate::resource::build_resource;
 use callspan_core::config::Config;
 use callspan_core::hot;
+use callspan_core::per_thread::PerThread;
 use callspan_core::record::SpanRecord;
 use callspan_core::registry;
 use callspan_core::sink::SpanSink;
-use callspan_core::stats::{Stats, StatsSnapshot, ThreadCounts};
+use callspan_core::stats::{Stats, StatsSnapshot};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,16 +146,28 @@ impl Pipeline {
         self.exporter_running.store(false, Ordering::Release);
     }
 
-    /// Queues a finished sampled span, counting it as sampled in the calling thread's `counts`;
-    /// never blocks. Starts the exporter on first use.
-    #[inline]
-    pub fn submit(&'static self, record: SpanRecord, counts: &ThreadCounts) {
-        counts.sampled();
-        if !self.exporter_running.load(Ordering::Acquire) && !self.start_exporter() {
+    /// Queues a finished sampled span from the thread whose state is `local`, counting it as
+    /// sampled there; never blocks. Starts the exporter on first use.
+    ///
+    /// Inlined with the push's common path, so that the caller builds the record in its slot.
+    #[inline(always)]
+    pub fn submit(&'static self, record: SpanRecord, local: &PerThread) {
+        local.counts.sampled();
+        if !self.exporter_running.load(Ordering::Acquire) {
+            return self.submit_first(record, local);
+        }
+        self.sink.push_from(local, record);
+    }
+
+    /// [`Self::submit`] while no exporter runs: starts it (or drops the span after shutdown).
+    #[cold]
+    #[inline(never)]
+    fn submit_first(&'static self, record: SpanRecord, local: &PerThread) {
+        if !self.start_exporter() {
             Stats::add(&self.sink.stats.dropped_shutdown, 1);
             return;
         }
-        self.sink.push(record);
+        self.sink.push_from(local, record);
     }
 
     /// Drops a span before it is built if the queue is full now (counted as the queue's drop,
@@ -162,9 +175,9 @@ impl Pipeline {
     /// application to build (an exception's description runs the exception's `__str__`): under
     /// a backlog, the spans the queue drops would cost it as much as those it keeps.
     #[inline]
-    pub fn dropped_if_full(&'static self, counts: &ThreadCounts) -> bool {
-        if self.exporter_running.load(Ordering::Acquire) && self.sink.is_full() {
-            counts.sampled();
+    pub fn dropped_if_full(&'static self, local: &PerThread) -> bool {
+        if self.exporter_running.load(Ordering::Acquire) && self.sink.is_full_for(local) {
+            local.counts.sampled();
             self.sink.drop_full();
             return true;
         }
@@ -369,6 +382,5 @@ fn after_fork_in_child() {
     // No waker: the child's exporter installs its own.
     p.sink.set_waker(usize::MAX, None);
     // The parent sends what was queued before the fork; the child must not send it twice.
-    while p.sink.pop().is_some() {}
-    p.sink.stats.reset();
+    p.sink.reset_in_child();
 }

@@ -686,7 +686,7 @@ pub(crate) fn finish_here(
     }
     if !kept {
         stats::count_below_min_duration();
-    } else if !(raised && pipeline::global().dropped_if_full(&local.counts)) {
+    } else if !(raised && pipeline::global().dropped_if_full(local)) {
         // (Describing the exception runs its `__str__`: not for a span the queue would drop.)
         let record = SpanRecord {
             trace_id: span.trace_id,
@@ -703,7 +703,7 @@ pub(crate) fn finish_here(
             instance: span.caller.instance,
             stack: span.caller.stack,
         };
-        pipeline::global().submit(record, &local.counts);
+        pipeline::global().submit(record, local);
     }
     if callspan_otlp::diagnostic::pending() {
         diagnostics::forward(py);

@@ -59,10 +59,10 @@ pub const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
 /// What an unset [`OTEL_BSP_MAX_QUEUE_SIZE`] means.
 pub const OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT: &str = "as many as CALLSPAN_MAX_QUEUE_BYTES holds";
 /// `CALLSPAN_MAX_QUEUE_BYTES` — the queue's memory in bytes: it holds this many bytes of span
-/// records (the fixed-size part, [`crate::sink::SLOT_BYTES`] each), allocated on first use.
+/// records (the fixed-size part, [`crate::sink::SLOT_BYTES`] each), allocated as it fills.
 /// With [`OTEL_BSP_MAX_QUEUE_SIZE`] set as well, the smaller of the two queues applies.
 pub const CALLSPAN_MAX_QUEUE_BYTES: &str = "CALLSPAN_MAX_QUEUE_BYTES";
-/// Default of [`CALLSPAN_MAX_QUEUE_BYTES`]: 8 MiB, 74,898 spans of 112 bytes — about 136 ms of
+/// Default of [`CALLSPAN_MAX_QUEUE_BYTES`]: 8 MiB, 87,381 spans of 96 bytes — about 159 ms of
 /// a hot thread making 550,000 spans/s, enough to ride out an exporter thread kept off the CPU
 /// by another process for tens of milliseconds (the spec's 2048 spans last 4 ms at that rate).
 pub const CALLSPAN_MAX_QUEUE_BYTES_DEFAULT: &str = "8388608";
