@@ -13,7 +13,7 @@
 //! segments. With the budget spent the record is dropped and counted, so memory is bounded by
 //! the capacity plus one segment per lane (every lane keeps the segment it writes to, outside
 //! the budget, so that a lane never waits on itself) — at most 6 KiB per thread that queues.
-//! Segments read past are kept for reuse ([`Segments::spare`]), not freed: the queue's memory
+//! Segments read past are kept for reuse (`Segments::spare`), not freed: the queue's memory
 //! stays at its high-water mark. The exporter frees a segment once it has
 //! read past it, which returns it to the budget. A lane whose thread has exited is removed once
 //! it is drained.
