@@ -183,7 +183,7 @@ struct Head {
     /// The next position to read.
     read: u64,
     /// The lane's end at the consumer's last [`SpanSink::mark_queued`]: what
-    /// [`SpanSink::pop_queued`] may take.
+    /// [`Take::Queued`] may take.
     mark: u64,
     /// `written` as the consumer last loaded it: it loads it again only when it has read that
     /// far, so that the producer's line moves to the consumer once per catch-up, not once per
@@ -332,6 +332,15 @@ struct ProducerView {
     check_mask: AtomicUsize,
 }
 
+/// Which records [`SpanSink::pop_each`] takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Take {
+    /// The oldest of any lane (a wake-up under a backlog).
+    Any,
+    /// Only those queued at the last [`SpanSink::mark_queued`] (a flush or a shutdown).
+    Queued,
+}
+
 /// The consumer's list of lanes.
 struct Lanes {
     all: Vec<Arc<Lane>>,
@@ -352,6 +361,8 @@ pub struct SpanSink {
     /// Lanes opened since the consumer last looked: a producer adding its lane never waits
     /// for the consumer.
     opened: Mutex<Vec<Arc<Lane>>>,
+    /// Set when `opened` has lanes: the consumer locks it only then.
+    any_opened: AtomicBool,
     /// Counters shared with the exporter.
     pub stats: Stats,
     batch_threshold: AtomicUsize,
@@ -395,6 +406,7 @@ impl SpanSink {
                 cursor: 0,
             }),
             opened: Mutex::new(Vec::new()),
+            any_opened: AtomicBool::new(false),
             stats: Stats::default(),
             batch_threshold: AtomicUsize::new(usize::MAX),
             wake_pending: AtomicBool::new(false),
@@ -499,6 +511,7 @@ impl SpanSink {
             }),
         });
         self.opened.lock().push(lane.clone());
+        self.any_opened.store(true, Ordering::Release);
         let producer = slot.insert(Producer {
             lane,
             sink_id: self.producers.id.load(Ordering::Relaxed),
@@ -547,13 +560,15 @@ impl SpanSink {
     /// Takes a queued record: lane by lane, each lane's oldest first. Removes the lanes of
     /// exited threads once they are drained.
     pub fn pop(&self) -> Option<SpanRecord> {
-        self.take(false)
+        let mut popped = None;
+        self.pop_each(1, Take::Any, |record| popped = Some(record));
+        popped
     }
 
-    /// Notes what is queued now, for [`Self::pop_queued`]; returns how many records that is.
+    /// Notes what is queued now, for [`Take::Queued`]; returns how many records that is.
     ///
     /// A flush or a shutdown exports what was queued when it was asked for. With a lane per
-    /// thread, taking that many records with [`Self::pop`] could take a later record of one
+    /// thread, taking that many records with [`Take::Any`] could take a later record of one
     /// thread and leave an earlier one of another behind: a flush would then return with a span
     /// made before it still queued, and a reconfiguration would send a span made after it with
     /// the old exporter.
@@ -570,26 +585,35 @@ impl SpanSink {
         marked as usize
     }
 
-    /// [`Self::pop`], of the records queued at the last [`Self::mark_queued`] only.
-    pub fn pop_queued(&self) -> Option<SpanRecord> {
-        self.take(true)
-    }
-
-    /// [`Self::pop`] or [`Self::pop_queued`].
-    fn take(&self, queued_before_mark: bool) -> Option<SpanRecord> {
+    /// Takes up to `n` records as `take` says, handing each to `f`; returns how many. Lane by
+    /// lane, each lane's oldest first, under one lock (producers never take it: they only add
+    /// lanes through `opened`), so `f` must not call back into the sink. Removes the lanes of
+    /// exited threads once they are drained.
+    pub fn pop_each(&self, n: usize, take: Take, mut f: impl FnMut(SpanRecord)) -> usize {
+        let queued_before_mark = matches!(take, Take::Queued);
         let mut lanes = self.lanes();
         let Lanes { all, cursor } = &mut *lanes;
+        let mut taken = 0;
         let mut looked = 0;
-        while looked < all.len() {
+        while taken < n && looked < all.len() {
             if *cursor >= all.len() {
                 *cursor = 0;
             }
             let lane = &all[*cursor];
-            // Closed before the pop: a closed lane found empty stays empty.
+            // Closed before the pops: a closed lane found empty stays empty.
             let closed = lane.closed.load(Ordering::Acquire);
-            // SAFETY: under the consumer lock.
-            if let Some(record) = unsafe { lane.pop(&self.segments, queued_before_mark) } {
-                return Some(record);
+            while taken < n {
+                // SAFETY: under the consumer lock.
+                match unsafe { lane.pop(&self.segments, queued_before_mark) } {
+                    Some(record) => {
+                        f(record);
+                        taken += 1;
+                    }
+                    None => break,
+                }
+            }
+            if taken == n {
+                break;
             }
             // SAFETY: under the consumer lock.
             if closed && unsafe { lane.len() } == 0 {
@@ -599,14 +623,15 @@ impl SpanSink {
                 looked += 1;
             }
         }
-        None
+        taken
     }
 
     /// The consumer's lanes, with those opened since it last looked.
     fn lanes(&self) -> parking_lot::MutexGuard<'_, Lanes> {
         let mut lanes = self.lanes.lock();
-        let mut opened = self.opened.lock();
-        if !opened.is_empty() {
+        if self.any_opened.load(Ordering::Acquire) {
+            let mut opened = self.opened.lock();
+            self.any_opened.store(false, Ordering::Relaxed);
             lanes.all.append(&mut opened);
         }
         lanes
@@ -1000,9 +1025,8 @@ mod tests {
         for i in 300..350 {
             sink.push(numbered(i + 1));
         }
-        let mut taken: Vec<u64> = std::iter::from_fn(|| sink.pop_queued())
-            .map(|r| r.span_id)
-            .collect();
+        let mut taken = vec![];
+        while sink.pop_each(7, Take::Queued, |r| taken.push(r.span_id)) > 0 {}
         taken.sort_unstable();
         let expected: Vec<u64> = (1..=300).chain(1_000..1_100).collect();
         assert_eq!(taken, expected);

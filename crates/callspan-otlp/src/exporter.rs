@@ -24,7 +24,7 @@ use crate::runtime_thread;
 use crate::transport::Transport;
 use callspan_core::config::Config;
 use callspan_core::registry::Registry;
-use callspan_core::sink::SpanSink;
+use callspan_core::sink::{SpanSink, Take};
 use callspan_core::stats::Stats;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -281,15 +281,6 @@ struct Worker {
     given_up: u64,
 }
 
-/// Which records a batch takes.
-#[derive(Clone, Copy, Debug)]
-enum Take {
-    /// The oldest of any lane (a wake-up under a backlog).
-    Any,
-    /// Only those queued when the flush or shutdown began ([`SpanSink::mark_queued`]).
-    Queued,
-}
-
 impl Worker {
     /// The exporter's loop, a task on the thread's runtime: the requests it sends run while
     /// it awaits.
@@ -372,10 +363,6 @@ impl Worker {
     /// [`Self::export_batch`]; false if something failed already (OTLP requests report later).
     async fn try_export_batch(&mut self, n: usize, take: Take) -> bool {
         let sink = self.sink;
-        let pop = || match take {
-            Take::Any => sink.pop(),
-            Take::Queued => sink.pop_queued(),
-        };
         // At shutdown, a collector that refuses connections gets nothing more: retrying
         // batch after batch would hold the exit for the whole export timeout.
         let gave_up = self
@@ -385,10 +372,7 @@ impl Worker {
             .is_some_and(OtlpClient::gives_up);
         let Some(transport) = self.transport.as_mut().filter(|_| !gave_up) else {
             let popped = self.taken.take(|| {
-                let mut dropped = 0;
-                while dropped < n as u64 && pop().is_some() {
-                    dropped += 1;
-                }
+                let dropped = sink.pop_each(n, take, drop) as u64;
                 (dropped, dropped)
             });
             let dropped = popped.unwrap_or(0);
@@ -408,15 +392,12 @@ impl Worker {
         let encoder = &mut self.encoder;
         let taken = self.taken.take(|| {
             let view = registry.view();
-            let mut popped = 0;
-            for _ in 0..n {
-                let Some(record) = pop() else { break };
-                popped += 1;
+            let popped = sink.pop_each(n, take, |record| {
                 if !encoder.add(&record, &view) {
                     unresolved += 1;
                 }
-            }
-            (popped, ())
+            });
+            (popped as u64, ())
         });
         if taken.is_none() {
             // Abandoned by a timed-out shutdown: nothing more is taken or sent.
