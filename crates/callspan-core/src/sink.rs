@@ -191,6 +191,26 @@ struct Head {
     known_written: u64,
 }
 
+impl Head {
+    /// The index of the next record to read in `segment`, moving on to the next segment when
+    /// this one is read to its end (`segment_len` records); returns the segment left behind.
+    /// Call only with a record published past `read`: the producer links the next segment
+    /// (release) before it publishes a record in it.
+    fn next_index(&mut self, segment_len: usize) -> (usize, Option<*mut Segment>) {
+        let index = (self.read - self.base) as usize;
+        if index < segment_len {
+            return (index, None);
+        }
+        let left = self.segment;
+        // SAFETY: `left` is live and fully read; its `next` was set before the record past it
+        // was published.
+        self.segment = unsafe { (*left).next.load(Ordering::Acquire) };
+        debug_assert!(!self.segment.is_null());
+        self.base += segment_len as u64;
+        (0, Some(left))
+    }
+}
+
 // SAFETY: `head` is touched by one thread at a time (the consumer lock, or the last owner in
 // `Drop`); the slots are handed over by the release/acquire pair on `written`.
 unsafe impl Send for Lane {}
@@ -214,17 +234,10 @@ impl Lane {
                 return None;
             }
         }
-        let mut index = (head.read - head.base) as usize;
-        if index == self.segment_len {
-            // The producer linked the next segment before publishing a record in it.
-            // SAFETY: `head.segment` is live and fully read.
-            let next = unsafe { (*head.segment).next.load(Ordering::Acquire) };
-            debug_assert!(!next.is_null());
+        let (index, left) = head.next_index(self.segment_len);
+        if let Some(left) = left {
             // The producer has moved on from it, and every record in it was taken.
-            segments.give_back(head.segment);
-            head.segment = next;
-            head.base += self.segment_len as u64;
-            index = 0;
+            segments.give_back(left);
         }
         // SAFETY: a published slot (acquire above), read once.
         let record = unsafe { Segment::slot(head.segment, index).read().assume_init() };
@@ -251,15 +264,10 @@ impl Drop for Lane {
         let head = self.head.get_mut();
         let written = *self.written.0.get_mut();
         while head.read < written {
-            let mut index = (head.read - head.base) as usize;
-            if index == self.segment_len {
-                // SAFETY: as in `pop`; the last owner.
-                let next = unsafe { (*head.segment).next.load(Ordering::Acquire) };
-                // SAFETY: fully read, and this lane's alone.
-                unsafe { Segment::free(head.segment) };
-                head.segment = next;
-                head.base += self.segment_len as u64;
-                index = 0;
+            let (index, left) = head.next_index(self.segment_len);
+            if let Some(left) = left {
+                // SAFETY: fully read, and this lane's alone (the last owner).
+                unsafe { Segment::free(left) };
             }
             // SAFETY: a published record never taken, dropped once.
             unsafe { ptr::drop_in_place(Segment::slot(head.segment, index).cast::<SpanRecord>()) };
@@ -279,7 +287,7 @@ impl Drop for Lane {
 /// The producer's end of its lane.
 struct Producer {
     lane: Arc<Lane>,
-    /// The sink the lane belongs to ([`SpanSink::id`]).
+    /// The sink the lane belongs to (its `ProducerView::id`).
     sink_id: u64,
     /// The segment being written.
     segment: *mut Segment,
@@ -422,13 +430,13 @@ impl SpanSink {
         // waker only sends on a channel).
         let lane = unsafe { &mut *local.lane.0.get() };
         let producer = match lane {
-            Some(p) if p.sink_id == self.producers.id.load(Ordering::Relaxed) => p,
+            Some(p) if self.owns(p) => p,
             _ => return self.push_new_lane(lane, record),
         };
-        let index = (producer.written - producer.base) as usize;
-        if index == self.producers.segment_len {
+        if self.segment_full(producer) {
             return self.push_next_segment(producer, record);
         }
+        let index = (producer.written - producer.base) as usize;
         // SAFETY: the producer's own segment, `index < segment_len <= SEGMENT_SLOTS`, a slot
         // the consumer reads only once `written` passes it.
         unsafe { Segment::slot(producer.segment, index).write(MaybeUninit::new(record)) };
@@ -532,12 +540,23 @@ impl SpanSink {
         // SAFETY: this thread's own lane, read only.
         let lane = unsafe { &*local.lane.0.get() };
         match lane {
-            Some(p) if p.sink_id == self.producers.id.load(Ordering::Relaxed) => {
-                (p.written - p.base) as usize == self.producers.segment_len
-                    && self.segments.available.load(Ordering::Relaxed) <= 0
+            Some(p) if self.owns(p) => {
+                self.segment_full(p) && self.segments.available.load(Ordering::Relaxed) <= 0
             }
             _ => false,
         }
+    }
+
+    /// Whether `producer`'s lane is one of this sink's.
+    #[inline(always)]
+    fn owns(&self, producer: &Producer) -> bool {
+        producer.sink_id == self.producers.id.load(Ordering::Relaxed)
+    }
+
+    /// Whether `producer`'s segment is full (its next push takes a segment from the budget).
+    #[inline(always)]
+    fn segment_full(&self, producer: &Producer) -> bool {
+        (producer.written - producer.base) as usize == self.producers.segment_len
     }
 
     /// Counts a span dropped because the queue is full, and wakes the exporter to drain it.
@@ -793,6 +812,21 @@ mod tests {
         }
     }
 
+    /// Pushes `records` from a thread of their own, which then exits.
+    fn push_on_another_thread(
+        sink: &Arc<SpanSink>,
+        records: impl Iterator<Item = SpanRecord> + Send + 'static,
+    ) {
+        let sink = sink.clone();
+        std::thread::spawn(move || {
+            for record in records {
+                sink.push(record);
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
     fn local() -> &'static PerThread {
         // SAFETY: used on this thread, within the test.
         unsafe { crate::per_thread::current() }.unwrap()
@@ -844,14 +878,7 @@ mod tests {
         let sink = Arc::new(SpanSink::new(100_000));
         let wakes = count_wakes(&sink, 2048);
         for _ in 0..8 {
-            let sink = sink.clone();
-            std::thread::spawn(move || {
-                for i in 0..400 {
-                    sink.push(numbered(i + 1));
-                }
-            })
-            .join()
-            .unwrap();
+            push_on_another_thread(&sink, (1..=400).map(numbered));
         }
         assert_eq!(wakes.load(Ordering::Relaxed), 1);
         assert_eq!(sink.len(), 3200);
@@ -936,15 +963,7 @@ mod tests {
         };
         {
             let sink = Arc::new(SpanSink::new(1_000));
-            let s = sink.clone();
-            let record = with_error();
-            std::thread::spawn(move || {
-                for _ in 0..300 {
-                    s.push(record.clone());
-                }
-            })
-            .join()
-            .unwrap();
+            push_on_another_thread(&sink, std::iter::repeat_n(with_error(), 300));
             drop(record_taken(&sink));
             assert_eq!(Arc::strong_count(&message), 1 + 299);
         }
@@ -958,14 +977,7 @@ mod tests {
     #[test]
     fn after_fork_the_child_forgets_the_parents_spans() {
         let sink = Arc::new(SpanSink::new(1_000));
-        let s = sink.clone();
-        std::thread::spawn(move || {
-            for i in 0..100 {
-                s.push(numbered(i + 1));
-            }
-        })
-        .join()
-        .unwrap();
+        push_on_another_thread(&sink, (1..=100).map(numbered));
         for i in 0..100 {
             sink.push(numbered(1_000 + i));
         }
