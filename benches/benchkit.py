@@ -246,6 +246,36 @@ def interleaved_rounds(rows: list[Row], rounds: int, around: Any = None) -> None
                 around(row, lambda row=row: row.samples.append(row.measure(row.n)))
 
 
+def paired_loops(
+    base: Row, other: Row, pairs: int, n: int, around: Any = None
+) -> list[tuple[float, float]]:
+    """(``base``, ``other``) in ns per call, once per pair of adjacent ``n``-call loops, the
+    order swapped every pair. Two rows timed seconds apart differ by the host's drift, which on a
+    shared machine is larger than a 15 ns difference between them; two loops a few
+    milliseconds apart share it, so it cancels in the pair's difference. ``around`` as in
+    :func:`interleaved_rounds`."""
+    timed = []
+    for index in range(pairs):
+        per_call: dict[str, float] = {}
+        for row in (base, other) if index % 2 == 0 else (other, base):
+
+            def measure(row: Row = row, per_call: dict[str, float] = per_call) -> None:
+                per_call[row.name] = row.measure(n)
+
+            if around is None:
+                measure()
+            else:
+                around(row, measure)
+        timed.append((per_call[base.name], per_call[other.name]))
+    return timed
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """The first and third quartiles (statistics' "inclusive" method)."""
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
 def overhead_ns(row: Row, rows: list[Row]) -> float:
     """Median over rounds of (row - its baseline in the same round)."""
     if row.name == row.baseline:

@@ -27,6 +27,7 @@ BENCHES = Path(__file__).resolve().parent.parent / "benches"
 OVERHEAD_ROWS = [
     "plain_function",
     "plain_method",
+    "c_forwarding_wrapper",
     "callspan_sampled_function",
     "callspan_sampled_method",
     "callspan_unsampled_always_off",
@@ -77,6 +78,10 @@ def test_overhead_smoke(tmp_path):
         assert isinstance(row["ns_per_call"], float)
         assert isinstance(row["overhead_ns"], float)
         assert isinstance(row["counting_adds_ns"], float) == row["name"].endswith("_counting")
+        if row["name"].endswith("_counting"):
+            assert row["counting_pairs"] == 2
+            q1, q3 = row["counting_adds_quartiles_ns"]
+            assert q1 <= row["counting_adds_pair_median_ns"] <= q3
     assert len(result["targets"]) == 7
 
 
