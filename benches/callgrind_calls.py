@@ -17,6 +17,9 @@ Scenarios (each compared with the undecorated loop of its own shape):
 * ``unsampled``: ``always_off``.
 * ``disabled``: ``OTEL_SDK_DISABLED=true``: the wrapper alone (a C callable that calls the
   wrapped function), the floor every traced call stands on.
+* ``c_forwarding_wrapper``: ``functools.partial(work)``, CPython's own C callable that only
+  forwards the call: what CPython charges any C-level wrapper for calling a Python function
+  from C, for comparison with ``disabled``.
 * ``bound_method_sampled``: a traced method called through a bound method object (``f =
   obj.work; f(1)``).
 
@@ -41,7 +44,7 @@ from pathlib import Path
 import benchkit
 
 SCENARIO = r"""
-import os, sys
+import functools, os, sys
 from itertools import repeat
 kind, n, spans, otel = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "otel"
 if otel:
@@ -70,6 +73,8 @@ def bound_method_calls(obj, n):
 
 if kind.startswith("plain"):
     traced = work
+elif kind == "c_forwarding_wrapper":
+    traced = functools.partial(work)
 else:
     traced = callspan.trace(work)
     Worker.work = callspan.trace(Worker.work)
@@ -92,6 +97,7 @@ SCENARIOS = (
     "sampled_method",
     "unsampled",
     "disabled",
+    "c_forwarding_wrapper",
     "bound_method_sampled",
 )
 
