@@ -234,16 +234,28 @@ def calibrate(row: Row, target_ns: float, max_calls: int = 50_000_000) -> int:
         n *= 4
 
 
+def measure_around(row: Row, n: int, around: Any = None) -> float:
+    """One timed loop of ``n`` calls of ``row``, in ns per call; ``around(row, measure)``, if
+    given, wraps it (to read counters around it) and calls ``measure`` once."""
+    per_call: list[float] = []
+
+    def measure() -> None:
+        per_call.append(row.measure(n))
+
+    if around is None:
+        measure()
+    else:
+        around(row, measure)
+    return per_call[0]
+
+
 def interleaved_rounds(rows: list[Row], rounds: int, around: Any = None) -> None:
-    """Each round measures every row once, in an order rotated by one per round;
-    ``around(row, measure)``, if given, wraps each measurement (to read counters around it)."""
+    """Each round measures every row once, in an order rotated by one per round; ``around`` as
+    in :func:`measure_around`."""
     for round_index in range(rounds):
         shift = round_index % len(rows)
         for row in rows[shift:] + rows[:shift]:
-            if around is None:
-                row.samples.append(row.measure(row.n))
-            else:
-                around(row, lambda row=row: row.samples.append(row.measure(row.n)))
+            row.samples.append(measure_around(row, row.n, around))
 
 
 def paired_loops(
@@ -253,19 +265,13 @@ def paired_loops(
     order swapped every pair. Two rows timed seconds apart differ by the host's drift, which on a
     shared machine is larger than a 15 ns difference between them; two loops a few
     milliseconds apart share it, so it cancels in the pair's difference. ``around`` as in
-    :func:`interleaved_rounds`."""
+    :func:`measure_around`."""
     timed = []
     for index in range(pairs):
-        per_call: dict[str, float] = {}
-        for row in (base, other) if index % 2 == 0 else (other, base):
-
-            def measure(row: Row = row, per_call: dict[str, float] = per_call) -> None:
-                per_call[row.name] = row.measure(n)
-
-            if around is None:
-                measure()
-            else:
-                around(row, measure)
+        per_call = {
+            row.name: measure_around(row, n, around)
+            for row in ((base, other) if index % 2 == 0 else (other, base))
+        }
         timed.append((per_call[base.name], per_call[other.name]))
     return timed
 
